@@ -1,0 +1,116 @@
+//! `group_vars/` and `host_vars/` beside the inventory file, as Ansible's `host_group_vars`
+//! plugin finds them: `NAME`, `NAME.yml`, `NAME.yaml`, `NAME.json`, or a directory `NAME/`.
+
+use std::path::{Path, PathBuf};
+
+use super::{Inventory, InventoryError, Vars};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::yaml::{self, Location, Value};
+
+const EXTENSIONS: &[&str] = &["", ".yml", ".yaml", ".json"];
+
+pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), InventoryError> {
+    let mut errors = Vec::new();
+    let group_dir = dir.join("group_vars");
+    if group_dir.is_dir() {
+        let names: Vec<String> = inv.groups.keys().cloned().collect();
+        for name in names {
+            let vars = load_entity(&group_dir, &name, &mut errors);
+            inv.groups.get_mut(&name).unwrap().file_vars = vars;
+        }
+    }
+    let host_dir = dir.join("host_vars");
+    if host_dir.is_dir() {
+        let names: Vec<String> = inv.hosts.keys().cloned().collect();
+        for name in names {
+            let vars = load_entity(&host_dir, &name, &mut errors);
+            inv.hosts.get_mut(&name).unwrap().file_vars = vars;
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InventoryError::Invalid(Diagnostics(errors)))
+    }
+}
+
+fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>) -> Vars {
+    let mut vars = Vars::new();
+    for file in find_files(base, name) {
+        match yaml::load_file(&file) {
+            Ok(None) => {}
+            Ok(Some(node)) => match &node.value {
+                Value::Map(_) => {
+                    if let serde_json::Value::Object(map) = node.to_json() {
+                        vars.extend(map);
+                    }
+                }
+                Value::Null => {}
+                _ => errors.push(Diagnostic::new(
+                    &node.location,
+                    format!(
+                        "a variables file must hold a mapping, found {}",
+                        node.type_name()
+                    ),
+                )),
+            },
+            Err(e) => errors.push(match e.location() {
+                Some(location) => Diagnostic::new(
+                    location,
+                    e.to_string()
+                        .split_once(": ")
+                        .map(|(_, m)| m.to_string())
+                        .unwrap_or_default(),
+                ),
+                None => Diagnostic::new(
+                    &Location::synthetic(&file.display().to_string()),
+                    e.to_string(),
+                ),
+            }),
+        }
+    }
+    vars
+}
+
+fn find_files(base: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for ext in EXTENSIONS {
+        let candidate = base.join(format!("{name}{ext}"));
+        if candidate.is_dir() && ext.is_empty() {
+            walk_dir(&candidate, &mut found);
+        } else if candidate.is_file() {
+            found.push(candidate);
+        }
+    }
+    found
+}
+
+/// Files of a vars directory, sorted by name at each level, recursing into subdirectories.
+fn walk_dir(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            walk_dir(&path, found);
+        } else {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(|e| format!(".{e}"))
+                .unwrap_or_default();
+            if EXTENSIONS.contains(&ext.as_str()) {
+                found.push(path);
+            }
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! `apt`: Debian/Ubuntu packages, with Ansible's options and semantics.
+
+use super::names::{self, quote};
+use super::spec::{arg, arg_aliases, arg_choices, Args, Kind, Spec};
+use super::{Decision, PackageState};
+use crate::facts::Facts;
+
+pub static SPEC: Spec = Spec {
+    name: "apt",
+    aliases: &[],
+    args: &[
+        arg_aliases("name", Kind::List, &["package", "pkg"]),
+        arg_choices(
+            "state",
+            &["present", "installed", "latest", "absent", "removed"],
+        ),
+        arg_aliases("update_cache", Kind::Bool, &["update-cache"]),
+        arg_aliases("cache_valid_time", Kind::Int, &[]),
+        arg("purge", Kind::Bool),
+        arg("autoremove", Kind::Bool),
+        arg_aliases("install_recommends", Kind::Bool, &["install-recommends"]),
+        arg_choices(
+            "upgrade",
+            &["dist", "full", "no", "safe", "yes", "true", "false"],
+        ),
+        arg("lock_timeout", Kind::Int),
+        arg("only_upgrade", Kind::Bool),
+        arg_aliases(
+            "allow_downgrade",
+            Kind::Bool,
+            &["allow-downgrade", "allow_downgrades", "allow-downgrades"],
+        ),
+        arg("default_release", Kind::Str),
+    ],
+    free_form: None,
+    required: &[],
+    unsupported: &[
+        "deb",
+        "dpkg_options",
+        "force",
+        "autoclean",
+        "clean",
+        "policy_rc_d",
+        "fail_on_autoremove",
+        "allow_unauthenticated",
+        "allow_change_held_packages",
+        "force_apt_get",
+    ],
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upgrade {
+    /// `apt-get upgrade` (`yes` / `safe`: never removes or adds packages).
+    Safe,
+    /// `apt-get dist-upgrade` (`full` / `dist`).
+    Dist,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub names: Vec<String>,
+    pub state: PackageState,
+    pub update_cache: bool,
+    pub cache_valid_time: Option<i64>,
+    pub purge: bool,
+    pub autoremove: bool,
+    pub install_recommends: Option<bool>,
+    pub upgrade: Option<Upgrade>,
+    pub lock_timeout: u64,
+    pub only_upgrade: bool,
+    pub allow_downgrade: bool,
+    pub default_release: Option<String>,
+}
+
+pub fn desired(args: &Args) -> Result<Desired, String> {
+    let names = args.list("name");
+    for n in &names {
+        names::deb_package(n).map_err(|e| e.to_string())?;
+    }
+    let state = match args.str("state").as_deref() {
+        None | Some("present") | Some("installed") => PackageState::Present,
+        Some("latest") => PackageState::Latest,
+        Some("absent") | Some("removed") => PackageState::Absent,
+        Some(other) => return Err(format!("unsupported state '{other}'")),
+    };
+    let upgrade = match args
+        .get("upgrade")
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .as_deref()
+    {
+        None | Some("no") | Some("false") => None,
+        Some("yes") | Some("true") | Some("safe") => Some(Upgrade::Safe),
+        Some("dist") | Some("full") => Some(Upgrade::Dist),
+        Some(other) => return Err(format!("unsupported upgrade '{other}'")),
+    };
+    let default_release = args.str("default_release");
+    if let Some(r) = &default_release {
+        if !r
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!("'{r}' is not a valid release name"));
+        }
+    }
+    Ok(Desired {
+        names,
+        state,
+        // Like Ansible, cache_valid_time implies update_cache.
+        update_cache: args.bool("update_cache").unwrap_or(false)
+            || args.int("cache_valid_time").is_some(),
+        cache_valid_time: args.int("cache_valid_time"),
+        purge: args.bool("purge").unwrap_or(false),
+        autoremove: args.bool("autoremove").unwrap_or(false),
+        install_recommends: args.bool("install_recommends"),
+        upgrade,
+        lock_timeout: args.int("lock_timeout").unwrap_or(120).max(0) as u64,
+        only_upgrade: args.bool("only_upgrade").unwrap_or(false),
+        allow_downgrade: args.bool("allow_downgrade").unwrap_or(false),
+        default_release,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    UpdateCache,
+    Install(Vec<String>),
+    /// Install or upgrade to the newest candidate; whether anything changes is read from apt.
+    InstallLatest(Vec<String>),
+    Remove(Vec<String>),
+    Upgrade(Upgrade),
+    Autoremove,
+}
+
+/// Facts x desired -> actions. Pure: no host needed.
+pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
+    let mut actions = Vec::new();
+    let mut notes = Vec::new();
+    let cache_fresh = match (d.cache_valid_time, facts.apt_cache_age) {
+        (Some(valid), Some(age)) => age <= valid,
+        _ => false,
+    };
+    if d.update_cache && !cache_fresh {
+        actions.push(Action::UpdateCache);
+    }
+    let installed = |n: &str| {
+        facts
+            .packages
+            .get(names::deb_base_name(n))
+            .and_then(|p| p.installed.as_ref())
+    };
+    match d.state {
+        PackageState::Present => {
+            // `name=version` pins are installed when the installed version differs.
+            let missing: Vec<String> = d
+                .names
+                .iter()
+                .filter(|n| match (installed(n), n.split_once('=')) {
+                    (None, _) => true,
+                    (Some(v), Some((_, want))) => v != want,
+                    (Some(_), None) => false,
+                })
+                .cloned()
+                .collect();
+            let (present, missing_count) = (d.names.len() - missing.len(), missing.len());
+            if present > 0 {
+                notes.push(format!("{present} already installed"));
+            }
+            if missing_count > 0 {
+                actions.push(Action::Install(missing));
+            }
+        }
+        PackageState::Latest if !d.names.is_empty() => {
+            actions.push(Action::InstallLatest(d.names.clone()))
+        }
+        PackageState::Latest => {}
+        PackageState::Absent => {
+            let present: Vec<String> = d
+                .names
+                .iter()
+                .filter(|n| installed(n).is_some())
+                .cloned()
+                .collect();
+            if present.is_empty() && !d.names.is_empty() {
+                notes.push("not installed".into());
+            } else if !present.is_empty() {
+                actions.push(Action::Remove(present));
+            }
+        }
+    }
+    if let Some(kind) = d.upgrade {
+        actions.push(Action::Upgrade(kind));
+    }
+    if d.autoremove {
+        actions.push(Action::Autoremove);
+    }
+    if actions.is_empty() {
+        Decision::Ok(if notes.is_empty() {
+            "nothing to do".into()
+        } else {
+            notes.join(", ")
+        })
+    } else {
+        Decision::Change(actions)
+    }
+}
+
+const APT_GET: &str =
+    "apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+
+/// The shell command for an action. `simulate` is check mode: apt-get -s changes nothing.
+pub fn command(action: &Action, d: &Desired, simulate: bool) -> String {
+    let sim = if simulate { " -s" } else { "" };
+    let quoted = |names: &[String]| names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
+    let mut opts = String::new();
+    match d.install_recommends {
+        Some(true) => opts.push_str(" -o APT::Install-Recommends=true"),
+        Some(false) => opts.push_str(" --no-install-recommends"),
+        None => {}
+    }
+    if d.allow_downgrade {
+        opts.push_str(" --allow-downgrades");
+    }
+    if let Some(r) = &d.default_release {
+        opts.push_str(&format!(" -t {}", quote(r)));
+    }
+    let body = match action {
+        Action::UpdateCache => {
+            return if simulate {
+                "true".into()
+            } else {
+                wrap(d.lock_timeout, "apt-get -q update")
+            }
+        }
+        Action::Install(names) => format!("{APT_GET}{sim}{opts} install -- {}", quoted(names)),
+        Action::InstallLatest(names) => {
+            let only = if d.only_upgrade {
+                " --only-upgrade"
+            } else {
+                ""
+            };
+            format!("{APT_GET}{sim}{opts}{only} install -- {}", quoted(names))
+        }
+        Action::Remove(names) => format!(
+            "{APT_GET}{sim}{} remove -- {}",
+            if d.purge { " --purge" } else { "" },
+            quoted(names)
+        ),
+        Action::Upgrade(Upgrade::Safe) => {
+            format!("{APT_GET}{sim}{opts} upgrade --with-new-pkgs=no")
+        }
+        Action::Upgrade(Upgrade::Dist) => format!("{APT_GET}{sim}{opts} dist-upgrade"),
+        Action::Autoremove => format!(
+            "{APT_GET}{sim} autoremove{}",
+            if d.purge { " --purge" } else { "" }
+        ),
+    };
+    if simulate {
+        format!("LC_ALL=C {body}")
+    } else {
+        wrap(d.lock_timeout, &body)
+    }
+}
+
+/// Runs an apt command so that (1) it waits for the dpkg/apt locks up to `lock_timeout`
+/// (unattended-upgrades holds them after boot), and (2) a dropped connection or a timeout
+/// on our side never interrupts dpkg mid-transaction: the transaction runs in its own
+/// session, its output is kept in a file, and we read it when it ends.
+pub fn wrap(lock_timeout: u64, body: &str) -> String {
+    format!(
+        "export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a NEEDRESTART_SUSPEND=1 LC_ALL=C\n\
+         log=$(mktemp) || exit 1\n\
+         deadline=$(( $(date +%s) + {lock_timeout} ))\n\
+         while :; do\n\
+         \x20 setsid sh -c {} >\"$log\" 2>&1 </dev/null & wait $!; rc=$?\n\
+         \x20 if [ $rc -ne 0 ] && grep -q 'Could not get lock' \"$log\" && [ $(date +%s) -lt $deadline ]; then sleep 1; continue; fi\n\
+         \x20 break\n\
+         done\n\
+         cat \"$log\"; rm -f \"$log\"; exit $rc",
+        quote(body)
+    )
+}
+
+/// What apt's output says happened, for changed/failed and messages.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub installed: Vec<String>,
+    pub upgraded: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Outcome {
+    pub fn changed(&self) -> bool {
+        !(self.installed.is_empty() && self.upgraded.is_empty() && self.removed.is_empty())
+    }
+
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, list) in [
+            ("installed", &self.installed),
+            ("upgraded", &self.upgraded),
+            ("removed", &self.removed),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{what} {}", summarize(list)));
+            }
+        }
+        parts.join(", ")
+    }
+}
+
+fn summarize(list: &[String]) -> String {
+    if list.len() <= 5 {
+        list.join(" ")
+    } else {
+        format!("{} packages ({} ...)", list.len(), list[..3].join(" "))
+    }
+}
+
+/// Parses apt-get output (real or `-s` simulation).
+pub fn parse_output(output: &str) -> Outcome {
+    let mut o = Outcome::default();
+    for line in output.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(verb), Some(pkg)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let from_version = words.next().is_some_and(|w| w.starts_with('['));
+        let pkg = pkg.split(':').next().unwrap_or(pkg).to_string();
+        // Simulation prints `Inst pkg [old] (new ...)`; an upgrade has the old version.
+        match verb {
+            "Inst" if from_version => push_unique(&mut o.upgraded, pkg),
+            "Inst" => push_unique(&mut o.installed, pkg),
+            "Remv" | "Purg" => push_unique(&mut o.removed, pkg),
+            "Unpacking" if line.contains("over (") => push_unique(&mut o.upgraded, pkg),
+            "Unpacking" => push_unique(&mut o.installed, pkg),
+            "Removing" | "Purging" => push_unique(&mut o.removed, pkg),
+            _ => {}
+        }
+    }
+    o
+}
+
+fn push_unique(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+/// Turns apt's error output into a message an operator can act on.
+pub fn explain_failure(output: &str, lock_timeout: u64) -> Option<String> {
+    for line in output.lines() {
+        if let Some(rest) = line.strip_prefix("E: Unable to locate package ") {
+            return Some(format!(
+                "package '{}' was not found in the configured apt sources; if the package lists are stale, add 'update_cache: true'",
+                rest.trim()
+            ));
+        }
+        if line.contains("has no installation candidate") {
+            return Some(format!(
+                "{}; if the package lists are stale, add 'update_cache: true'",
+                line.trim_start_matches("E: ").trim()
+            ));
+        }
+        if line.contains("Could not get lock") {
+            let holder = line
+                .split("It is held by ")
+                .nth(1)
+                .map(|h| h.trim_end_matches('.').to_string());
+            return Some(match holder {
+                Some(h) => format!("the dpkg/apt lock was still held after {lock_timeout} s by {h}; raise lock_timeout or wait for it to finish"),
+                None => format!("the dpkg/apt lock was still held after {lock_timeout} s ({})", line.trim()),
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::PackageState as Installed;
+    use serde_json::json;
+
+    fn args(v: serde_json::Value) -> Args {
+        Args(v.as_object().unwrap().clone())
+    }
+
+    fn facts(installed: &[(&str, &str)]) -> Facts {
+        let mut f = Facts::default();
+        for (n, v) in installed {
+            f.packages.insert(
+                n.to_string(),
+                Installed {
+                    installed: Some(v.to_string()),
+                },
+            );
+        }
+        f.packages
+            .insert("qemu-guest-agent".into(), Installed { installed: None });
+        f
+    }
+
+    #[test]
+    fn present_installs_only_what_is_missing() {
+        let d = desired(&args(
+            json!({"name": ["qemu-guest-agent", "sudo"], "state": "present"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            decide(&d, &facts(&[("sudo", "1.9")])),
+            Decision::Change(vec![Action::Install(vec!["qemu-guest-agent".into()])])
+        );
+        let d = desired(&args(json!({"name": "sudo"}))).unwrap();
+        assert_eq!(
+            decide(&d, &facts(&[("sudo", "1.9")])),
+            Decision::Ok("1 already installed".into())
+        );
+    }
+
+    #[test]
+    fn version_pins_reinstall_when_different() {
+        let d = desired(&args(json!({"name": "sudo=2.0"}))).unwrap();
+        assert!(matches!(
+            decide(&d, &facts(&[("sudo", "1.9")])),
+            Decision::Change(_)
+        ));
+        let d = desired(&args(json!({"name": "sudo=1.9"}))).unwrap();
+        assert!(matches!(
+            decide(&d, &facts(&[("sudo", "1.9")])),
+            Decision::Ok(_)
+        ));
+    }
+
+    #[test]
+    fn absent_latest_upgrade_autoremove() {
+        let d = desired(&args(
+            json!({"name": "sudo,qemu-guest-agent", "state": "absent"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            decide(&d, &facts(&[("sudo", "1")])),
+            Decision::Change(vec![Action::Remove(vec!["sudo".into()])])
+        );
+        let d = desired(&args(
+            json!({"name": "qemu-guest-agent", "state": "absent"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            decide(&d, &facts(&[])),
+            Decision::Ok("not installed".into())
+        );
+        let d = desired(&args(json!({"name": "sudo", "state": "latest"}))).unwrap();
+        assert_eq!(
+            decide(&d, &facts(&[("sudo", "1")])),
+            Decision::Change(vec![Action::InstallLatest(vec!["sudo".into()])])
+        );
+        let d = desired(&args(json!({"upgrade": "dist", "autoremove": true}))).unwrap();
+        assert_eq!(
+            decide(&d, &facts(&[])),
+            Decision::Change(vec![Action::Upgrade(Upgrade::Dist), Action::Autoremove])
+        );
+        let d = desired(&args(json!({"upgrade": true}))).unwrap();
+        assert_eq!(d.upgrade, Some(Upgrade::Safe));
+    }
+
+    #[test]
+    fn cache_valid_time_skips_a_fresh_cache() {
+        let d = desired(&args(json!({"name": "sudo", "cache_valid_time": 3600}))).unwrap();
+        let mut f = facts(&[("sudo", "1")]);
+        f.apt_cache_age = Some(60);
+        assert!(matches!(decide(&d, &f), Decision::Ok(_)));
+        f.apt_cache_age = Some(7200);
+        assert_eq!(decide(&d, &f), Decision::Change(vec![Action::UpdateCache]));
+    }
+
+    #[test]
+    fn names_are_validated() {
+        let err = desired(&args(json!({"name": "vim; reboot"}))).unwrap_err();
+        assert!(err.contains("not a valid Debian package name"), "{err}");
+    }
+
+    #[test]
+    fn commands_quote_and_keep_conffiles() {
+        let d = desired(&args(json!({"name": "g++"}))).unwrap();
+        let cmd = command(&Action::Install(vec!["g++".into()]), &d, false);
+        assert!(cmd.contains("--force-confold"), "{cmd}");
+        assert!(
+            cmd.contains("install -- '\"'\"'g++'\"'\"'") || cmd.contains("g++"),
+            "{cmd}"
+        );
+        assert!(cmd.contains("DEBIAN_FRONTEND=noninteractive"));
+        assert!(
+            cmd.contains("setsid"),
+            "transactions must survive a dropped connection"
+        );
+        let sim = command(&Action::Upgrade(Upgrade::Safe), &d, true);
+        assert!(sim.contains(" -s ") && !sim.contains("setsid"), "{sim}");
+    }
+
+    #[test]
+    fn output_parsing() {
+        let sim = "Inst qemu-guest-agent (1:7.2 Debian:12.0/stable [amd64])\nInst gafix-testpkg [1] (2 localhost [all])\nConf x\n";
+        let o = parse_output(sim);
+        assert_eq!(o.installed, ["qemu-guest-agent"]);
+        assert_eq!(o.upgraded, ["gafix-testpkg"]);
+        let real = "Unpacking liburing2:amd64 (2.3-3) ...\nUnpacking gafix-testpkg (2) over (1) ...\nSetting up x ...\n";
+        let o = parse_output(real);
+        assert_eq!((o.installed.len(), o.upgraded.len()), (1, 1));
+        assert!(!parse_output("0 upgraded, 0 newly installed, 0 to remove\n").changed());
+    }
+
+    #[test]
+    fn failures_are_explained() {
+        let m = explain_failure("E: Unable to locate package nosuch\n", 120).unwrap();
+        assert!(
+            m.contains("'nosuch' was not found") && m.contains("update_cache"),
+            "{m}"
+        );
+        let m = explain_failure("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1234 (unattended-upgr)\n", 5).unwrap();
+        assert!(
+            m.contains("after 5 s by process 1234 (unattended-upgr)"),
+            "{m}"
+        );
+    }
+}

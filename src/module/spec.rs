@@ -1,0 +1,345 @@
+//! Argument schemas, as Ansible documents each module's options, checked when a role loads
+//! (so a typo is an error at `file:line:column`) and again after templating at run time.
+
+use serde_json::Value as Json;
+
+use crate::diag::Diagnostic;
+use crate::yaml::{self, Node, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    /// A list of strings; a comma-separated string is accepted, as Ansible does.
+    List,
+    Bool,
+    Int,
+    /// Anything (structured data).
+    Any,
+}
+
+pub struct Arg {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub kind: Kind,
+    pub choices: &'static [&'static str],
+}
+
+pub const fn arg(name: &'static str, kind: Kind) -> Arg {
+    Arg {
+        name,
+        aliases: &[],
+        kind,
+        choices: &[],
+    }
+}
+
+pub const fn arg_aliases(name: &'static str, kind: Kind, aliases: &'static [&'static str]) -> Arg {
+    Arg {
+        name,
+        aliases,
+        kind,
+        choices: &[],
+    }
+}
+
+pub const fn arg_choices(name: &'static str, choices: &'static [&'static str]) -> Arg {
+    Arg {
+        name,
+        aliases: &[],
+        kind: Kind::Str,
+        choices,
+    }
+}
+
+pub struct Spec {
+    /// The short name; `ansible.builtin.NAME` and `ansible.legacy.NAME` are accepted too.
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub args: &'static [Arg],
+    /// Free-form modules (`command: ls -l`) put the text in this argument.
+    pub free_form: Option<&'static str>,
+    pub required: &'static [&'static str],
+    /// Options Ansible documents that gafix recognises but does not implement (an error
+    /// that says so, rather than "unknown argument" or a silent no-op).
+    pub unsupported: &'static [&'static str],
+}
+
+impl Spec {
+    fn find(&self, key: &str) -> Option<&Arg> {
+        self.args
+            .iter()
+            .find(|a| a.name == key || a.aliases.contains(&key))
+    }
+
+    pub fn arg_names(&self) -> String {
+        self.args
+            .iter()
+            .map(|a| a.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Module arguments after alias resolution: canonical name -> value (possibly still templated).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Args(pub serde_json::Map<String, Json>);
+
+impl Args {
+    pub fn get(&self, name: &str) -> Option<&Json> {
+        self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    pub fn str(&self, name: &str) -> Option<String> {
+        self.get(name).map(|v| match v {
+            Json::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        self.get(name).and_then(json_bool)
+    }
+
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.get(name).and_then(|v| match v {
+            Json::Number(n) => n.as_i64(),
+            Json::String(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+    }
+
+    pub fn list(&self, name: &str) -> Vec<String> {
+        match self.get(name) {
+            Some(Json::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| i.to_string())
+                })
+                .collect(),
+            Some(Json::String(s)) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            Some(other) => vec![other.to_string()],
+            None => Vec::new(),
+        }
+    }
+}
+
+pub fn json_bool(v: &Json) -> Option<bool> {
+    match v {
+        Json::Bool(b) => Some(*b),
+        Json::Number(n) => n.as_i64().map(|i| i != 0),
+        Json::String(s) => yaml::parse_bool_str(s.trim()),
+        _ => None,
+    }
+}
+
+fn is_template(v: &Json) -> bool {
+    matches!(v, Json::String(s) if s.contains("{{") || s.contains("{%"))
+}
+
+/// Checks one value against its kind; templated strings are checked after rendering.
+pub fn check_value(arg: &Arg, v: &Json) -> Result<(), String> {
+    if v.is_null() || is_template(v) {
+        return Ok(());
+    }
+    let ok = match arg.kind {
+        Kind::Str => !v.is_object() && !v.is_array(),
+        Kind::List => {
+            v.is_string()
+                || v.as_array()
+                    .is_some_and(|a| a.iter().all(|i| !i.is_object() && !i.is_array()))
+        }
+        Kind::Bool => json_bool(v).is_some(),
+        Kind::Int => {
+            v.as_i64().is_some() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
+        }
+        Kind::Any => true,
+    };
+    if !ok {
+        let expected = match arg.kind {
+            Kind::Str => "a string",
+            Kind::List => "a string or a list of strings",
+            Kind::Bool => "a boolean (true/false, yes/no)",
+            Kind::Int => "an integer",
+            Kind::Any => "a value",
+        };
+        return Err(format!(
+            "'{}' must be {expected}, found {}",
+            arg.name,
+            describe(v)
+        ));
+    }
+    if !arg.choices.is_empty() {
+        let s = v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string());
+        if !arg.choices.contains(&s.as_str()) {
+            return Err(format!(
+                "'{}' must be one of {}, found '{s}'",
+                arg.name,
+                arg.choices.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn describe(v: &Json) -> String {
+    match v {
+        Json::Array(_) => "a list".into(),
+        Json::Object(_) => "a mapping".into(),
+        other => format!(
+            "'{}'",
+            other
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| other.to_string())
+        ),
+    }
+}
+
+/// Parses a task's module value (mapping, free-form text or `k=v` text) into canonical args,
+/// reporting every problem with its location.
+pub fn parse_args(
+    spec: &Spec,
+    value: &Node,
+    extra: Option<&Node>,
+    errors: &mut Vec<Diagnostic>,
+) -> Args {
+    let mut args = Args::default();
+    let mut entries: Vec<(String, Json, &Node)> = Vec::new();
+    match &value.value {
+        Value::Map(map) => {
+            for (k, v) in map {
+                entries.push((k.key_string(), v.to_json(), k));
+            }
+        }
+        Value::String(text) => match split_free_form(spec, text) {
+            Ok(pairs) => {
+                for (k, v) in pairs {
+                    entries.push((k, v, value));
+                }
+            }
+            Err(message) => errors.push(Diagnostic::new(&value.location, message)),
+        },
+        Value::Null => {}
+        _ => errors.push(Diagnostic::new(
+            &value.location,
+            format!(
+                "arguments of '{}' must be a mapping, found {}",
+                spec.name,
+                value.type_name()
+            ),
+        )),
+    }
+    // `args:` beside the module (Ansible's older style) adds to the same set.
+    if let Some(extra) = extra {
+        match extra.as_map() {
+            Some(map) => entries.extend(map.iter().map(|(k, v)| (k.key_string(), v.to_json(), k))),
+            None => errors.push(Diagnostic::new(&extra.location, "'args' must be a mapping")),
+        }
+    }
+    for (key, v, node) in entries {
+        match spec.find(&key) {
+            None if spec.unsupported.contains(&key.as_str()) => errors.push(Diagnostic::new(
+                &node.location,
+                format!(
+                    "argument '{key}' of module '{}' is not supported by gafix yet; supported: {}",
+                    spec.name,
+                    spec.arg_names()
+                ),
+            )),
+            None => errors.push(Diagnostic::new(
+                &node.location,
+                format!(
+                    "unsupported argument '{key}' for module '{}'; supported: {}",
+                    spec.name,
+                    spec.arg_names()
+                ),
+            )),
+            Some(arg) => {
+                if let Err(message) = check_value(arg, &v) {
+                    errors.push(Diagnostic::new(&node.location, message));
+                }
+                args.0.insert(arg.name.to_string(), v);
+            }
+        }
+    }
+    for required in spec.required {
+        if args.get(required).is_none() {
+            errors.push(Diagnostic::new(
+                &value.location,
+                format!("module '{}' needs '{required}'", spec.name),
+            ));
+        }
+    }
+    args
+}
+
+/// `name=foo state=present` and, for free-form modules, `creates=/x some command`.
+fn split_free_form(spec: &Spec, text: &str) -> Result<Vec<(String, Json)>, String> {
+    let words = shlex::split(text).ok_or_else(|| {
+        format!(
+            "cannot split the arguments of '{}': unbalanced quotes",
+            spec.name
+        )
+    })?;
+    let mut pairs = Vec::new();
+    let mut rest = Vec::new();
+    for word in &words {
+        match word.split_once('=') {
+            Some((k, v)) if spec.find(k).is_some() && Some(k) != spec.free_form => {
+                pairs.push((k.to_string(), plain_json(v)))
+            }
+            _ => rest.push(word.as_str()),
+        }
+    }
+    match spec.free_form {
+        Some(free) if !rest.is_empty() => {
+            // Keep the command text as written, minus the k=v options we took out.
+            let kept: Vec<&str> = text
+                .split_whitespace()
+                .filter(|w| {
+                    !w.split_once('=')
+                        .is_some_and(|(k, _)| spec.find(k).is_some() && k != free)
+                })
+                .collect();
+            pairs.push((free.to_string(), Json::String(kept.join(" "))));
+        }
+        None if !rest.is_empty() => {
+            return Err(format!(
+                "'{}' takes name=value arguments, found '{}'",
+                spec.name,
+                rest.join(" ")
+            ))
+        }
+        _ => {}
+    }
+    Ok(pairs)
+}
+
+/// A `k=v` value resolves like a plain YAML scalar (`enabled=yes` is a boolean).
+fn plain_json(text: &str) -> Json {
+    Node {
+        value: yaml::resolve_plain(text.to_string()),
+        location: yaml::Location::synthetic(""),
+    }
+    .to_json()
+}
+
+/// Re-checks arguments after templating; returns the first problem.
+pub fn validate_rendered(spec: &Spec, args: &Args) -> Result<(), String> {
+    for (k, v) in &args.0 {
+        if let Some(arg) = spec.find(k) {
+            check_value(arg, v)?;
+        }
+    }
+    Ok(())
+}
