@@ -12,10 +12,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(location: &Location, message: impl Into<String>) -> Self {
-        Diagnostic {
-            location: location.clone(),
-            message: message.into(),
-        }
+        Diagnostic { location: location.clone(), message: message.into() }
     }
 }
 

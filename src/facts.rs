@@ -28,10 +28,7 @@ pub struct UnitState {
 
 impl UnitState {
     pub fn is_active(&self) -> bool {
-        matches!(
-            self.active_state.as_str(),
-            "active" | "reloading" | "activating"
-        )
+        matches!(self.active_state.as_str(), "active" | "reloading" | "activating")
     }
     pub fn exists(&self) -> bool {
         !self.load_state.is_empty() && self.load_state != "not-found"
@@ -42,16 +39,7 @@ impl UnitState {
     /// Enabled as `systemctl is-enabled` counts it: `static` units are started by others
     /// (udev for Debian's qemu-guest-agent) and count as enabled.
     pub fn is_enabled(&self) -> bool {
-        matches!(
-            self.unit_file_state.as_str(),
-            "enabled"
-                | "enabled-runtime"
-                | "static"
-                | "alias"
-                | "indirect"
-                | "generated"
-                | "transient"
-        )
+        matches!(self.unit_file_state.as_str(), "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated" | "transient")
     }
 }
 
@@ -135,9 +123,7 @@ pub fn probe_script(request: &ProbeRequest, basics: bool) -> String {
              echo '@@hostname'; hostname 2>/dev/null || cat /etc/hostname\n\
              echo '@@pkg_mgr'; for m in apt-get dnf yum; do command -v $m >/dev/null 2>&1 && echo $m; done\n",
         );
-        s.push_str(&format!(
-            "echo '@@ga_channel'; test -e {GA_CHANNEL} && echo yes\n"
-        ));
+        s.push_str(&format!("echo '@@ga_channel'; test -e {GA_CHANNEL} && echo yes\n"));
         s.push_str("echo '@@reboot_required'; { test -e /var/run/reboot-required && echo yes; } || { command -v needs-restarting >/dev/null 2>&1 && ! needs-restarting -r >/dev/null 2>&1 && echo yes; }\n");
         s.push_str("echo '@@apt_cache_age'; t=$(stat -c %Y /var/lib/apt/periodic/update-success-stamp 2>/dev/null || stat -c %Y /var/lib/apt/lists 2>/dev/null) && echo $(( $(date +%s) - t ))\n");
     }
@@ -154,16 +140,10 @@ pub fn probe_script(request: &ProbeRequest, basics: bool) -> String {
     }
     if !request.units.is_empty() {
         let names: Vec<String> = request.units.iter().map(|u| quote(u)).collect();
-        s.push_str(&format!(
-            "echo '@@units'; set -- {}\n{UNIT_PROBE}\n",
-            names.join(" ")
-        ));
+        s.push_str(&format!("echo '@@units'; set -- {}\n{UNIT_PROBE}\n", names.join(" ")));
     }
     for p in &request.paths {
-        s.push_str(&format!(
-            "echo '@@stat|{p}'; stat -L -c '%F|%s|%a|%U|%G|%Y' -- {} 2>/dev/null\n",
-            quote(p)
-        ));
+        s.push_str(&format!("echo '@@stat|{p}'; stat -L -c '%F|%s|%a|%U|%G|%Y' -- {} 2>/dev/null\n", quote(p)));
     }
     s.push_str("exit 0\n");
     s
@@ -179,13 +159,7 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
             lines.push(line);
         }
     }
-    let first = |lines: &[&str]| {
-        lines
-            .iter()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().to_string())
-            .unwrap_or_default()
-    };
+    let first = |lines: &[&str]| lines.iter().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string()).unwrap_or_default();
     let mut saw_packages = false;
     for (name, lines) in &sections {
         match *name {
@@ -193,12 +167,7 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
                 facts.os = lines
                     .iter()
                     .filter_map(|l| l.split_once('='))
-                    .map(|(k, v)| {
-                        (
-                            k.to_string(),
-                            v.trim_matches('"').trim_matches('\'').to_string(),
-                        )
-                    })
+                    .map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').to_string()))
                     .collect();
             }
             "uname" => {
@@ -227,10 +196,7 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
             "dpkg" | "rpm" => {
                 if !saw_packages {
                     for p in &request.packages {
-                        facts.packages.insert(
-                            crate::module::names::deb_base_name(p).to_string(),
-                            PackageState::default(),
-                        );
+                        facts.packages.insert(crate::module::names::deb_base_name(p).to_string(), PackageState::default());
                     }
                     saw_packages = true;
                 }
@@ -238,22 +204,14 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
                     let f: Vec<&str> = line.split('|').collect();
                     if f.len() == 3 && !f[0].is_empty() {
                         let installed = f[1].starts_with("ii") || f[1].starts_with("hi");
-                        let state = PackageState {
-                            installed: installed.then(|| f[2].to_string()),
-                        };
+                        let state = PackageState { installed: installed.then(|| f[2].to_string()) };
                         facts.packages.insert(f[0].to_string(), state);
                     }
                 }
             }
             "units" => {
                 for u in &request.units {
-                    facts.units.insert(
-                        u.clone(),
-                        UnitState {
-                            load_state: "not-found".into(),
-                            ..Default::default()
-                        },
-                    );
+                    facts.units.insert(u.clone(), UnitState { load_state: "not-found".into(), ..Default::default() });
                 }
                 for line in lines {
                     let Some((unit, kv)) = line.split_once('|') else {
@@ -272,9 +230,7 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
                         "SubState" => state.sub_state = v.to_string(),
                         "Device" => {
                             let (dev, active) = v.split_once(' ').unwrap_or((v, ""));
-                            state
-                                .bound_devices
-                                .push((dev.to_string(), active == "active"));
+                            state.bound_devices.push((dev.to_string(), active == "active"));
                         }
                         _ => {}
                     }
@@ -358,29 +314,13 @@ impl Facts {
         put("ansible_os_family", json!(self.os_family()));
         put("ansible_distribution", json!(distribution));
         put("ansible_distribution_version", json!(version));
-        put(
-            "ansible_distribution_major_version",
-            json!(version.split('.').next().unwrap_or("")),
-        );
-        put(
-            "ansible_distribution_release",
-            json!(self.os.get("VERSION_CODENAME").cloned().unwrap_or_default()),
-        );
+        put("ansible_distribution_major_version", json!(version.split('.').next().unwrap_or("")));
+        put("ansible_distribution_release", json!(self.os.get("VERSION_CODENAME").cloned().unwrap_or_default()));
         put("ansible_kernel", json!(self.kernel));
         put("ansible_architecture", json!(self.arch));
-        put(
-            "ansible_hostname",
-            json!(self.hostname.split('.').next().unwrap_or("")),
-        );
+        put("ansible_hostname", json!(self.hostname.split('.').next().unwrap_or("")));
         put("ansible_user_id", json!(self.user));
-        put(
-            "ansible_service_mgr",
-            json!(if self.pid1.is_empty() {
-                "unknown"
-            } else {
-                &self.pid1
-            }),
-        );
+        put("ansible_service_mgr", json!(if self.pid1.is_empty() { "unknown" } else { &self.pid1 }));
         put(
             "ansible_pkg_mgr",
             json!(match self.pkg_mgr {
@@ -395,12 +335,7 @@ impl Facts {
         put("gafix_boot_id", json!(self.boot_id));
         put("gafix_ga_channel", json!(self.ga_channel));
         put("gafix_reboot_required", json!(self.reboot_required));
-        let facts = Json::Object(
-            m.clone()
-                .into_iter()
-                .map(|(k, v)| (k.trim_start_matches("ansible_").to_string(), v))
-                .collect(),
-        );
+        let facts = Json::Object(m.clone().into_iter().map(|(k, v)| (k.trim_start_matches("ansible_").to_string(), v)).collect());
         m.insert("ansible_facts".into(), facts);
         m
     }
@@ -428,11 +363,7 @@ qemu-guest-agent|Device=dev-virtio\\x2dports-org.qemu.guest_agent.0.device activ
 
     fn parsed() -> Facts {
         let request = ProbeRequest {
-            packages: vec![
-                "sudo".into(),
-                "qemu-guest-agent".into(),
-                "absent-pkg".into(),
-            ],
+            packages: vec!["sudo".into(), "qemu-guest-agent".into(), "absent-pkg".into()],
             units: vec!["qemu-guest-agent".into(), "nosuch".into()],
             paths: vec!["/var/run/reboot-required".into()],
         };
@@ -449,24 +380,12 @@ qemu-guest-agent|Device=dev-virtio\\x2dports-org.qemu.guest_agent.0.device activ
         assert_eq!(f.pkg_mgr, PkgMgr::Apt);
         assert!(f.ga_channel && !f.reboot_required);
         assert_eq!(f.apt_cache_age, Some(42));
-        assert_eq!(
-            f.packages["sudo"].installed.as_deref(),
-            Some("1.9.13p3-1+deb12u1")
-        );
-        assert_eq!(
-            f.packages["qemu-guest-agent"].installed, None,
-            "rc = config files only"
-        );
+        assert_eq!(f.packages["sudo"].installed.as_deref(), Some("1.9.13p3-1+deb12u1"));
+        assert_eq!(f.packages["qemu-guest-agent"].installed, None, "rc = config files only");
         assert_eq!(f.packages["absent-pkg"].installed, None);
         let ga = &f.units["qemu-guest-agent"];
         assert!(ga.exists() && ga.is_enabled() && !ga.is_active());
-        assert_eq!(
-            ga.bound_devices,
-            [(
-                "dev-virtio\\x2dports-org.qemu.guest_agent.0.device".to_string(),
-                true
-            )]
-        );
+        assert_eq!(ga.bound_devices, [("dev-virtio\\x2dports-org.qemu.guest_agent.0.device".to_string(), true)]);
         assert!(!f.units["nosuch"].exists());
         assert!(!f.paths["/var/run/reboot-required"].exists);
     }
@@ -488,26 +407,16 @@ qemu-guest-agent|Device=dev-virtio\\x2dports-org.qemu.guest_agent.0.device activ
         f.virt_container = "systemd-nspawn".into();
         f.virt_vm = "none".into();
         assert!(f.is_container() && !f.is_vm());
-        assert_eq!(
-            f.ansible_vars()["ansible_virtualization_type"],
-            json!("systemd-nspawn")
-        );
+        assert_eq!(f.ansible_vars()["ansible_virtualization_type"], json!("systemd-nspawn"));
     }
 
     #[test]
     fn probe_quotes_names() {
         let script = probe_script(
-            &ProbeRequest {
-                packages: vec!["g++".into()],
-                units: vec!["a@b.service".into()],
-                paths: vec!["/tmp/x y".into()],
-            },
+            &ProbeRequest { packages: vec!["g++".into()], units: vec!["a@b.service".into()], paths: vec!["/tmp/x y".into()] },
             true,
         );
-        assert!(
-            script.contains("-- g++") || script.contains("-- 'g++'"),
-            "{script}"
-        );
+        assert!(script.contains("-- g++") || script.contains("-- 'g++'"), "{script}");
         assert!(script.contains("'/tmp/x y'"));
     }
 }

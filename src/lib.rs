@@ -7,4 +7,5 @@ pub mod diag;
 pub mod facts;
 pub mod inventory;
 pub mod module;
+pub mod role;
 pub mod yaml;

@@ -19,20 +19,12 @@ pub struct Location {
 
 impl Location {
     pub fn new(file: &Arc<Path>, line: usize, column: usize) -> Self {
-        Location {
-            file: Arc::clone(file),
-            line,
-            column,
-        }
+        Location { file: Arc::clone(file), line, column }
     }
 
     /// A location for values that did not come from a file (command line, built-ins).
     pub fn synthetic(what: &str) -> Self {
-        Location {
-            file: Arc::from(Path::new(what)),
-            line: 0,
-            column: 0,
-        }
+        Location { file: Arc::from(Path::new(what)), line: 0, column: 0 }
     }
 }
 
@@ -116,10 +108,7 @@ impl Node {
 
     /// Looks up a key in a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     /// Ansible's truthiness for a boolean option: YAML booleans and the strings
@@ -140,9 +129,7 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(J::Number)
-                .unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
             Value::String(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => {
@@ -170,10 +157,7 @@ pub enum YamlError {
     #[error("{location}: invalid YAML: {message}")]
     Syntax { location: Location, message: String },
     #[error("{}: cannot read: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl YamlError {
@@ -186,30 +170,19 @@ impl YamlError {
 }
 
 pub fn load_file(path: &Path) -> Result<Option<Node>, YamlError> {
-    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Io { path: path.to_path_buf(), source })?;
     parse_str(&text, path)
 }
 
 /// Parses the first document of `text`; `None` for an empty file.
 pub fn parse_str(text: &str, path: &Path) -> Result<Option<Node>, YamlError> {
     let file: Arc<Path> = Arc::from(path);
-    let mut builder = Builder {
-        file: Arc::clone(&file),
-        stack: Vec::new(),
-        anchors: Vec::new(),
-        documents: Vec::new(),
-        error: None,
-    };
+    let mut builder = Builder { file: Arc::clone(&file), stack: Vec::new(), anchors: Vec::new(), documents: Vec::new(), error: None };
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| YamlError::Syntax {
-            location: Location::new(&file, e.marker().line(), e.marker().col() + 1),
-            message: e.info().to_string(),
-        })?;
+    parser.load(&mut builder, false).map_err(|e| YamlError::Syntax {
+        location: Location::new(&file, e.marker().line(), e.marker().col() + 1),
+        message: e.info().to_string(),
+    })?;
     if let Some(e) = builder.error {
         return Err(e);
     }
@@ -217,18 +190,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Option<Node>, YamlError> {
 }
 
 enum Frame {
-    Seq {
-        items: Vec<Node>,
-        location: Location,
-        anchor: usize,
-    },
-    Map {
-        entries: Vec<(Node, Node)>,
-        key: Option<(Node, bool)>,
-        merges: Vec<Node>,
-        location: Location,
-        anchor: usize,
-    },
+    Seq { items: Vec<Node>, location: Location, anchor: usize },
+    Map { entries: Vec<(Node, Node)>, key: Option<(Node, bool)>, merges: Vec<Node>, location: Location, anchor: usize },
 }
 
 struct Builder {
@@ -255,12 +218,7 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.documents.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                key,
-                merges,
-                ..
-            }) => match key.take() {
+            Some(Frame::Map { entries, key, merges, .. }) => match key.take() {
                 None => *key = Some((node, merge_key)),
                 Some((_, true)) => merges.push(node),
                 Some((k, false)) => insert_entry(entries, k, node),
@@ -301,64 +259,28 @@ impl MarkedEventReceiver for Builder {
                 self.remember(anchor, &node);
                 self.push(node, merge_key);
             }
-            Event::Alias(id) => {
-                match self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, n)| n.clone())
-                {
-                    Some(mut node) => {
-                        node.location = location;
-                        self.push(node, false)
-                    }
-                    None => self.fail(location, "alias to an unknown anchor".into()),
+            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone()) {
+                Some(mut node) => {
+                    node.location = location;
+                    self.push(node, false)
                 }
+                None => self.fail(location, "alias to an unknown anchor".into()),
+            },
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { items: Vec::new(), location, anchor }),
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map { entries: Vec::new(), key: None, merges: Vec::new(), location, anchor })
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                items: Vec::new(),
-                location,
-                anchor,
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                entries: Vec::new(),
-                key: None,
-                merges: Vec::new(),
-                location,
-                anchor,
-            }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq {
-                        items,
-                        location,
-                        anchor,
-                    }) => (
-                        Node {
-                            value: Value::Seq(items),
-                            location,
-                        },
-                        anchor,
-                    ),
-                    Some(Frame::Map {
-                        mut entries,
-                        merges,
-                        location,
-                        anchor,
-                        ..
-                    }) => {
+                    Some(Frame::Seq { items, location, anchor }) => (Node { value: Value::Seq(items), location }, anchor),
+                    Some(Frame::Map { mut entries, merges, location, anchor, .. }) => {
                         // YAML merge keys: explicit keys win over merged ones.
                         for merged in merges {
                             let sources: Vec<Node> = match merged.value {
                                 Value::Map(_) => vec![merged],
                                 Value::Seq(items) => items,
                                 _ => {
-                                    self.fail(
-                                        merged.location,
-                                        "a merge key (<<) needs a mapping or a list of mappings"
-                                            .into(),
-                                    );
+                                    self.fail(merged.location, "a merge key (<<) needs a mapping or a list of mappings".into());
                                     continue;
                                 }
                             };
@@ -373,13 +295,10 @@ impl MarkedEventReceiver for Builder {
                                 }
                             }
                         }
-                        (
-                            Node {
-                                value: Value::Map(entries),
-                                location,
-                            },
-                            anchor,
-                        )
+                        // The parser marks a block mapping where its first value starts; its
+                        // first key is where a reader looks for it.
+                        let location = entries.first().map(|(k, _)| k.location.clone()).unwrap_or(location);
+                        (Node { value: Value::Map(entries), location }, anchor)
                     }
                     None => return,
                 };
@@ -398,12 +317,8 @@ fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Resul
         return match (standard, tag.suffix.as_str()) {
             (true, "str") => Ok(Value::String(text)),
             (true, "null") => Ok(Value::Null),
-            (true, "bool") => resolve_bool(&text)
-                .map(Value::Bool)
-                .ok_or_else(|| format!("'{text}' is not a boolean")),
-            (true, "int") => resolve_int(&text)
-                .map(Value::Int)
-                .ok_or_else(|| format!("'{text}' is not an integer")),
+            (true, "bool") => resolve_bool(&text).map(Value::Bool).ok_or_else(|| format!("'{text}' is not a boolean")),
+            (true, "int") => resolve_int(&text).map(Value::Int).ok_or_else(|| format!("'{text}' is not an integer")),
             (true, "float") => resolve_float(&text)
                 .or_else(|| resolve_int(&text).map(|i| i as f64))
                 .map(Value::Float)
@@ -464,27 +379,16 @@ fn resolve_int(text: &str) -> Option<i64> {
         i64::from_str_radix(&clean, radix).ok()
     };
     let magnitude = if let Some(bin) = body.strip_prefix("0b") {
-        bin.chars()
-            .all(|c| matches!(c, '0' | '1' | '_'))
-            .then(|| digits(bin, 2))
-            .flatten()?
+        bin.chars().all(|c| matches!(c, '0' | '1' | '_')).then(|| digits(bin, 2)).flatten()?
     } else if let Some(hex) = body.strip_prefix("0x") {
-        hex.chars()
-            .all(|c| c.is_ascii_hexdigit() || c == '_')
-            .then(|| digits(hex, 16))
-            .flatten()?
+        hex.chars().all(|c| c.is_ascii_hexdigit() || c == '_').then(|| digits(hex, 16)).flatten()?
     } else if body == "0" {
         0
     } else if let Some(oct) = body.strip_prefix('0') {
-        oct.chars()
-            .all(|c| matches!(c, '0'..='7' | '_'))
-            .then(|| digits(oct, 8))
-            .flatten()?
+        oct.chars().all(|c| matches!(c, '0'..='7' | '_')).then(|| digits(oct, 8)).flatten()?
     } else if body.contains(':') {
         sexagesimal(body)?.try_into().ok()?
-    } else if body.as_bytes()[0].is_ascii_digit()
-        && body.chars().all(|c| c.is_ascii_digit() || c == '_')
-    {
+    } else if body.as_bytes()[0].is_ascii_digit() && body.chars().all(|c| c.is_ascii_digit() || c == '_') {
         digits(body, 10)?
     } else {
         return None;
@@ -496,9 +400,7 @@ fn resolve_int(text: &str) -> Option<i64> {
 fn sexagesimal(body: &str) -> Option<i128> {
     let mut parts = body.split(':');
     let first = parts.next()?;
-    if !first.starts_with(|c: char| ('1'..='9').contains(&c))
-        || !first.chars().all(|c| c.is_ascii_digit() || c == '_')
-    {
+    if !first.starts_with(|c: char| ('1'..='9').contains(&c)) || !first.chars().all(|c| c.is_ascii_digit() || c == '_') {
         return None;
     }
     let mut value: i128 = first.replace('_', "").parse().ok()?;
@@ -541,16 +443,13 @@ fn resolve_float(text: &str) -> Option<f64> {
         if exponent.is_some() || !frac_part.chars().all(|c| c.is_ascii_digit() || c == '_') {
             return None;
         }
-        let frac: f64 = format!("0.{}", frac_part.replace('_', ""))
-            .parse()
-            .unwrap_or(0.0);
+        let frac: f64 = format!("0.{}", frac_part.replace('_', "")).parse().unwrap_or(0.0);
         return Some(sign * (whole + frac));
     }
     let int_ok = if int_part.is_empty() {
         frac_part.starts_with(|c: char| c.is_ascii_digit())
     } else {
-        int_part.starts_with(|c: char| c.is_ascii_digit())
-            && int_part.chars().all(|c| c.is_ascii_digit() || c == '_')
+        int_part.starts_with(|c: char| c.is_ascii_digit()) && int_part.chars().all(|c| c.is_ascii_digit() || c == '_')
     };
     if !int_ok || !frac_part.chars().all(|c| c.is_ascii_digit() || c == '_') {
         return None;
@@ -609,10 +508,7 @@ mod tests {
     #[test]
     fn merge_keys_and_anchors() {
         let doc = parse("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n");
-        assert_eq!(
-            doc.get("d").unwrap().to_json(),
-            serde_json::json!({"y": 3, "x": 1})
-        );
+        assert_eq!(doc.get("d").unwrap().to_json(), serde_json::json!({"y": 3, "x": 1}));
     }
 
     #[test]
@@ -631,8 +527,6 @@ mod tests {
 
     #[test]
     fn empty_document_is_none() {
-        assert!(parse_str("# nothing\n", Path::new("e.yml"))
-            .unwrap()
-            .is_none());
+        assert!(parse_str("# nothing\n", Path::new("e.yml")).unwrap().is_none());
     }
 }

@@ -20,13 +20,8 @@ pub use pattern::{select, PatternError};
 pub type Vars = serde_json::Map<String, Json>;
 
 /// Variable names whose values are secrets: never printed, never reported.
-pub const SECRET_VARS: &[&str] = &[
-    "ansible_become_password",
-    "ansible_become_pass",
-    "ansible_password",
-    "ansible_ssh_pass",
-    "ansible_sudo_pass",
-];
+pub const SECRET_VARS: &[&str] =
+    &["ansible_become_password", "ansible_become_pass", "ansible_password", "ansible_ssh_pass", "ansible_sudo_pass"];
 pub const MASK: &str = "********";
 
 #[derive(Debug, Clone)]
@@ -53,14 +48,7 @@ pub struct Group {
 
 impl Group {
     fn new(name: &str) -> Self {
-        Group {
-            name: name.into(),
-            vars: Vars::new(),
-            file_vars: Vars::new(),
-            hosts: Vec::new(),
-            children: Vec::new(),
-            parents: Vec::new(),
-        }
+        Group { name: name.into(), vars: Vars::new(), file_vars: Vars::new(), hosts: Vec::new(), children: Vec::new(), parents: Vec::new() }
     }
 }
 
@@ -87,8 +75,7 @@ impl Inventory {
     fn empty() -> Self {
         let mut inv = Inventory::default();
         inv.groups.insert("all".into(), Group::new("all"));
-        inv.groups
-            .insert("ungrouped".into(), Group::new("ungrouped"));
+        inv.groups.insert("ungrouped".into(), Group::new("ungrouped"));
         inv.add_child("all", "ungrouped");
         inv
     }
@@ -145,20 +132,12 @@ impl Inventory {
         Ok(inv)
     }
 
-    fn parse_group(
-        &mut self,
-        key: &Node,
-        data: &Node,
-        errors: &mut Vec<Diagnostic>,
-    ) -> Option<String> {
+    fn parse_group(&mut self, key: &Node, data: &Node, errors: &mut Vec<Diagnostic>) -> Option<String> {
         let name = key.key_string();
         if !matches!(data.value, Value::Map(_) | Value::Null) {
             self.warnings.push(Diagnostic::new(
                 &key.location,
-                format!(
-                    "skipping '{name}': a group definition must be a mapping, found {}",
-                    data.type_name()
-                ),
+                format!("skipping '{name}': a group definition must be a mapping, found {}", data.type_name()),
             ));
             return None;
         }
@@ -190,14 +169,8 @@ impl Inventory {
                 Value::String(s) => {
                     owned = Node {
                         value: Value::Map(vec![(
-                            Node {
-                                value: Value::String(s.clone()),
-                                location: section.location.clone(),
-                            },
-                            Node {
-                                value: Value::Null,
-                                location: section.location.clone(),
-                            },
+                            Node { value: Value::String(s.clone()), location: section.location.clone() },
+                            Node { value: Value::Null, location: section.location.clone() },
                         )]),
                         location: section.location.clone(),
                     };
@@ -209,10 +182,7 @@ impl Inventory {
                 if !section.is_null() {
                     errors.push(Diagnostic::new(
                         &section.location,
-                        format!(
-                            "'{section_name}' of group '{name}' must be a mapping, found {}",
-                            section.type_name()
-                        ),
+                        format!("'{section_name}' of group '{name}' must be a mapping, found {}", section.type_name()),
                     ));
                 }
                 continue;
@@ -228,16 +198,11 @@ impl Inventory {
                     for (child_key, child_data) in items {
                         if let Some(child) = self.parse_group(child_key, child_data, errors) {
                             if child == "all" {
-                                errors.push(Diagnostic::new(
-                                    &child_key.location,
-                                    "'all' cannot be a child of another group",
-                                ));
+                                errors.push(Diagnostic::new(&child_key.location, "'all' cannot be a child of another group"));
                             } else if self.is_ancestor(&child, &name) || child == name {
                                 errors.push(Diagnostic::new(
                                     &child_key.location,
-                                    format!(
-                                        "adding '{child}' as a child of '{name}' would make a loop"
-                                    ),
+                                    format!("adding '{child}' as a child of '{name}' would make a loop"),
                                 ));
                             } else {
                                 self.add_child(&name, &child);
@@ -258,15 +223,11 @@ impl Inventory {
 
     fn parse_host(&mut self, group: &str, key: &Node, vars: &Node, errors: &mut Vec<Diagnostic>) {
         let pattern = key.key_string();
-        let expanded =
-            range::split_port(&pattern).and_then(|(base, port)| Ok((range::expand(base)?, port)));
+        let expanded = range::split_port(&pattern).and_then(|(base, port)| Ok((range::expand(base)?, port)));
         let (names, port) = match expanded {
             Ok(v) => v,
             Err(e) => {
-                errors.push(Diagnostic::new(
-                    &key.location,
-                    format!("host '{pattern}': {e}"),
-                ));
+                errors.push(Diagnostic::new(&key.location, format!("host '{pattern}': {e}")));
                 return;
             }
         };
@@ -276,10 +237,7 @@ impl Inventory {
             _ => {
                 errors.push(Diagnostic::new(
                     &vars.location,
-                    format!(
-                        "variables of host '{pattern}' must be a mapping, found {}",
-                        vars.type_name()
-                    ),
+                    format!("variables of host '{pattern}' must be a mapping, found {}", vars.type_name()),
                 ));
                 return;
             }
@@ -333,11 +291,7 @@ impl Inventory {
     /// Every group above `group`, nearest first.
     pub fn ancestors(&self, group: &str) -> Vec<String> {
         let mut seen = Vec::new();
-        let mut queue: VecDeque<String> = self
-            .groups
-            .get(group)
-            .map(|g| g.parents.iter().cloned().collect())
-            .unwrap_or_default();
+        let mut queue: VecDeque<String> = self.groups.get(group).map(|g| g.parents.iter().cloned().collect()).unwrap_or_default();
         while let Some(g) = queue.pop_front() {
             if seen.contains(&g) {
                 continue;
@@ -352,40 +306,20 @@ impl Inventory {
 
     /// Ansible's `reconcile_inventory`: top groups hang under `all`, group-less hosts go to `ungrouped`.
     fn reconcile(&mut self) {
-        let orphans: Vec<String> = self
-            .groups
-            .values()
-            .filter(|g| g.name != "all" && g.parents.is_empty())
-            .map(|g| g.name.clone())
-            .collect();
+        let orphans: Vec<String> =
+            self.groups.values().filter(|g| g.name != "all" && g.parents.is_empty()).map(|g| g.name.clone()).collect();
         for g in orphans {
             self.add_child("all", &g);
         }
         let names: Vec<String> = self.hosts.keys().cloned().collect();
         for name in names {
             let groups = self.hosts[&name].groups.clone();
-            let real: Vec<&String> = groups
-                .iter()
-                .filter(|g| *g != "all" && *g != "ungrouped")
-                .collect();
+            let real: Vec<&String> = groups.iter().filter(|g| *g != "all" && *g != "ungrouped").collect();
             if real.is_empty() {
-                self.add_host(
-                    &name,
-                    "ungrouped",
-                    None,
-                    &self.hosts[&name].location.clone(),
-                );
+                self.add_host(&name, "ungrouped", None, &self.hosts[&name].location.clone());
             } else if groups.iter().any(|g| g == "ungrouped") {
-                self.hosts
-                    .get_mut(&name)
-                    .unwrap()
-                    .groups
-                    .retain(|g| g != "ungrouped");
-                self.groups
-                    .get_mut("ungrouped")
-                    .unwrap()
-                    .hosts
-                    .retain(|h| h != &name);
+                self.hosts.get_mut(&name).unwrap().groups.retain(|g| g != "ungrouped");
+                self.groups.get_mut("ungrouped").unwrap().hosts.retain(|h| h != &name);
             }
         }
     }
@@ -393,12 +327,7 @@ impl Inventory {
     /// Every group a host belongs to, directly or through a parent (includes `all`).
     pub fn groups_of(&self, host: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for g in self
-            .hosts
-            .get(host)
-            .map(|h| h.groups.as_slice())
-            .unwrap_or_default()
-        {
+        for g in self.hosts.get(host).map(|h| h.groups.as_slice()).unwrap_or_default() {
             if !out.contains(g) {
                 out.push(g.clone());
             }
@@ -444,11 +373,7 @@ impl Inventory {
         };
         let mut sorted = groups.to_vec();
         sorted.sort_by(|a, b| {
-            (depth.get(a).copied().unwrap_or(0), priority(a), a).cmp(&(
-                depth.get(b).copied().unwrap_or(0),
-                priority(b),
-                b,
-            ))
+            (depth.get(a).copied().unwrap_or(0), priority(a), a).cmp(&(depth.get(b).copied().unwrap_or(0), priority(b), b))
         });
         sorted
     }
@@ -461,11 +386,7 @@ impl Inventory {
         let Some(h) = self.hosts.get(host) else {
             return vars;
         };
-        let groups: Vec<String> = self
-            .groups_of(host)
-            .into_iter()
-            .filter(|g| g != "all")
-            .collect();
+        let groups: Vec<String> = self.groups_of(host).into_iter().filter(|g| g != "all").collect();
         let groups = self.sort_groups(&groups);
         let all = &self.groups["all"];
         extend(&mut vars, &all.vars);
@@ -527,8 +448,7 @@ fn extend(into: &mut Vars, from: &Vars) {
 /// Ansible accepts any group name but warns when it is not a Python identifier, since such
 /// names cannot be used in host patterns or templates reliably.
 fn group_name_warning(name: &str) -> Option<String> {
-    let identifier = !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    let identifier = !name.starts_with(|c: char| c.is_ascii_digit()) && name.chars().all(|c| c.is_alphanumeric() || c == '_');
     (!identifier).then(|| format!("group name '{name}' has characters other than letters, digits and '_'; host patterns may not match it"))
 }
 

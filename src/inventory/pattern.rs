@@ -46,17 +46,11 @@ pub fn split(pattern: &str) -> Vec<String> {
         parts.push(current);
         parts
     };
-    parts
-        .into_iter()
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .collect()
+    parts.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
 }
 
 fn looks_like_ipv6(p: &str) -> bool {
-    p.matches(':').count() >= 2
-        && p.chars()
-            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    p.matches(':').count() >= 2 && p.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
 /// Plain patterns first, then intersections, then exclusions; only `&`/`!` imply `all`.
@@ -83,16 +77,8 @@ fn expand_files(patterns: Vec<String>) -> Result<Vec<String>, PatternError> {
     for p in patterns {
         if let Some(file) = p.strip_prefix('@') {
             let path = PathBuf::from(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| PatternError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            out.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_string),
-            );
+            let text = std::fs::read_to_string(&path).map_err(|e| PatternError::File { path: path.clone(), reason: e.to_string() })?;
+            out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
         } else {
             out.push(p);
         }
@@ -208,10 +194,7 @@ fn compile(pattern: &str) -> Result<Regex, PatternError> {
         Some(re) => format!("^(?:{re})"),
         None => format!("^(?:{})$", fnmatch_to_regex(pattern)),
     };
-    Regex::new(&source).map_err(|e| PatternError::Invalid {
-        pattern: pattern.to_string(),
-        reason: e.to_string(),
-    })
+    Regex::new(&source).map_err(|e| PatternError::Invalid { pattern: pattern.to_string(), reason: e.to_string() })
 }
 
 /// Python's `fnmatch.translate`: `*`, `?`, `[seq]`, `[!seq]`.
@@ -325,10 +308,7 @@ all:
 
     #[test]
     fn union_intersection_exclusion() {
-        assert_eq!(
-            sel("web:db"),
-            ["web1", "web2", "web3", "web4", "db1", "db2"]
-        );
+        assert_eq!(sel("web:db"), ["web1", "web2", "web3", "web4", "db1", "db2"]);
         assert_eq!(sel("web:&db"), ["web1"]);
         assert_eq!(sel("prod:!web"), ["db1", "db2"]);
         assert_eq!(sel("!web"), ["lone", "db1", "db2"]);
@@ -353,22 +333,13 @@ all:
         assert_eq!(sel("web[-1]"), ["web4"]);
         assert_eq!(sel("web[1:2]"), ["web2", "web3"]);
         assert_eq!(sel("web[2:]"), ["web3", "web4"]);
-        assert_eq!(
-            select(&inv(), "web[9]"),
-            Err(PatternError::NoMatch("web[9]".into()))
-        );
+        assert_eq!(select(&inv(), "web[9]"), Err(PatternError::NoMatch("web[9]".into())));
     }
 
     #[test]
     fn no_match_is_an_error_but_an_empty_group_is_not() {
-        assert_eq!(
-            select(&inv(), "nosuch"),
-            Err(PatternError::NoMatch("nosuch".into()))
-        );
-        assert_eq!(
-            select(&inv(), "web:!nosuch"),
-            Err(PatternError::NoMatch("nosuch".into()))
-        );
+        assert_eq!(select(&inv(), "nosuch"), Err(PatternError::NoMatch("nosuch".into())));
+        assert_eq!(select(&inv(), "web:!nosuch"), Err(PatternError::NoMatch("nosuch".into())));
         assert!(sel("empty").is_empty());
     }
 
@@ -378,10 +349,7 @@ all:
         let file = dir.path().join("site.retry");
         std::fs::write(&file, "web2\ndb1\n").unwrap();
         assert_eq!(sel(&format!("@{}", file.display())), ["web2", "db1"]);
-        assert!(matches!(
-            select(&inv(), "@/nonexistent/x.retry"),
-            Err(PatternError::File { .. })
-        ));
+        assert!(matches!(select(&inv(), "@/nonexistent/x.retry"), Err(PatternError::File { .. })));
     }
 
     #[test]

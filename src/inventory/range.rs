@@ -26,10 +26,7 @@ pub fn split_port(pattern: &str) -> Result<(&str, Option<u16>), RangeError> {
             // `[::1]:22` is an address with a port; `[01:10].x` is a range.
             if addr.contains("::") || addr.matches(':').count() > 1 {
                 return match tail.strip_prefix(':') {
-                    Some(port) => Ok((
-                        addr,
-                        Some(port.parse().map_err(|_| RangeError::Port(port.into()))?),
-                    )),
+                    Some(port) => Ok((addr, Some(port.parse().map_err(|_| RangeError::Port(port.into()))?))),
                     None if tail.is_empty() => Ok((addr, None)),
                     None => Ok((pattern, None)),
                 };
@@ -50,9 +47,7 @@ pub fn split_port(pattern: &str) -> Result<(&str, Option<u16>), RangeError> {
     match colons.as_slice() {
         [i] => {
             let port = &pattern[i + 1..];
-            let port = port
-                .parse::<u16>()
-                .map_err(|_| RangeError::Port(port.into()))?;
+            let port = port.parse::<u16>().map_err(|_| RangeError::Port(port.into()))?;
             Ok((&pattern[..*i], Some(port)))
         }
         _ => Ok((pattern, None)),
@@ -67,11 +62,7 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, RangeError> {
     if close < open {
         return Ok(vec![pattern.to_string()]);
     }
-    let (head, range, tail) = (
-        &pattern[..open],
-        &pattern[open + 1..close],
-        &pattern[close + 1..],
-    );
+    let (head, range, tail) = (&pattern[..open], &pattern[open + 1..close], &pattern[close + 1..]);
     let bounds: Vec<&str> = range.split(':').collect();
     if bounds.len() != 2 && bounds.len() != 3 {
         return Err(RangeError::Shape(range.into()));
@@ -82,11 +73,7 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, RangeError> {
         return Err(RangeError::NoEnd(range.into()));
     }
     let step: usize = match bounds.get(2) {
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| RangeError::Step(range.into()))?,
+        Some(s) => s.parse().ok().filter(|n| *n > 0).ok_or_else(|| RangeError::Step(range.into()))?,
         None => 1,
     };
     let width = if begin.len() > 1 && begin.starts_with('0') {
@@ -98,32 +85,17 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, RangeError> {
         0
     };
     const LETTERS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let items: Vec<String> = match (
-        LETTERS.find(begin).filter(|_| begin.len() == 1),
-        LETTERS.find(end).filter(|_| end.len() == 1),
-    ) {
+    let items: Vec<String> = match (LETTERS.find(begin).filter(|_| begin.len() == 1), LETTERS.find(end).filter(|_| end.len() == 1)) {
         (Some(b), Some(e)) => {
             if b > e {
                 return Err(RangeError::Order(range.into()));
             }
-            LETTERS[b..=e]
-                .chars()
-                .step_by(step)
-                .map(String::from)
-                .collect()
+            LETTERS[b..=e].chars().step_by(step).map(String::from).collect()
         }
         _ => {
-            let parse = |s: &str| {
-                s.parse::<u64>().map_err(|_| RangeError::Bound {
-                    bound: s.into(),
-                    range: range.into(),
-                })
-            };
+            let parse = |s: &str| s.parse::<u64>().map_err(|_| RangeError::Bound { bound: s.into(), range: range.into() });
             let (b, e) = (parse(begin)?, parse(end)?);
-            (b..=e)
-                .step_by(step)
-                .map(|n| format!("{n:0width$}"))
-                .collect()
+            (b..=e).step_by(step).map(|n| format!("{n:0width$}")).collect()
         }
     };
     let mut hosts = Vec::new();
@@ -139,14 +111,7 @@ mod tests {
 
     #[test]
     fn numeric_ranges_keep_zero_padding() {
-        assert_eq!(
-            expand("web[01:03].example.com").unwrap(),
-            [
-                "web01.example.com",
-                "web02.example.com",
-                "web03.example.com"
-            ]
-        );
+        assert_eq!(expand("web[01:03].example.com").unwrap(), ["web01.example.com", "web02.example.com", "web03.example.com"]);
         assert_eq!(expand("n[8:10]").unwrap(), ["n8", "n9", "n10"]);
     }
 
@@ -154,10 +119,7 @@ mod tests {
     fn letter_ranges_steps_and_nesting() {
         assert_eq!(expand("db-[a:c]").unwrap(), ["db-a", "db-b", "db-c"]);
         assert_eq!(expand("h[1:10:4]").unwrap(), ["h1", "h5", "h9"]);
-        assert_eq!(
-            expand("r[1:2]c[a:b]").unwrap(),
-            ["r1ca", "r1cb", "r2ca", "r2cb"]
-        );
+        assert_eq!(expand("r[1:2]c[a:b]").unwrap(), ["r1ca", "r1cb", "r2ca", "r2cb"]);
         assert_eq!(expand("x[:2]").unwrap(), ["x0", "x1", "x2"]);
     }
 
@@ -173,10 +135,7 @@ mod tests {
     #[test]
     fn ports() {
         assert_eq!(split_port("host:2222").unwrap(), ("host", Some(2222)));
-        assert_eq!(
-            split_port("web[01:02]:22").unwrap(),
-            ("web[01:02]", Some(22))
-        );
+        assert_eq!(split_port("web[01:02]:22").unwrap(), ("web[01:02]", Some(22)));
         assert_eq!(split_port("web[01:02]").unwrap(), ("web[01:02]", None));
         assert_eq!(split_port("[::1]:2200").unwrap(), ("::1", Some(2200)));
         assert_eq!(split_port("fe80::1").unwrap(), ("fe80::1", None));

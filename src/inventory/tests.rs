@@ -90,65 +90,39 @@ fn unknown_keys_warn_with_their_place() {
     let inv = load("all:\n  hosts:\n    h:\n  host:\n    x:\n");
     assert_eq!(inv.warnings.len(), 1);
     assert_eq!(inv.warnings[0].location.line, 4);
-    assert!(
-        inv.warnings[0].message.contains("unexpected key 'host'"),
-        "{}",
-        inv.warnings[0]
-    );
+    assert!(inv.warnings[0].message.contains("unexpected key 'host'"), "{}", inv.warnings[0]);
 }
 
 #[test]
 fn bad_shapes_are_errors_with_locations() {
-    let node = yaml::parse_str(
-        "all:\n  hosts:\n    web[1:x]:\n  vars: [1]\n",
-        Path::new("bad.yml"),
-    )
-    .unwrap();
-    let err = Inventory::from_yaml(node.as_ref(), Path::new("bad.yml"))
-        .unwrap_err()
-        .to_string();
+    let node = yaml::parse_str("all:\n  hosts:\n    web[1:x]:\n  vars: [1]\n", Path::new("bad.yml")).unwrap();
+    let err = Inventory::from_yaml(node.as_ref(), Path::new("bad.yml")).unwrap_err().to_string();
     assert!(err.contains("bad.yml:3:5: host 'web[1:x]'"), "{err}");
-    assert!(
-        err.contains("bad.yml:4:9: 'vars' of group 'all' must be a mapping"),
-        "{err}"
-    );
+    assert!(err.contains("bad.yml:4:9: 'vars' of group 'all' must be a mapping"), "{err}");
     let node = yaml::parse_str("- a\n", Path::new("list.yml")).unwrap();
-    assert!(Inventory::from_yaml(node.as_ref(), Path::new("list.yml"))
-        .unwrap_err()
-        .to_string()
-        .contains("list.yml:1:1"));
+    assert!(Inventory::from_yaml(node.as_ref(), Path::new("list.yml")).unwrap_err().to_string().contains("list.yml:1:1"));
 }
 
 #[test]
 fn child_loops_are_rejected() {
-    let node = yaml::parse_str(
-        "a:\n  children:\n    b:\n      children:\n        a:\n",
-        Path::new("loop.yml"),
-    )
-    .unwrap();
-    let err = Inventory::from_yaml(node.as_ref(), Path::new("loop.yml"))
-        .unwrap_err()
-        .to_string();
+    let node = yaml::parse_str("a:\n  children:\n    b:\n      children:\n        a:\n", Path::new("loop.yml")).unwrap();
+    let err = Inventory::from_yaml(node.as_ref(), Path::new("loop.yml")).unwrap_err().to_string();
     assert!(err.contains("would make a loop"), "{err}");
 }
 
 #[test]
 fn group_and_host_vars_files_and_directories() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hosts.yml"), "all:\n  vars: {x: inv_all}\n  children:\n    web:\n      vars: {y: inv_web}\n      hosts:\n        w1: {z: inv_host}\n").unwrap();
+    std::fs::write(
+        dir.path().join("hosts.yml"),
+        "all:\n  vars: {x: inv_all}\n  children:\n    web:\n      vars: {y: inv_web}\n      hosts:\n        w1: {z: inv_host}\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.path().join("group_vars/web")).unwrap();
     std::fs::create_dir_all(dir.path().join("host_vars")).unwrap();
-    std::fs::write(
-        dir.path().join("group_vars/all.yml"),
-        "x: file_all\ny: file_all\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("group_vars/all.yml"), "x: file_all\ny: file_all\n").unwrap();
     std::fs::write(dir.path().join("group_vars/web/10.yml"), "y: file_web_10\n").unwrap();
-    std::fs::write(
-        dir.path().join("group_vars/web/20.json"),
-        "{\"y\": \"file_web_20\"}",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("group_vars/web/20.json"), "{\"y\": \"file_web_20\"}").unwrap();
     std::fs::write(dir.path().join("host_vars/w1.yaml"), "z: file_host\n").unwrap();
     let inv = Inventory::load(dir.path().join("hosts.yml").to_str().unwrap()).unwrap();
     let vars = inv.host_vars("w1");
@@ -170,8 +144,5 @@ fn secrets_are_masked() {
     vars.insert("ansible_become_password".into(), json!("hunter2"));
     vars.insert("nested".into(), json!({"ansible_password": "x", "ok": 1}));
     mask_secrets(&mut vars);
-    assert_eq!(
-        Json::Object(vars),
-        json!({"ansible_become_password": MASK, "nested": {"ansible_password": MASK, "ok": 1}})
-    );
+    assert_eq!(Json::Object(vars), json!({"ansible_become_password": MASK, "nested": {"ansible_password": MASK, "ok": 1}}));
 }

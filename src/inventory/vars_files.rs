@@ -46,26 +46,12 @@ fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>) -> Vars {
                     }
                 }
                 Value::Null => {}
-                _ => errors.push(Diagnostic::new(
-                    &node.location,
-                    format!(
-                        "a variables file must hold a mapping, found {}",
-                        node.type_name()
-                    ),
-                )),
+                _ => errors
+                    .push(Diagnostic::new(&node.location, format!("a variables file must hold a mapping, found {}", node.type_name()))),
             },
             Err(e) => errors.push(match e.location() {
-                Some(location) => Diagnostic::new(
-                    location,
-                    e.to_string()
-                        .split_once(": ")
-                        .map(|(_, m)| m.to_string())
-                        .unwrap_or_default(),
-                ),
-                None => Diagnostic::new(
-                    &Location::synthetic(&file.display().to_string()),
-                    e.to_string(),
-                ),
+                Some(location) => Diagnostic::new(location, e.to_string().split_once(": ").map(|(_, m)| m.to_string()).unwrap_or_default()),
+                None => Diagnostic::new(&Location::synthetic(&file.display().to_string()), e.to_string()),
             }),
         }
     }
@@ -93,21 +79,14 @@ fn walk_dir(dir: &Path, found: &mut Vec<PathBuf>) {
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
+        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
         if path.is_dir() {
             walk_dir(&path, found);
         } else {
-            let ext = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(|e| format!(".{e}"))
-                .unwrap_or_default();
+            let ext = path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
             if EXTENSIONS.contains(&ext.as_str()) {
                 found.push(path);
             }

@@ -10,26 +10,16 @@ pub static SPEC: Spec = Spec {
     aliases: &[],
     args: &[
         arg_aliases("name", Kind::List, &["package", "pkg"]),
-        arg_choices(
-            "state",
-            &["present", "installed", "latest", "absent", "removed"],
-        ),
+        arg_choices("state", &["present", "installed", "latest", "absent", "removed"]),
         arg_aliases("update_cache", Kind::Bool, &["update-cache"]),
         arg_aliases("cache_valid_time", Kind::Int, &[]),
         arg("purge", Kind::Bool),
         arg("autoremove", Kind::Bool),
         arg_aliases("install_recommends", Kind::Bool, &["install-recommends"]),
-        arg_choices(
-            "upgrade",
-            &["dist", "full", "no", "safe", "yes", "true", "false"],
-        ),
+        arg_choices("upgrade", &["dist", "full", "no", "safe", "yes", "true", "false"]),
         arg("lock_timeout", Kind::Int),
         arg("only_upgrade", Kind::Bool),
-        arg_aliases(
-            "allow_downgrade",
-            Kind::Bool,
-            &["allow-downgrade", "allow_downgrades", "allow-downgrades"],
-        ),
+        arg_aliases("allow_downgrade", Kind::Bool, &["allow-downgrade", "allow_downgrades", "allow-downgrades"]),
         arg("default_release", Kind::Str),
     ],
     free_form: None,
@@ -50,7 +40,7 @@ pub static SPEC: Spec = Spec {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upgrade {
-    /// `apt-get upgrade` (`yes` / `safe`: never removes or adds packages).
+    /// `apt-get upgrade --with-new-pkgs` (`yes` / `safe`: like aptitude safe-upgrade, never removes packages).
     Safe,
     /// `apt-get dist-upgrade` (`full` / `dist`).
     Dist,
@@ -83,15 +73,7 @@ pub fn desired(args: &Args) -> Result<Desired, String> {
         Some("absent") | Some("removed") => PackageState::Absent,
         Some(other) => return Err(format!("unsupported state '{other}'")),
     };
-    let upgrade = match args
-        .get("upgrade")
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string())
-        })
-        .as_deref()
-    {
+    let upgrade = match args.get("upgrade").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).as_deref() {
         None | Some("no") | Some("false") => None,
         Some("yes") | Some("true") | Some("safe") => Some(Upgrade::Safe),
         Some("dist") | Some("full") => Some(Upgrade::Dist),
@@ -99,10 +81,7 @@ pub fn desired(args: &Args) -> Result<Desired, String> {
     };
     let default_release = args.str("default_release");
     if let Some(r) = &default_release {
-        if !r
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if !r.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(format!("'{r}' is not a valid release name"));
         }
     }
@@ -110,8 +89,7 @@ pub fn desired(args: &Args) -> Result<Desired, String> {
         names,
         state,
         // Like Ansible, cache_valid_time implies update_cache.
-        update_cache: args.bool("update_cache").unwrap_or(false)
-            || args.int("cache_valid_time").is_some(),
+        update_cache: args.bool("update_cache").unwrap_or(false) || args.int("cache_valid_time").is_some(),
         cache_valid_time: args.int("cache_valid_time"),
         purge: args.bool("purge").unwrap_or(false),
         autoremove: args.bool("autoremove").unwrap_or(false),
@@ -146,12 +124,7 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
     if d.update_cache && !cache_fresh {
         actions.push(Action::UpdateCache);
     }
-    let installed = |n: &str| {
-        facts
-            .packages
-            .get(names::deb_base_name(n))
-            .and_then(|p| p.installed.as_ref())
-    };
+    let installed = |n: &str| facts.packages.get(names::deb_base_name(n)).and_then(|p| p.installed.as_ref());
     match d.state {
         PackageState::Present => {
             // `name=version` pins are installed when the installed version differs.
@@ -173,17 +146,10 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
                 actions.push(Action::Install(missing));
             }
         }
-        PackageState::Latest if !d.names.is_empty() => {
-            actions.push(Action::InstallLatest(d.names.clone()))
-        }
+        PackageState::Latest if !d.names.is_empty() => actions.push(Action::InstallLatest(d.names.clone())),
         PackageState::Latest => {}
         PackageState::Absent => {
-            let present: Vec<String> = d
-                .names
-                .iter()
-                .filter(|n| installed(n).is_some())
-                .cloned()
-                .collect();
+            let present: Vec<String> = d.names.iter().filter(|n| installed(n).is_some()).cloned().collect();
             if present.is_empty() && !d.names.is_empty() {
                 notes.push("not installed".into());
             } else if !present.is_empty() {
@@ -198,18 +164,13 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
         actions.push(Action::Autoremove);
     }
     if actions.is_empty() {
-        Decision::Ok(if notes.is_empty() {
-            "nothing to do".into()
-        } else {
-            notes.join(", ")
-        })
+        Decision::Ok(if notes.is_empty() { "nothing to do".into() } else { notes.join(", ") })
     } else {
         Decision::Change(actions)
     }
 }
 
-const APT_GET: &str =
-    "apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+const APT_GET: &str = "apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
 
 /// The shell command for an action. `simulate` is check mode: apt-get -s changes nothing.
 pub fn command(action: &Action, d: &Desired, simulate: bool) -> String {
@@ -228,35 +189,18 @@ pub fn command(action: &Action, d: &Desired, simulate: bool) -> String {
         opts.push_str(&format!(" -t {}", quote(r)));
     }
     let body = match action {
-        Action::UpdateCache => {
-            return if simulate {
-                "true".into()
-            } else {
-                wrap(d.lock_timeout, "apt-get -q update")
-            }
-        }
+        Action::UpdateCache => return if simulate { "true".into() } else { wrap(d.lock_timeout, "apt-get -q update") },
         Action::Install(names) => format!("{APT_GET}{sim}{opts} install -- {}", quoted(names)),
         Action::InstallLatest(names) => {
-            let only = if d.only_upgrade {
-                " --only-upgrade"
-            } else {
-                ""
-            };
+            let only = if d.only_upgrade { " --only-upgrade" } else { "" };
             format!("{APT_GET}{sim}{opts}{only} install -- {}", quoted(names))
         }
-        Action::Remove(names) => format!(
-            "{APT_GET}{sim}{} remove -- {}",
-            if d.purge { " --purge" } else { "" },
-            quoted(names)
-        ),
+        Action::Remove(names) => format!("{APT_GET}{sim}{} remove -- {}", if d.purge { " --purge" } else { "" }, quoted(names)),
         Action::Upgrade(Upgrade::Safe) => {
             format!("{APT_GET}{sim}{opts} upgrade --with-new-pkgs=no")
         }
         Action::Upgrade(Upgrade::Dist) => format!("{APT_GET}{sim}{opts} dist-upgrade"),
-        Action::Autoremove => format!(
-            "{APT_GET}{sim} autoremove{}",
-            if d.purge { " --purge" } else { "" }
-        ),
+        Action::Autoremove => format!("{APT_GET}{sim} autoremove{}", if d.purge { " --purge" } else { "" }),
     };
     if simulate {
         format!("LC_ALL=C {body}")
@@ -299,11 +243,7 @@ impl Outcome {
 
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
-        for (what, list) in [
-            ("installed", &self.installed),
-            ("upgraded", &self.upgraded),
-            ("removed", &self.removed),
-        ] {
+        for (what, list) in [("installed", &self.installed), ("upgraded", &self.upgraded), ("removed", &self.removed)] {
             if !list.is_empty() {
                 parts.push(format!("{what} {}", summarize(list)));
             }
@@ -360,18 +300,14 @@ pub fn explain_failure(output: &str, lock_timeout: u64) -> Option<String> {
             ));
         }
         if line.contains("has no installation candidate") {
-            return Some(format!(
-                "{}; if the package lists are stale, add 'update_cache: true'",
-                line.trim_start_matches("E: ").trim()
-            ));
+            return Some(format!("{}; if the package lists are stale, add 'update_cache: true'", line.trim_start_matches("E: ").trim()));
         }
         if line.contains("Could not get lock") {
-            let holder = line
-                .split("It is held by ")
-                .nth(1)
-                .map(|h| h.trim_end_matches('.').to_string());
+            let holder = line.split("It is held by ").nth(1).map(|h| h.trim_end_matches('.').to_string());
             return Some(match holder {
-                Some(h) => format!("the dpkg/apt lock was still held after {lock_timeout} s by {h}; raise lock_timeout or wait for it to finish"),
+                Some(h) => {
+                    format!("the dpkg/apt lock was still held after {lock_timeout} s by {h}; raise lock_timeout or wait for it to finish")
+                }
                 None => format!("the dpkg/apt lock was still held after {lock_timeout} s ({})", line.trim()),
             });
         }
@@ -392,77 +328,38 @@ mod tests {
     fn facts(installed: &[(&str, &str)]) -> Facts {
         let mut f = Facts::default();
         for (n, v) in installed {
-            f.packages.insert(
-                n.to_string(),
-                Installed {
-                    installed: Some(v.to_string()),
-                },
-            );
+            f.packages.insert(n.to_string(), Installed { installed: Some(v.to_string()) });
         }
-        f.packages
-            .insert("qemu-guest-agent".into(), Installed { installed: None });
+        f.packages.insert("qemu-guest-agent".into(), Installed { installed: None });
         f
     }
 
     #[test]
     fn present_installs_only_what_is_missing() {
-        let d = desired(&args(
-            json!({"name": ["qemu-guest-agent", "sudo"], "state": "present"}),
-        ))
-        .unwrap();
-        assert_eq!(
-            decide(&d, &facts(&[("sudo", "1.9")])),
-            Decision::Change(vec![Action::Install(vec!["qemu-guest-agent".into()])])
-        );
+        let d = desired(&args(json!({"name": ["qemu-guest-agent", "sudo"], "state": "present"}))).unwrap();
+        assert_eq!(decide(&d, &facts(&[("sudo", "1.9")])), Decision::Change(vec![Action::Install(vec!["qemu-guest-agent".into()])]));
         let d = desired(&args(json!({"name": "sudo"}))).unwrap();
-        assert_eq!(
-            decide(&d, &facts(&[("sudo", "1.9")])),
-            Decision::Ok("1 already installed".into())
-        );
+        assert_eq!(decide(&d, &facts(&[("sudo", "1.9")])), Decision::Ok("1 already installed".into()));
     }
 
     #[test]
     fn version_pins_reinstall_when_different() {
         let d = desired(&args(json!({"name": "sudo=2.0"}))).unwrap();
-        assert!(matches!(
-            decide(&d, &facts(&[("sudo", "1.9")])),
-            Decision::Change(_)
-        ));
+        assert!(matches!(decide(&d, &facts(&[("sudo", "1.9")])), Decision::Change(_)));
         let d = desired(&args(json!({"name": "sudo=1.9"}))).unwrap();
-        assert!(matches!(
-            decide(&d, &facts(&[("sudo", "1.9")])),
-            Decision::Ok(_)
-        ));
+        assert!(matches!(decide(&d, &facts(&[("sudo", "1.9")])), Decision::Ok(_)));
     }
 
     #[test]
     fn absent_latest_upgrade_autoremove() {
-        let d = desired(&args(
-            json!({"name": "sudo,qemu-guest-agent", "state": "absent"}),
-        ))
-        .unwrap();
-        assert_eq!(
-            decide(&d, &facts(&[("sudo", "1")])),
-            Decision::Change(vec![Action::Remove(vec!["sudo".into()])])
-        );
-        let d = desired(&args(
-            json!({"name": "qemu-guest-agent", "state": "absent"}),
-        ))
-        .unwrap();
-        assert_eq!(
-            decide(&d, &facts(&[])),
-            Decision::Ok("not installed".into())
-        );
+        let d = desired(&args(json!({"name": "sudo,qemu-guest-agent", "state": "absent"}))).unwrap();
+        assert_eq!(decide(&d, &facts(&[("sudo", "1")])), Decision::Change(vec![Action::Remove(vec!["sudo".into()])]));
+        let d = desired(&args(json!({"name": "qemu-guest-agent", "state": "absent"}))).unwrap();
+        assert_eq!(decide(&d, &facts(&[])), Decision::Ok("not installed".into()));
         let d = desired(&args(json!({"name": "sudo", "state": "latest"}))).unwrap();
-        assert_eq!(
-            decide(&d, &facts(&[("sudo", "1")])),
-            Decision::Change(vec![Action::InstallLatest(vec!["sudo".into()])])
-        );
+        assert_eq!(decide(&d, &facts(&[("sudo", "1")])), Decision::Change(vec![Action::InstallLatest(vec!["sudo".into()])]));
         let d = desired(&args(json!({"upgrade": "dist", "autoremove": true}))).unwrap();
-        assert_eq!(
-            decide(&d, &facts(&[])),
-            Decision::Change(vec![Action::Upgrade(Upgrade::Dist), Action::Autoremove])
-        );
+        assert_eq!(decide(&d, &facts(&[])), Decision::Change(vec![Action::Upgrade(Upgrade::Dist), Action::Autoremove]));
         let d = desired(&args(json!({"upgrade": true}))).unwrap();
         assert_eq!(d.upgrade, Some(Upgrade::Safe));
     }
@@ -488,15 +385,9 @@ mod tests {
         let d = desired(&args(json!({"name": "g++"}))).unwrap();
         let cmd = command(&Action::Install(vec!["g++".into()]), &d, false);
         assert!(cmd.contains("--force-confold"), "{cmd}");
-        assert!(
-            cmd.contains("install -- '\"'\"'g++'\"'\"'") || cmd.contains("g++"),
-            "{cmd}"
-        );
+        assert!(cmd.contains("install -- '\"'\"'g++'\"'\"'") || cmd.contains("g++"), "{cmd}");
         assert!(cmd.contains("DEBIAN_FRONTEND=noninteractive"));
-        assert!(
-            cmd.contains("setsid"),
-            "transactions must survive a dropped connection"
-        );
+        assert!(cmd.contains("setsid"), "transactions must survive a dropped connection");
         let sim = command(&Action::Upgrade(Upgrade::Safe), &d, true);
         assert!(sim.contains(" -s ") && !sim.contains("setsid"), "{sim}");
     }
@@ -516,14 +407,9 @@ mod tests {
     #[test]
     fn failures_are_explained() {
         let m = explain_failure("E: Unable to locate package nosuch\n", 120).unwrap();
-        assert!(
-            m.contains("'nosuch' was not found") && m.contains("update_cache"),
-            "{m}"
-        );
-        let m = explain_failure("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1234 (unattended-upgr)\n", 5).unwrap();
-        assert!(
-            m.contains("after 5 s by process 1234 (unattended-upgr)"),
-            "{m}"
-        );
+        assert!(m.contains("'nosuch' was not found") && m.contains("update_cache"), "{m}");
+        let m = explain_failure("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1234 (unattended-upgr)\n", 5)
+            .unwrap();
+        assert!(m.contains("after 5 s by process 1234 (unattended-upgr)"), "{m}");
     }
 }

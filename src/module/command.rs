@@ -68,20 +68,13 @@ pub fn desired(args: &Args, shell: bool) -> Result<Desired, String> {
             argv
         } else {
             let text = text.ok_or("command needs a command (free-form text, cmd or argv)")?;
-            shlex::split(&text)
-                .ok_or_else(|| format!("cannot split '{text}': unbalanced quotes"))?
+            shlex::split(&text).ok_or_else(|| format!("cannot split '{text}': unbalanced quotes"))?
         };
         if words.is_empty() {
             return Err("command is empty".into());
         }
         let display = words.join(" ");
-        (
-            format!(
-                "exec {}",
-                words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
-            ),
-            display,
-        )
+        (format!("exec {}", words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")), display)
     };
     let chdir = match args.str("chdir") {
         Some(dir) => {
@@ -90,19 +83,10 @@ pub fn desired(args: &Args, shell: bool) -> Result<Desired, String> {
         }
         None => String::new(),
     };
-    for p in [args.str("creates"), args.str("removes")]
-        .into_iter()
-        .flatten()
-    {
+    for p in [args.str("creates"), args.str("removes")].into_iter().flatten() {
         names::path(&p).map_err(|e| format!("creates/removes: {e}"))?;
     }
-    let stdin = args.str("stdin").map(|s| {
-        if args.bool("stdin_add_newline").unwrap_or(true) {
-            s + "\n"
-        } else {
-            s
-        }
-    });
+    let stdin = args.str("stdin").map(|s| if args.bool("stdin_add_newline").unwrap_or(true) { s + "\n" } else { s });
     Ok(Desired {
         script: format!("{chdir}{script}"),
         display,
@@ -139,38 +123,23 @@ mod tests {
 
     #[test]
     fn command_is_split_and_quoted_never_shell_interpreted() {
-        let d = desired(
-            &args(json!({"_raw_params": "echo 'a b' $HOME;reboot"})),
-            false,
-        )
-        .unwrap();
+        let d = desired(&args(json!({"_raw_params": "echo 'a b' $HOME;reboot"})), false).unwrap();
         assert_eq!(d.script, "exec echo 'a b' '$HOME;reboot'");
     }
 
     #[test]
     fn shell_runs_through_sh_c() {
-        let d = desired(
-            &args(json!({"cmd": "echo $HOME | wc -c", "chdir": "/tmp"})),
-            true,
-        )
-        .unwrap();
-        assert_eq!(
-            d.script,
-            "cd /tmp || exit 1\n/bin/sh -c 'echo $HOME | wc -c'"
-        );
+        let d = desired(&args(json!({"cmd": "echo $HOME | wc -c", "chdir": "/tmp"})), true).unwrap();
+        assert_eq!(d.script, "cd /tmp || exit 1\n/bin/sh -c 'echo $HOME | wc -c'");
     }
 
     #[test]
     fn creates_and_removes() {
         let d = desired(&args(json!({"cmd": "true", "creates": "/etc/done"})), false).unwrap();
-        assert!(skip_reason(&d, |_| true)
-            .unwrap()
-            .contains("matching creates"));
+        assert!(skip_reason(&d, |_| true).unwrap().contains("matching creates"));
         assert!(skip_reason(&d, |_| false).is_none());
         let d = desired(&args(json!({"cmd": "true", "removes": "/etc/x"})), false).unwrap();
-        assert!(skip_reason(&d, |_| false)
-            .unwrap()
-            .contains("matching removes"));
+        assert!(skip_reason(&d, |_| false).unwrap().contains("matching removes"));
         assert!(desired(&args(json!({"cmd": "true", "creates": "relative"})), false).is_err());
     }
 }

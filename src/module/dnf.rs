@@ -10,10 +10,7 @@ pub static SPEC: Spec = Spec {
     aliases: &["yum", "dnf5"],
     args: &[
         arg_aliases("name", Kind::List, &["pkg"]),
-        arg_choices(
-            "state",
-            &["present", "installed", "latest", "absent", "removed"],
-        ),
+        arg_choices("state", &["present", "installed", "latest", "absent", "removed"]),
         arg_aliases("update_cache", Kind::Bool, &["expire-cache"]),
         arg("autoremove", Kind::Bool),
         arg("lock_timeout", Kind::Int),
@@ -90,13 +87,7 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
     if d.update_cache {
         actions.push(Action::MakeCache);
     }
-    let installed = |n: &str| {
-        facts
-            .packages
-            .get(n)
-            .and_then(|p| p.installed.as_ref())
-            .is_some()
-    };
+    let installed = |n: &str| facts.packages.get(n).and_then(|p| p.installed.as_ref()).is_some();
     match d.state {
         PackageState::Present => {
             let missing: Vec<String> = d.names.iter().filter(|n| !installed(n)).cloned().collect();
@@ -161,18 +152,9 @@ pub fn changed(output: &str) -> bool {
     !output.contains("Nothing to do")
         && output.lines().any(|l| {
             let l = l.trim_start();
-            [
-                "Install ",
-                "Upgrade ",
-                "Remove ",
-                "Downgrade ",
-                "Reinstall ",
-                "Installing:",
-                "Upgrading:",
-                "Removing:",
-            ]
-            .iter()
-            .any(|p| l.starts_with(p))
+            ["Install ", "Upgrade ", "Remove ", "Downgrade ", "Reinstall ", "Installing:", "Upgrading:", "Removing:"]
+                .iter()
+                .any(|p| l.starts_with(p))
         })
 }
 
@@ -189,32 +171,15 @@ mod tests {
     #[test]
     fn decisions() {
         let mut f = Facts::default();
-        f.packages.insert(
-            "bash".into(),
-            Installed {
-                installed: Some("5.1".into()),
-            },
-        );
+        f.packages.insert("bash".into(), Installed { installed: Some("5.1".into()) });
         assert_eq!(
             decide(&d(json!({"name": ["bash", "qemu-guest-agent"]})), &f),
             Decision::Change(vec![Action::Install(vec!["qemu-guest-agent".into()])])
         );
-        assert_eq!(
-            decide(&d(json!({"name": "bash"})), &f),
-            Decision::Ok("nothing to do".into())
-        );
-        assert_eq!(
-            decide(&d(json!({"name": "*", "state": "latest"})), &f),
-            Decision::Change(vec![Action::UpgradeAll])
-        );
-        assert_eq!(
-            decide(&d(json!({"name": "bash", "state": "absent"})), &f),
-            Decision::Change(vec![Action::Remove(vec!["bash".into()])])
-        );
-        assert!(
-            desired(&Args(json!({"name": "*"}).as_object().unwrap().clone())).is_err(),
-            "'*' only with latest"
-        );
+        assert_eq!(decide(&d(json!({"name": "bash"})), &f), Decision::Ok("nothing to do".into()));
+        assert_eq!(decide(&d(json!({"name": "*", "state": "latest"})), &f), Decision::Change(vec![Action::UpgradeAll]));
+        assert_eq!(decide(&d(json!({"name": "bash", "state": "absent"})), &f), Decision::Change(vec![Action::Remove(vec!["bash".into()])]));
+        assert!(desired(&Args(json!({"name": "*"}).as_object().unwrap().clone())).is_err(), "'*' only with latest");
     }
 
     #[test]

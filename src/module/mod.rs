@@ -53,13 +53,7 @@ pub enum ModuleKind {
 pub static PACKAGE_SPEC: Spec = Spec {
     name: "package",
     aliases: &[],
-    args: &[
-        spec::arg("name", spec::Kind::List),
-        spec::arg_choices(
-            "state",
-            &["present", "installed", "latest", "absent", "removed"],
-        ),
-    ],
+    args: &[spec::arg("name", spec::Kind::List), spec::arg_choices("state", &["present", "installed", "latest", "absent", "removed"])],
     free_form: None,
     required: &["name"],
     unsupported: &["use"],
@@ -100,13 +94,8 @@ impl ModuleKind {
 
     /// Resolves a task key: short name, alias, or `ansible.builtin.` / `ansible.legacy.` FQCN.
     pub fn lookup(key: &str) -> Option<ModuleKind> {
-        let short = key
-            .strip_prefix("ansible.builtin.")
-            .or_else(|| key.strip_prefix("ansible.legacy."))
-            .unwrap_or(key);
-        ALL.iter()
-            .copied()
-            .find(|m| m.spec().name == short || m.spec().aliases.contains(&short))
+        let short = key.strip_prefix("ansible.builtin.").or_else(|| key.strip_prefix("ansible.legacy.")).unwrap_or(key);
+        ALL.iter().copied().find(|m| m.spec().name == short || m.spec().aliases.contains(&short))
     }
 
     pub fn supported_list() -> String {
@@ -121,19 +110,10 @@ mod tests {
     #[test]
     fn lookup_by_short_name_fqcn_and_alias() {
         assert_eq!(ModuleKind::lookup("apt"), Some(ModuleKind::Apt));
-        assert_eq!(
-            ModuleKind::lookup("ansible.builtin.systemd"),
-            Some(ModuleKind::Systemd)
-        );
-        assert_eq!(
-            ModuleKind::lookup("ansible.builtin.systemd_service"),
-            Some(ModuleKind::Systemd)
-        );
+        assert_eq!(ModuleKind::lookup("ansible.builtin.systemd"), Some(ModuleKind::Systemd));
+        assert_eq!(ModuleKind::lookup("ansible.builtin.systemd_service"), Some(ModuleKind::Systemd));
         assert_eq!(ModuleKind::lookup("yum"), Some(ModuleKind::Dnf));
-        assert_eq!(
-            ModuleKind::lookup("ansible.legacy.command"),
-            Some(ModuleKind::Command)
-        );
+        assert_eq!(ModuleKind::lookup("ansible.legacy.command"), Some(ModuleKind::Command));
         assert_eq!(ModuleKind::lookup("community.general.apk"), None);
     }
 }

@@ -44,12 +44,8 @@ pub fn desired(args: &Args) -> Result<Desired, String> {
         pre_reboot_delay: secs("pre_reboot_delay", 0)?,
         post_reboot_delay: secs("post_reboot_delay", 0)?,
         test_command: args.str("test_command").unwrap_or_else(|| "whoami".into()),
-        msg: args
-            .str("msg")
-            .unwrap_or_else(|| "Reboot initiated by gafix".into()),
-        boot_time_command: args
-            .str("boot_time_command")
-            .unwrap_or_else(|| "cat /proc/sys/kernel/random/boot_id".into()),
+        msg: args.str("msg").unwrap_or_else(|| "Reboot initiated by gafix".into()),
+        boot_time_command: args.str("boot_time_command").unwrap_or_else(|| "cat /proc/sys/kernel/random/boot_id".into()),
         reboot_command: args.str("reboot_command"),
     })
 }
@@ -59,12 +55,6 @@ pub fn desired(args: &Args) -> Result<Desired, String> {
 /// our connection can end cleanly first.
 pub fn reboot_command(d: &Desired) -> String {
     use super::names::quote;
-    let cmd = d
-        .reboot_command
-        .clone()
-        .unwrap_or_else(|| format!("shutdown -r now {}", quote(&d.msg)));
-    format!(
-        "nohup sh -c {} >/dev/null 2>&1 &",
-        quote(&format!("sleep {}; {cmd}", d.pre_reboot_delay.max(1)))
-    )
+    let cmd = d.reboot_command.clone().unwrap_or_else(|| format!("shutdown -r now {}", quote(&d.msg)));
+    format!("nohup sh -c {} >/dev/null 2>&1 &", quote(&format!("sleep {}; {cmd}", d.pre_reboot_delay.max(1))))
 }

@@ -25,30 +25,15 @@ pub struct Arg {
 }
 
 pub const fn arg(name: &'static str, kind: Kind) -> Arg {
-    Arg {
-        name,
-        aliases: &[],
-        kind,
-        choices: &[],
-    }
+    Arg { name, aliases: &[], kind, choices: &[] }
 }
 
 pub const fn arg_aliases(name: &'static str, kind: Kind, aliases: &'static [&'static str]) -> Arg {
-    Arg {
-        name,
-        aliases,
-        kind,
-        choices: &[],
-    }
+    Arg { name, aliases, kind, choices: &[] }
 }
 
 pub const fn arg_choices(name: &'static str, choices: &'static [&'static str]) -> Arg {
-    Arg {
-        name,
-        aliases: &[],
-        kind: Kind::Str,
-        choices,
-    }
+    Arg { name, aliases: &[], kind: Kind::Str, choices }
 }
 
 pub struct Spec {
@@ -66,17 +51,11 @@ pub struct Spec {
 
 impl Spec {
     fn find(&self, key: &str) -> Option<&Arg> {
-        self.args
-            .iter()
-            .find(|a| a.name == key || a.aliases.contains(&key))
+        self.args.iter().find(|a| a.name == key || a.aliases.contains(&key))
     }
 
     pub fn arg_names(&self) -> String {
-        self.args
-            .iter()
-            .map(|a| a.name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.args.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -110,20 +89,8 @@ impl Args {
 
     pub fn list(&self, name: &str) -> Vec<String> {
         match self.get(name) {
-            Some(Json::Array(items)) => items
-                .iter()
-                .map(|i| {
-                    i.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| i.to_string())
-                })
-                .collect(),
-            Some(Json::String(s)) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
+            Some(Json::Array(items)) => items.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect(),
+            Some(Json::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
             Some(other) => vec![other.to_string()],
             None => Vec::new(),
         }
@@ -150,15 +117,9 @@ pub fn check_value(arg: &Arg, v: &Json) -> Result<(), String> {
     }
     let ok = match arg.kind {
         Kind::Str => !v.is_object() && !v.is_array(),
-        Kind::List => {
-            v.is_string()
-                || v.as_array()
-                    .is_some_and(|a| a.iter().all(|i| !i.is_object() && !i.is_array()))
-        }
+        Kind::List => v.is_string() || v.as_array().is_some_and(|a| a.iter().all(|i| !i.is_object() && !i.is_array())),
         Kind::Bool => json_bool(v).is_some(),
-        Kind::Int => {
-            v.as_i64().is_some() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
-        }
+        Kind::Int => v.as_i64().is_some() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok()),
         Kind::Any => true,
     };
     if !ok {
@@ -169,23 +130,12 @@ pub fn check_value(arg: &Arg, v: &Json) -> Result<(), String> {
             Kind::Int => "an integer",
             Kind::Any => "a value",
         };
-        return Err(format!(
-            "'{}' must be {expected}, found {}",
-            arg.name,
-            describe(v)
-        ));
+        return Err(format!("'{}' must be {expected}, found {}", arg.name, describe(v)));
     }
     if !arg.choices.is_empty() {
-        let s = v
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string());
+        let s = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
         if !arg.choices.contains(&s.as_str()) {
-            return Err(format!(
-                "'{}' must be one of {}, found '{s}'",
-                arg.name,
-                arg.choices.join(", ")
-            ));
+            return Err(format!("'{}' must be one of {}, found '{s}'", arg.name, arg.choices.join(", ")));
         }
     }
     Ok(())
@@ -195,24 +145,13 @@ fn describe(v: &Json) -> String {
     match v {
         Json::Array(_) => "a list".into(),
         Json::Object(_) => "a mapping".into(),
-        other => format!(
-            "'{}'",
-            other
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| other.to_string())
-        ),
+        other => format!("'{}'", other.as_str().map(str::to_string).unwrap_or_else(|| other.to_string())),
     }
 }
 
 /// Parses a task's module value (mapping, free-form text or `k=v` text) into canonical args,
 /// reporting every problem with its location.
-pub fn parse_args(
-    spec: &Spec,
-    value: &Node,
-    extra: Option<&Node>,
-    errors: &mut Vec<Diagnostic>,
-) -> Args {
+pub fn parse_args(spec: &Spec, value: &Node, extra: Option<&Node>, errors: &mut Vec<Diagnostic>) -> Args {
     let mut args = Args::default();
     let mut entries: Vec<(String, Json, &Node)> = Vec::new();
     match &value.value {
@@ -230,14 +169,8 @@ pub fn parse_args(
             Err(message) => errors.push(Diagnostic::new(&value.location, message)),
         },
         Value::Null => {}
-        _ => errors.push(Diagnostic::new(
-            &value.location,
-            format!(
-                "arguments of '{}' must be a mapping, found {}",
-                spec.name,
-                value.type_name()
-            ),
-        )),
+        _ => errors
+            .push(Diagnostic::new(&value.location, format!("arguments of '{}' must be a mapping, found {}", spec.name, value.type_name()))),
     }
     // `args:` beside the module (Ansible's older style) adds to the same set.
     if let Some(extra) = extra {
@@ -250,19 +183,11 @@ pub fn parse_args(
         match spec.find(&key) {
             None if spec.unsupported.contains(&key.as_str()) => errors.push(Diagnostic::new(
                 &node.location,
-                format!(
-                    "argument '{key}' of module '{}' is not supported by gafix yet; supported: {}",
-                    spec.name,
-                    spec.arg_names()
-                ),
+                format!("argument '{key}' of module '{}' is not supported by gafix yet; supported: {}", spec.name, spec.arg_names()),
             )),
             None => errors.push(Diagnostic::new(
                 &node.location,
-                format!(
-                    "unsupported argument '{key}' for module '{}'; supported: {}",
-                    spec.name,
-                    spec.arg_names()
-                ),
+                format!("unsupported argument '{key}' for module '{}'; supported: {}", spec.name, spec.arg_names()),
             )),
             Some(arg) => {
                 if let Err(message) = check_value(arg, &v) {
@@ -274,10 +199,7 @@ pub fn parse_args(
     }
     for required in spec.required {
         if args.get(required).is_none() {
-            errors.push(Diagnostic::new(
-                &value.location,
-                format!("module '{}' needs '{required}'", spec.name),
-            ));
+            errors.push(Diagnostic::new(&value.location, format!("module '{}' needs '{required}'", spec.name)));
         }
     }
     args
@@ -285,41 +207,23 @@ pub fn parse_args(
 
 /// `name=foo state=present` and, for free-form modules, `creates=/x some command`.
 fn split_free_form(spec: &Spec, text: &str) -> Result<Vec<(String, Json)>, String> {
-    let words = shlex::split(text).ok_or_else(|| {
-        format!(
-            "cannot split the arguments of '{}': unbalanced quotes",
-            spec.name
-        )
-    })?;
+    let words = shlex::split(text).ok_or_else(|| format!("cannot split the arguments of '{}': unbalanced quotes", spec.name))?;
     let mut pairs = Vec::new();
     let mut rest = Vec::new();
     for word in &words {
         match word.split_once('=') {
-            Some((k, v)) if spec.find(k).is_some() && Some(k) != spec.free_form => {
-                pairs.push((k.to_string(), plain_json(v)))
-            }
+            Some((k, v)) if spec.find(k).is_some() && Some(k) != spec.free_form => pairs.push((k.to_string(), plain_json(v))),
             _ => rest.push(word.as_str()),
         }
     }
     match spec.free_form {
         Some(free) if !rest.is_empty() => {
             // Keep the command text as written, minus the k=v options we took out.
-            let kept: Vec<&str> = text
-                .split_whitespace()
-                .filter(|w| {
-                    !w.split_once('=')
-                        .is_some_and(|(k, _)| spec.find(k).is_some() && k != free)
-                })
-                .collect();
+            let kept: Vec<&str> =
+                text.split_whitespace().filter(|w| !w.split_once('=').is_some_and(|(k, _)| spec.find(k).is_some() && k != free)).collect();
             pairs.push((free.to_string(), Json::String(kept.join(" "))));
         }
-        None if !rest.is_empty() => {
-            return Err(format!(
-                "'{}' takes name=value arguments, found '{}'",
-                spec.name,
-                rest.join(" ")
-            ))
-        }
+        None if !rest.is_empty() => return Err(format!("'{}' takes name=value arguments, found '{}'", spec.name, rest.join(" "))),
         _ => {}
     }
     Ok(pairs)
@@ -327,11 +231,7 @@ fn split_free_form(spec: &Spec, text: &str) -> Result<Vec<(String, Json)>, Strin
 
 /// A `k=v` value resolves like a plain YAML scalar (`enabled=yes` is a boolean).
 fn plain_json(text: &str) -> Json {
-    Node {
-        value: yaml::resolve_plain(text.to_string()),
-        location: yaml::Location::synthetic(""),
-    }
-    .to_json()
+    Node { value: yaml::resolve_plain(text.to_string()), location: yaml::Location::synthetic("") }.to_json()
 }
 
 /// Re-checks arguments after templating; returns the first problem.

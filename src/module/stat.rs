@@ -52,10 +52,7 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(
-            result("/x", &PathStat::default()),
-            json!({"stat": {"exists": false}})
-        );
+        assert_eq!(result("/x", &PathStat::default()), json!({"stat": {"exists": false}}));
         let s = PathStat {
             exists: true,
             kind: "regular empty file".into(),

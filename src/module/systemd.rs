@@ -26,11 +26,7 @@ pub static SPEC: Spec = Spec {
 pub static SERVICE_SPEC: Spec = Spec {
     name: "service",
     aliases: &[],
-    args: &[
-        arg("name", Kind::Str),
-        arg_choices("state", &["started", "stopped", "restarted", "reloaded"]),
-        arg("enabled", Kind::Bool),
-    ],
+    args: &[arg("name", Kind::Str), arg_choices("state", &["started", "stopped", "restarted", "reloaded"]), arg("enabled", Kind::Bool)],
     free_form: None,
     required: &["name"],
     unsupported: &["sleep", "pattern", "runlevel", "arguments", "args", "use"],
@@ -137,19 +133,10 @@ pub fn decide(d: &Desired, unit: Option<&UnitState>, arriving: bool) -> Decision
     };
     let unit = match unit {
         Some(u) if u.exists() || u.is_masked() => u,
-        _ if arriving => {
-            return Decision::Predicted(format!(
-                "{name} would be configured after the package that provides it is installed"
-            ))
-        }
-        _ => return Decision::Fail(format!(
-            "could not find the requested service {name}: the unit is not installed on this host"
-        )),
+        _ if arriving => return Decision::Predicted(format!("{name} would be configured after the package that provides it is installed")),
+        _ => return Decision::Fail(format!("could not find the requested service {name}: the unit is not installed on this host")),
     };
-    let wants_running = matches!(
-        d.state,
-        Some(State::Started | State::Restarted | State::Reloaded)
-    ) || d.enabled == Some(true);
+    let wants_running = matches!(d.state, Some(State::Started | State::Restarted | State::Reloaded)) || d.enabled == Some(true);
     match d.masked {
         Some(true) => {
             if !unit.is_masked() {
@@ -176,29 +163,14 @@ pub fn decide(d: &Desired, unit: Option<&UnitState>, arriving: bool) -> Decision
                 actions.push(Action::Enable)
             }
         }
-        Some(false)
-            if matches!(
-                unit.unit_file_state.as_str(),
-                "enabled" | "enabled-runtime" | "alias"
-            ) =>
-        {
-            actions.push(Action::Disable)
-        }
+        Some(false) if matches!(unit.unit_file_state.as_str(), "enabled" | "enabled-runtime" | "alias") => actions.push(Action::Disable),
         _ => {}
     }
     let starting = match d.state {
         Some(State::Started) if !unit.is_active() => Some(Action::Start),
         Some(State::Stopped) if unit.is_active() => Some(Action::Stop),
-        Some(State::Restarted) => Some(if unit.is_active() {
-            Action::Restart
-        } else {
-            Action::Start
-        }),
-        Some(State::Reloaded) => Some(if unit.is_active() {
-            Action::Reload
-        } else {
-            Action::Start
-        }),
+        Some(State::Restarted) => Some(if unit.is_active() { Action::Restart } else { Action::Start }),
+        Some(State::Reloaded) => Some(if unit.is_active() { Action::Reload } else { Action::Start }),
         _ => None,
     };
     if let Some(action) = starting {
@@ -213,14 +185,7 @@ pub fn decide(d: &Desired, unit: Option<&UnitState>, arriving: bool) -> Decision
         }
         actions.push(action);
     }
-    finish(
-        actions,
-        if unit.is_active() {
-            "active"
-        } else {
-            "inactive"
-        },
-    )
+    finish(actions, if unit.is_active() { "active" } else { "inactive" })
 }
 
 fn finish(actions: Vec<Action>, ok_message: &str) -> Decision<Action> {
@@ -289,77 +254,41 @@ mod tests {
     #[test]
     fn static_inactive_unit_is_started_not_enabled() {
         let want = d(json!({"name": GA, "state": "started", "enabled": true}));
-        assert_eq!(
-            decide(&want, Some(&unit("static", "inactive")), false),
-            Decision::Change(vec![Action::Start])
-        );
-        assert_eq!(
-            decide(&want, Some(&unit("static", "active")), false),
-            Decision::Ok("active".into())
-        );
+        assert_eq!(decide(&want, Some(&unit("static", "inactive")), false), Decision::Change(vec![Action::Start]));
+        assert_eq!(decide(&want, Some(&unit("static", "active")), false), Decision::Ok("active".into()));
     }
 
     #[test]
     fn disabled_units_are_enabled_and_started() {
         let want = d(json!({"name": "ssh", "state": "started", "enabled": true}));
-        assert_eq!(
-            decide(&want, Some(&unit("disabled", "inactive")), false),
-            Decision::Change(vec![Action::Enable, Action::Start])
-        );
-        assert_eq!(
-            decide(&want, Some(&unit("enabled", "activating")), false),
-            Decision::Ok("active".into())
-        );
+        assert_eq!(decide(&want, Some(&unit("disabled", "inactive")), false), Decision::Change(vec![Action::Enable, Action::Start]));
+        assert_eq!(decide(&want, Some(&unit("enabled", "activating")), false), Decision::Ok("active".into()));
     }
 
     #[test]
     fn stop_restart_reload_disable() {
         assert_eq!(
-            decide(
-                &d(json!({"name": "x", "state": "stopped"})),
-                Some(&unit("enabled", "active")),
-                false
-            ),
+            decide(&d(json!({"name": "x", "state": "stopped"})), Some(&unit("enabled", "active")), false),
             Decision::Change(vec![Action::Stop])
         );
         assert_eq!(
-            decide(
-                &d(json!({"name": "x", "state": "stopped"})),
-                Some(&unit("enabled", "inactive")),
-                false
-            ),
+            decide(&d(json!({"name": "x", "state": "stopped"})), Some(&unit("enabled", "inactive")), false),
             Decision::Ok("inactive".into())
         );
         assert_eq!(
-            decide(
-                &d(json!({"name": "x", "state": "restarted"})),
-                Some(&unit("enabled", "active")),
-                false
-            ),
+            decide(&d(json!({"name": "x", "state": "restarted"})), Some(&unit("enabled", "active")), false),
             Decision::Change(vec![Action::Restart])
         );
         assert_eq!(
-            decide(
-                &d(json!({"name": "x", "state": "reloaded"})),
-                Some(&unit("enabled", "failed")),
-                false
-            ),
+            decide(&d(json!({"name": "x", "state": "reloaded"})), Some(&unit("enabled", "failed")), false),
             Decision::Change(vec![Action::Start])
         );
         assert_eq!(
-            decide(
-                &d(json!({"name": "x", "enabled": false})),
-                Some(&unit("enabled", "active")),
-                false
-            ),
+            decide(&d(json!({"name": "x", "enabled": false})), Some(&unit("enabled", "active")), false),
             Decision::Change(vec![Action::Disable])
         );
         assert_eq!(
-            decide(
-                &d(json!({"name": "x", "enabled": false})),
-                Some(&unit("static", "active")),
-                false
-            ),
+            decide(&d(json!({"name": "x", "enabled": false})), Some(&unit("static", "active")), false),
             Decision::Ok("active".into())
         );
     }
@@ -372,31 +301,14 @@ mod tests {
             active_state: "inactive".into(),
             ..Default::default()
         };
-        let Decision::Fail(msg) = decide(
-            &d(json!({"name": GA, "state": "started"})),
-            Some(&masked),
-            false,
-        ) else {
-            panic!()
-        };
-        assert!(
-            msg.contains("is masked") && msg.contains("systemctl unmask"),
-            "{msg}"
-        );
+        let Decision::Fail(msg) = decide(&d(json!({"name": GA, "state": "started"})), Some(&masked), false) else { panic!() };
+        assert!(msg.contains("is masked") && msg.contains("systemctl unmask"), "{msg}");
         assert_eq!(
-            decide(
-                &d(json!({"name": GA, "state": "started", "masked": false})),
-                Some(&masked),
-                false
-            ),
+            decide(&d(json!({"name": GA, "state": "started", "masked": false})), Some(&masked), false),
             Decision::Change(vec![Action::Unmask, Action::Start])
         );
         assert_eq!(
-            decide(
-                &d(json!({"name": GA, "masked": true})),
-                Some(&unit("static", "inactive")),
-                false
-            ),
+            decide(&d(json!({"name": GA, "masked": true})), Some(&unit("static", "inactive")), false),
             Decision::Change(vec![Action::Mask])
         );
     }
@@ -404,69 +316,34 @@ mod tests {
     #[test]
     fn missing_bound_device_fails_at_once_with_the_remedy() {
         let mut u = unit("static", "inactive");
-        u.bound_devices.push((
-            "dev-virtio\\x2dports-org.qemu.guest_agent.0.device".into(),
-            false,
-        ));
-        let Decision::Fail(msg) =
-            decide(&d(json!({"name": GA, "state": "started"})), Some(&u), false)
-        else {
-            panic!()
-        };
-        assert!(
-            msg.contains("org.qemu.guest_agent.0") && msg.contains("qm set VMID --agent enabled=1"),
-            "{msg}"
-        );
+        u.bound_devices.push(("dev-virtio\\x2dports-org.qemu.guest_agent.0.device".into(), false));
+        let Decision::Fail(msg) = decide(&d(json!({"name": GA, "state": "started"})), Some(&u), false) else { panic!() };
+        assert!(msg.contains("org.qemu.guest_agent.0") && msg.contains("qm set VMID --agent enabled=1"), "{msg}");
         assert!(msg.contains("reboot from inside the guest"), "{msg}");
         // Stopping is still fine.
-        assert!(matches!(
-            decide(&d(json!({"name": GA, "state": "stopped"})), Some(&u), false),
-            Decision::Ok(_)
-        ));
+        assert!(matches!(decide(&d(json!({"name": GA, "state": "stopped"})), Some(&u), false), Decision::Ok(_)));
     }
 
     #[test]
     fn unknown_units_fail_unless_a_package_brings_them() {
-        let nf = UnitState {
-            load_state: "not-found".into(),
-            ..Default::default()
-        };
+        let nf = UnitState { load_state: "not-found".into(), ..Default::default() };
         let want = d(json!({"name": GA, "state": "started"}));
-        assert!(
-            matches!(decide(&want, Some(&nf), false), Decision::Fail(m) if m.contains("could not find"))
-        );
-        assert!(
-            matches!(decide(&want, Some(&nf), true), Decision::Predicted(m) if m.contains("after the package"))
-        );
+        assert!(matches!(decide(&want, Some(&nf), false), Decision::Fail(m) if m.contains("could not find")));
+        assert!(matches!(decide(&want, Some(&nf), true), Decision::Predicted(m) if m.contains("after the package")));
     }
 
     #[test]
     fn daemon_reload_alone_is_not_a_change() {
         let want = d(json!({"daemon_reload": true}));
-        assert_eq!(
-            decide(&want, None, false),
-            Decision::Change(vec![Action::DaemonReload])
-        );
+        assert_eq!(decide(&want, None, false), Decision::Change(vec![Action::DaemonReload]));
         assert!(!Action::DaemonReload.is_change());
     }
 
     #[test]
     fn validation_and_commands() {
-        assert!(desired(&Args(
-            json!({"name": "x; rm -rf /"}).as_object().unwrap().clone()
-        ))
-        .is_err());
-        assert!(desired(&Args(
-            json!({"state": "started"}).as_object().unwrap().clone()
-        ))
-        .is_err());
-        assert_eq!(
-            command(&Action::Start, Some("getty@tty1.service"), false),
-            "systemctl start -- getty@tty1.service"
-        );
-        assert_eq!(
-            command(&Action::Stop, Some("x"), true),
-            "systemctl --no-block stop -- x"
-        );
+        assert!(desired(&Args(json!({"name": "x; rm -rf /"}).as_object().unwrap().clone())).is_err());
+        assert!(desired(&Args(json!({"state": "started"}).as_object().unwrap().clone())).is_err());
+        assert_eq!(command(&Action::Start, Some("getty@tty1.service"), false), "systemctl start -- getty@tty1.service");
+        assert_eq!(command(&Action::Stop, Some("x"), true), "systemctl --no-block stop -- x");
     }
 }

@@ -1,0 +1,141 @@
+use super::*;
+use crate::module::ModuleKind;
+
+fn parse_tasks(text: &str) -> Result<Vec<Task>, Vec<Diagnostic>> {
+    let node = yaml::parse_str(text, Path::new("tasks.yml")).unwrap();
+    let mut errors = Vec::new();
+    let tasks = task::parse_tasks(node.as_ref(), None, &mut errors);
+    if errors.is_empty() {
+        Ok(tasks)
+    } else {
+        Err(errors)
+    }
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    parse_tasks(text).unwrap_err().iter().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn the_seed_role_ships_byte_for_byte_and_parses() {
+    let seed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/seeds/qemu_ga_fix-role.md"));
+    let shipped = EMBEDDED[0].1;
+    if let Ok(seed) = seed {
+        assert!(seed.contains(shipped.trim_end()), "roles/qemu_ga_fix/tasks/main.yml must be the seed's task file");
+    }
+    let role = RoleSource { paths: vec![], embedded: true }.load("qemu_ga_fix", &Location::synthetic("test")).unwrap();
+    assert_eq!(role.tasks.len(), 2);
+    assert_eq!(role.tasks[0].module, ModuleKind::Apt);
+    assert_eq!(role.tasks[0].args.list("name"), ["qemu-guest-agent"]);
+    assert_eq!(role.tasks[0].become_, Some(true));
+    assert_eq!(role.tasks[1].module, ModuleKind::Systemd);
+    assert_eq!(role.tasks[1].args.bool("enabled"), Some(true));
+    assert_eq!(role.tasks[1].location.line, 10);
+    assert_eq!(role.meta.verify_unit_active.as_deref(), Some("qemu-guest-agent"));
+    assert_eq!(role.meta.applies_to.virtualization, Some(Virtualization::Vm));
+}
+
+#[test]
+fn the_patch_role_and_default_plan_parse() {
+    let role = RoleSource { paths: vec![], embedded: true }.load("patch_reboot", &Location::synthetic("test")).unwrap();
+    assert!(role.tasks.iter().any(|t| t.module == ModuleKind::Reboot));
+    assert!(role.tasks.iter().any(|t| t.module == ModuleKind::Stat && t.register.as_deref() == Some("reboot_required_file")));
+    let plan = Playbook::default_plan();
+    assert_eq!(plan.plays.len(), 2);
+    assert_eq!(plan.plays[1].gate.as_deref(), Some("qemu_ga_fix"));
+    assert_eq!(plan.plays[1].serial, [Serial::Percent(25.0)]);
+    assert!(plan.resolve(&RoleSource { paths: vec![], embedded: true }).is_ok());
+}
+
+#[test]
+fn unknown_modules_and_arguments_point_at_the_key() {
+    let errs = errors_of("- name: x\n  ansible.builtin.aptt:\n    name: foo\n");
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("tasks.yml:2:3: unknown module or task keyword 'ansible.builtin.aptt'; supported modules: apt, dnf"),
+        "{}",
+        errs[0]
+    );
+    let errs = errors_of("- apt:\n    name: foo\n    stat: present\n");
+    assert!(errs[0].starts_with("tasks.yml:3:5: unsupported argument 'stat' for module 'apt'; supported: name, state"), "{}", errs[0]);
+    let errs = errors_of("- apt:\n    name: foo\n    state: presnt\n");
+    assert!(errs[0].contains("tasks.yml:3:5: 'state' must be one of present, installed"), "{}", errs[0]);
+    let errs = errors_of("- apt:\n    name: foo\n    deb: /tmp/x.deb\n");
+    assert!(errs[0].contains("not supported by gafix yet"), "{}", errs[0]);
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let errs = errors_of("- apt: {name: a, bogus: 1}\n- systemd: {name: b, enabled: maybe}\n- loop: [1]\n  command: ls\n- {}\n");
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(errs[1].contains("'enabled' must be a boolean"), "{}", errs[1]);
+    assert!(errs[2].contains("'loop' is not supported"), "{}", errs[2]);
+    assert!(errs[3].contains("has no module"), "{}", errs[3]);
+}
+
+#[test]
+fn conflicting_modules() {
+    let errs = errors_of("- apt: {name: a}\n  systemd: {name: b}\n");
+    assert!(errs[0].contains("conflicting action statements: apt and systemd"), "{}", errs[0]);
+}
+
+#[test]
+fn free_form_and_key_value_arguments() {
+    let tasks = parse_tasks(
+        "- command: needs-restarting -r\n  changed_when: false\n- stat: path=/var/run/reboot-required\n  register: r\n- apt: name=vim state=latest update_cache=yes\n- shell: creates=/x echo hi > /x\n",
+    )
+    .unwrap();
+    assert_eq!(tasks[0].args.str("_raw_params").as_deref(), Some("needs-restarting -r"));
+    assert_eq!(tasks[0].changed_when, ["False"]);
+    assert_eq!(tasks[1].args.str("path").as_deref(), Some("/var/run/reboot-required"));
+    assert_eq!(tasks[2].args.bool("update_cache"), Some(true));
+    assert_eq!(tasks[2].args.str("state").as_deref(), Some("latest"));
+    assert_eq!(tasks[3].args.str("creates").as_deref(), Some("/x"));
+    assert_eq!(tasks[3].args.str("_raw_params").as_deref(), Some("echo hi > /x"));
+}
+
+#[test]
+fn keywords_yaml_1_1_booleans_and_when_lists() {
+    let tasks = parse_tasks(
+        "- name: t\n  apt: {name: x}\n  become: yes\n  ignore_errors: True\n  when:\n    - a\n    - b is defined\n  tags: [x, y]\n",
+    )
+    .unwrap();
+    assert_eq!(tasks[0].become_, Some(true));
+    assert!(tasks[0].ignore_errors);
+    assert_eq!(tasks[0].when, ["a", "b is defined"]);
+    assert_eq!(tasks[0].tags, ["x", "y"]);
+}
+
+#[test]
+fn a_role_on_disk_overrides_the_embedded_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = dir.path().join("qemu_ga_fix/tasks");
+    std::fs::create_dir_all(&tasks).unwrap();
+    std::fs::write(tasks.join("main.yaml"), "- command: 'true'\n").unwrap();
+    let source = RoleSource::new(vec![dir.path().to_path_buf()]);
+    let role = source.load("qemu_ga_fix", &Location::synthetic("t")).unwrap();
+    assert_eq!(role.tasks[0].module, ModuleKind::Command);
+    assert!(role.meta.verify_unit_active.is_none(), "metadata comes with the role that was loaded");
+    let missing = source.load("nosuch", &Location::new(&std::sync::Arc::from(Path::new("site.yml")), 3, 7)).unwrap_err().to_string();
+    assert!(missing.starts_with("site.yml:3:7: role 'nosuch' not found in"), "{missing}");
+}
+
+#[test]
+fn playbook_errors() {
+    let err = Playbook::parse("- hosts: all\n  serial: 0\n  bogus: 1\n- roles: [x]\n- hosts: all\n  gafix_gate: later\n", "site.yml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("site.yml:2:11: serial must be a positive number"), "{err}");
+    assert!(err.contains("site.yml:3:3: unknown play keyword 'bogus'"), "{err}");
+    assert!(err.contains("site.yml:4:3: a play needs 'hosts'"), "{err}");
+    assert!(err.contains("gafix_gate 'later' does not name an earlier play"), "{err}");
+}
+
+#[test]
+fn serial_forms() {
+    let book = Playbook::parse("- hosts: all\n  serial: [1, 5, \"25%\"]\n  roles:\n    - role: qemu_ga_fix\n      when: x == 1\n", "s.yml")
+        .unwrap();
+    assert_eq!(book.plays[0].serial, [Serial::Count(1), Serial::Count(5), Serial::Percent(25.0)]);
+    let resolved = book.resolve(&RoleSource { paths: vec![], embedded: true }).unwrap();
+    assert_eq!(resolved[0].roles[0].tasks[0].when, ["x == 1"]);
+}
