@@ -102,8 +102,9 @@ impl ProbeRequest {
 /// Reads one unit per `systemctl show` block, then each `BindsTo=` device's state.
 const UNIT_PROBE: &str = r#"for u in "$@"; do
   systemctl show -p Id,LoadState,UnitFileState,ActiveState,SubState -- "$u" 2>/dev/null | sed "s/^/$u|/"
-  for d in $(systemctl show -p BindsTo --value -- "$u" 2>/dev/null); do
-    case $d in *.device) echo "$u|Device=$d $(systemctl show -p ActiveState --value -- "$d" 2>/dev/null)";; esac
+  # --value prints the list quoted, with backslashes doubled ("dev-virtio\\x2dports-...").
+  for d in $(systemctl show -p BindsTo --value -- "$u" 2>/dev/null | tr -d '"' | sed 's/\\\\/\\/g'); do
+    case $d in *.device) printf '%s|Device=%s %s\n' "$u" "$d" "$(systemctl show -p ActiveState --value -- "$d" 2>/dev/null)";; esac
   done
 done"#;
 

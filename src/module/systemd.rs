@@ -104,8 +104,31 @@ impl Action {
     }
 }
 
+/// `dev-virtio\x2dports-x.device` -> `/dev/virtio-ports/x` (systemd's path unescaping).
+pub fn device_unit_to_path(unit: &str) -> String {
+    let body = unit.strip_suffix(".device").unwrap_or(unit);
+    let mut out = String::from("/");
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' => out.push('/'),
+            '\\' if chars.peek() == Some(&'x') => {
+                chars.next();
+                let hex: String = chars.by_ref().take(2).collect();
+                match u8::from_str_radix(&hex, 16) {
+                    Ok(b) => out.push(b as char),
+                    Err(_) => out.push_str(&format!("\\x{hex}")),
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Why a unit cannot be started, with what to do about it.
-pub fn missing_device_message(unit: &str, device: &str) -> String {
+pub fn missing_device_message(unit: &str, device_unit: &str) -> String {
+    let device = device_unit_to_path(device_unit);
     if unit.trim_end_matches(".service") == "qemu-guest-agent" {
         format!(
             "{unit} cannot start: the VM has no virtio-serial channel org.qemu.guest_agent.0 ({device} is absent). \
@@ -158,10 +181,8 @@ pub fn decide(d: &Desired, unit: Option<&UnitState>, arriving: bool) -> Decision
     }
     let masked_after = d.masked.unwrap_or(unit.is_masked());
     match d.enabled {
-        Some(true) if !unit.is_enabled() || (d.masked == Some(false) && unit.is_masked()) => {
-            if unit.unit_file_state != "static" {
-                actions.push(Action::Enable)
-            }
+        Some(true) if (!unit.is_enabled() || (d.masked == Some(false) && unit.is_masked())) && unit.unit_file_state != "static" => {
+            actions.push(Action::Enable)
         }
         Some(false) if matches!(unit.unit_file_state.as_str(), "enabled" | "enabled-runtime" | "alias") => actions.push(Action::Disable),
         _ => {}
@@ -322,6 +343,12 @@ mod tests {
         assert!(msg.contains("reboot from inside the guest"), "{msg}");
         // Stopping is still fine.
         assert!(matches!(decide(&d(json!({"name": GA, "state": "stopped"})), Some(&u), false), Decision::Ok(_)));
+    }
+
+    #[test]
+    fn device_units_read_as_paths() {
+        assert_eq!(device_unit_to_path("dev-virtio\\x2dports-org.qemu.guest_agent.0.device"), "/dev/virtio-ports/org.qemu.guest_agent.0");
+        assert_eq!(device_unit_to_path("dev-sda1.device"), "/dev/sda1");
     }
 
     #[test]

@@ -1,0 +1,430 @@
+//! The commands: load files, build the plan, run it, report. One place turns errors into
+//! messages and exit codes.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+use serde_json::{json, Value as Json};
+
+use crate::cli::{Cli, ColorChoice, Command, CommonArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, ValidateArgs};
+use crate::diag::Diagnostic;
+use crate::engine::{self, host::Timeouts};
+use crate::inventory::{self, Inventory, Vars};
+use crate::plan::{self, Overrides};
+use crate::report::{self, text::TextReporter};
+use crate::role::{Playbook, RoleSource, Serial};
+use crate::transport::{HostKeyPolicy, Secret};
+use crate::yaml;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_BAD_OPTIONS: i32 = 5;
+
+/// An error for the top-level report: a message and an exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: i32,
+}
+
+impl Failure {
+    fn error(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: EXIT_ERROR }
+    }
+    fn options(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: EXIT_BAD_OPTIONS }
+    }
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_BAD_OPTIONS } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let verbose = match &cli.command {
+        Command::Converge(a) => a.common.verbose,
+        Command::Inventory(a) => a.common.verbose,
+        Command::Validate(a) => a.common.verbose,
+        Command::Completions { .. } => 0,
+    };
+    init_tracing(verbose);
+    let result = match cli.command {
+        Command::Converge(args) => converge(args),
+        Command::Inventory(args) => inventory_command(args),
+        Command::Validate(args) => validate(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "gafix", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("ERROR: {}", f.message);
+            f.code
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 | 1 => "warn",
+        2 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GAFIX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("gafix={level}")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn print_warnings(warnings: &[Diagnostic]) {
+    for w in warnings {
+        eprintln!("[WARNING]: {w}");
+    }
+}
+
+fn load_inventory(common: &CommonArgs) -> Result<Inventory, Failure> {
+    let inv = Inventory::load(&common.inventory).map_err(|e| Failure::error(e.to_string()))?;
+    print_warnings(&inv.warnings);
+    Ok(inv)
+}
+
+/// `-e key=value`, `-e @file.yaml`, `-e '{"json": true}'`, as ansible-playbook reads them.
+pub fn parse_extra_vars(items: &[String]) -> Result<Vars, Failure> {
+    let mut vars = Vars::new();
+    for item in items {
+        let item = item.trim();
+        let parsed: Json = if let Some(file) = item.strip_prefix('@') {
+            let node = yaml::load_file(Path::new(file)).map_err(|e| Failure::options(format!("-e {item}: {e}")))?;
+            node.map(|n| n.to_json()).unwrap_or(Json::Null)
+        } else if item.starts_with('{') || item.starts_with('[') {
+            let node = yaml::parse_str(item, Path::new("<extra vars>")).map_err(|e| Failure::options(format!("-e {item}: {e}")))?;
+            node.map(|n| n.to_json()).unwrap_or(Json::Null)
+        } else {
+            let words = shlex::split(item).ok_or_else(|| Failure::options(format!("-e {item}: unbalanced quotes")))?;
+            let mut map = serde_json::Map::new();
+            for w in words {
+                let (k, v) = w
+                    .split_once('=')
+                    .ok_or_else(|| Failure::options(format!("-e '{w}': expected KEY=VALUE, @FILE or a YAML/JSON mapping")))?;
+                map.insert(k.to_string(), Json::String(v.to_string()));
+            }
+            Json::Object(map)
+        };
+        match parsed {
+            Json::Object(m) => vars.extend(m),
+            Json::Null => {}
+            _ => return Err(Failure::options(format!("-e {item}: extra variables must be a mapping"))),
+        }
+    }
+    Ok(vars)
+}
+
+fn role_source(common: &CommonArgs) -> RoleSource {
+    RoleSource::new(common.roles_path.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+}
+
+fn load_playbook(path: Option<&Path>) -> Result<Playbook, Failure> {
+    match path {
+        None => Ok(Playbook::default_plan()),
+        Some(p) => Playbook::load(p).map_err(|d| Failure::error(d.to_string())),
+    }
+}
+
+fn parse_serial(text: &str) -> Result<Vec<Serial>, Failure> {
+    text.split(',').map(|s| Serial::parse(&Json::String(s.trim().to_string())).map_err(Failure::options)).collect()
+}
+
+fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+fn host_key_policy(choice: Option<HostKeyChecking>) -> HostKeyPolicy {
+    match choice {
+        Some(HostKeyChecking::Yes) => HostKeyPolicy::Strict,
+        Some(HostKeyChecking::AcceptNew) => HostKeyPolicy::AcceptNew,
+        Some(HostKeyChecking::Off) => HostKeyPolicy::Off,
+        None => match std::env::var("ANSIBLE_HOST_KEY_CHECKING").ok().as_deref().and_then(yaml::parse_bool_str) {
+            Some(false) => HostKeyPolicy::Off,
+            _ => HostKeyPolicy::Strict,
+        },
+    }
+}
+
+fn become_password(ask: bool) -> Result<Option<Secret>, Failure> {
+    if let Ok(p) = std::env::var("GAFIX_BECOME_PASSWORD") {
+        return Ok(Some(Secret::new(p)));
+    }
+    if !ask {
+        return Ok(None);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::options("--ask-become-pass needs a terminal; in CI set GAFIX_BECOME_PASSWORD instead"));
+    }
+    eprint!("BECOME password: ");
+    let password = read_password_no_echo().map_err(|e| Failure::error(format!("cannot read the password: {e}")))?;
+    Ok(Some(Secret::new(password)))
+}
+
+/// Reads a line from the terminal with echo off (stty), restoring it afterwards.
+fn read_password_no_echo() -> std::io::Result<String> {
+    let stty = |arg: &str| std::process::Command::new("stty").arg(arg).stdin(std::process::Stdio::inherit()).status();
+    let _ = stty("-echo");
+    let mut line = String::new();
+    let result = std::io::stdin().read_line(&mut line);
+    let _ = stty("echo");
+    eprintln!();
+    result?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
+    let inv = load_inventory(&args.common)?;
+    let extra_vars = parse_extra_vars(&args.common.extra_vars)?;
+    let book = load_playbook(args.playbook.as_deref())?;
+    let overrides = Overrides {
+        limit: args.common.limit.clone(),
+        serial: args.serial.as_deref().map(parse_serial).transpose()?,
+        max_fail_percentage: args.max_fail_percentage,
+    };
+    if let Some(p) = overrides.max_fail_percentage {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(Failure::options("--max-fail-percentage must be from 0 to 100"));
+        }
+    }
+    let plan = plan::build(&inv, &book, &role_source(&args.common), &overrides).map_err(|e| Failure::error(e.to_string()))?;
+    if args.list_hosts || args.list_tasks {
+        print_plan(&plan, args.list_hosts, args.list_tasks);
+        return Ok(EXIT_OK);
+    }
+    let opts = engine::Options {
+        forks: args.forks as usize,
+        check: args.check,
+        diff: args.diff,
+        timeouts: Timeouts { connect: Duration::from_secs(args.timeout.max(1)), command: Duration::from_secs(args.command_timeout.max(1)) },
+        host_key_policy: host_key_policy(args.host_key_checking),
+        become_password: become_password(args.ask_become_pass)?,
+        extra_vars,
+    };
+    let json_stdout = args.common.format == Format::Json;
+    let reporter = TextReporter::new(
+        if json_stdout { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) },
+        use_color(args.common.color),
+        args.common.verbose,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::error(e.to_string()))?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let report = runtime.block_on(async {
+        let flag = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: finishing the tasks in flight (package transactions are never cut short), then stopping");
+                flag.store(true, Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("interrupted twice: exiting now");
+                    std::process::exit(99);
+                }
+            }
+        });
+        engine::run(&plan, &inv, &opts, &reporter, interrupted.clone()).await
+    });
+    reporter.recap(&report);
+    if json_stdout {
+        println!("{}", report::to_json(&report));
+    }
+    if let Some(path) = &args.json {
+        report::write_json(&report, path).map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.junit {
+        report::junit::write(&report, path).map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.retry_file {
+        report::write_retry(&report, path).map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+    }
+    Ok(report.exit_code)
+}
+
+fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool) {
+    println!("playbook: {}", plan.source);
+    for p in &plan.plays {
+        let gate = p.play.gate.as_deref().map(|g| format!(", gated on '{g}'")).unwrap_or_default();
+        let serial = if p.serial.is_empty() { String::new() } else { format!(", serial {:?}", p.serial) };
+        println!(
+            "\n  play #{} ({}): {}{gate}{serial}",
+            plan.plays.iter().position(|x| std::ptr::eq(x, p)).unwrap_or(0) + 1,
+            p.play.hosts,
+            p.play.name
+        );
+        if hosts {
+            println!("    hosts ({}):", p.hosts.len());
+            for h in &p.hosts {
+                println!("      {h}");
+            }
+        }
+        if tasks {
+            println!("    tasks:");
+            for t in p.tasks() {
+                let role = t.role.as_deref().map(|r| format!("{r} : ")).unwrap_or_default();
+                println!("      {role}{}  ({}, {})", t.display_name(), t.module.name(), t.location);
+            }
+        }
+    }
+}
+
+fn validate(args: ValidateArgs) -> Result<i32, Failure> {
+    let mut problems: Vec<String> = Vec::new();
+    let inv = match Inventory::load(&args.common.inventory) {
+        Ok(inv) => {
+            print_warnings(&inv.warnings);
+            Some(inv)
+        }
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    if let Err(f) = parse_extra_vars(&args.common.extra_vars) {
+        problems.push(f.message);
+    }
+    match load_playbook(args.playbook.as_deref()) {
+        Ok(book) => {
+            if let Err(errors) = book.resolve(&role_source(&args.common)) {
+                problems.extend(errors.iter().map(|e| e.to_string()));
+            } else if let Some(inv) = &inv {
+                for play in &book.plays {
+                    if let Err(e) = inventory::select(inv, &play.hosts) {
+                        problems.push(format!("{}: {e}", play.location));
+                    }
+                }
+                if let Some(limit) = &args.common.limit {
+                    if let Err(e) = inventory::select(inv, limit) {
+                        problems.push(format!("--limit: {e}"));
+                    }
+                }
+            }
+        }
+        Err(f) => problems.push(f.message),
+    }
+    if problems.is_empty() {
+        println!("ok: inventory, playbook and roles are valid");
+        Ok(EXIT_OK)
+    } else {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        let count: usize = problems.iter().map(|p| p.lines().count()).sum();
+        Err(Failure::error(format!("{count} problem{} found", if count == 1 { "" } else { "s" })))
+    }
+}
+
+/// The JSON `ansible-inventory --list` prints (groups with hosts/children, `_meta.hostvars`).
+pub fn inventory_list(inv: &Inventory, hosts: &[String], extra: &Vars) -> Json {
+    let mut out = serde_json::Map::new();
+    let mut seen = std::collections::HashSet::new();
+    fn format_group(
+        inv: &Inventory,
+        name: &str,
+        hosts: &[String],
+        out: &mut serde_json::Map<String, Json>,
+        seen: &mut std::collections::HashSet<String>,
+    ) {
+        let group = &inv.groups[name];
+        let mut entry = serde_json::Map::new();
+        if name != "all" {
+            let hs: Vec<&String> = group.hosts.iter().filter(|h| hosts.contains(h)).collect();
+            if !hs.is_empty() {
+                entry.insert("hosts".into(), json!(hs));
+            }
+        }
+        if !group.children.is_empty() {
+            entry.insert("children".into(), json!(group.children));
+        }
+        for c in &group.children {
+            if seen.insert(c.clone()) {
+                format_group(inv, c, hosts, out, seen);
+            }
+        }
+        if !entry.is_empty() {
+            out.insert(name.into(), Json::Object(entry));
+        }
+    }
+    format_group(inv, "all", hosts, &mut out, &mut seen);
+    let mut hostvars = serde_json::Map::new();
+    for h in hosts {
+        let v = host_vars_for_display(inv, h, extra);
+        if !v.is_empty() {
+            hostvars.insert(h.clone(), Json::Object(v));
+        }
+    }
+    out.insert("_meta".into(), json!({"hostvars": hostvars}));
+    Json::Object(out)
+}
+
+fn host_vars_for_display(inv: &Inventory, host: &str, extra: &Vars) -> Vars {
+    let mut v = inv.host_vars(host);
+    v.extend(extra.clone());
+    inventory::mask_secrets(&mut v);
+    v
+}
+
+/// `ansible-inventory --graph`: groups and hosts sorted by name.
+pub fn inventory_graph(inv: &Inventory, group: &str, hosts: &[String]) -> Vec<String> {
+    fn walk(inv: &Inventory, group: &str, depth: usize, hosts: &[String], out: &mut Vec<String>) {
+        let name = |n: &str, d: usize| if d == 0 { n.to_string() } else { format!("{}--{n}", "  |".repeat(d)) };
+        out.push(name(&format!("@{group}:"), depth));
+        let g = &inv.groups[group];
+        let mut children = g.children.clone();
+        children.sort();
+        for c in children {
+            walk(inv, &c, depth + 1, hosts, out);
+        }
+        if group != "all" {
+            let mut hs: Vec<&String> = g.hosts.iter().filter(|h| hosts.contains(h)).collect();
+            hs.sort();
+            for h in hs {
+                out.push(name(h, depth + 1));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(inv, group, 0, hosts, &mut out);
+    out
+}
+
+fn inventory_command(args: InventoryArgs) -> Result<i32, Failure> {
+    let inv = load_inventory(&args.common)?;
+    let extra = parse_extra_vars(&args.common.extra_vars)?;
+    let hosts = match &args.common.limit {
+        Some(l) => inventory::select(&inv, l).map_err(|e| Failure::error(e.to_string()))?,
+        None => inv.all_hosts(),
+    };
+    let as_text = |v: &Json| serde_json::to_string_pretty(v).unwrap_or_default();
+    if args.list {
+        println!("{}", as_text(&inventory_list(&inv, &hosts, &extra)));
+    } else if let Some(h) = &args.host {
+        if !inv.hosts.contains_key(h) {
+            return Err(Failure::error(format!("host '{h}' is not in the inventory")));
+        }
+        println!("{}", as_text(&Json::Object(host_vars_for_display(&inv, h, &extra))));
+    } else if let Some(group) = &args.graph {
+        if !inv.groups.contains_key(group) {
+            return Err(Failure::error(format!("group '{group}' is not in the inventory")));
+        }
+        for line in inventory_graph(&inv, group, &hosts) {
+            println!("{line}");
+        }
+    }
+    Ok(EXIT_OK)
+}

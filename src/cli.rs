@@ -1,0 +1,189 @@
+//! Command-line definitions. Flags mirror ansible-playbook's where they exist.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gafix",
+    version,
+    about = "Converge fleets of VMs over SSH: the QEMU guest agent first, then patch and reboot",
+    long_about = "gafix runs Ansible-syntax roles over plain SSH on hosts from an Ansible YAML inventory.\n\
+                  Targets need only sh, sudo and their package manager: no agent, no Python.\n\n\
+                  The default plan (no playbook given) runs stage 1, qemu_ga_fix (guest agent installed,\n\
+                  enabled and running), then stage 2, patch_reboot (upgrade, reboot only when required,\n\
+                  verify the agent), 25% of the hosts at a time, on hosts that passed stage 1 only.\n\n\
+                  Exit codes as ansible-playbook: 0 ok, 1 error, 2 a host failed, 4 a host unreachable,\n\
+                  5 bad options, 99 interrupted.",
+    after_help = "Examples:\n  gafix converge -i hosts.yaml\n  gafix converge -i hosts.yaml --check --diff -l 'web:!web03'\n  \
+                  gafix converge -i hosts.yaml site.yml --junit report.xml\n  gafix inventory -i hosts.yaml --graph\n  gafix validate -i hosts.yaml site.yml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a playbook (or the built-in plan) on the inventory's hosts.
+    Converge(ConvergeArgs),
+    /// Show the inventory like ansible-inventory: --list, --host NAME or --graph.
+    Inventory(InventoryArgs),
+    /// Parse the inventory, the playbook and every role it names; report every error.
+    Validate(ValidateArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Inventory: an Ansible YAML inventory file, or a comma-separated host list ("a,b,").
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: String,
+
+    /// Further limit the hosts with an Ansible host pattern ("web:&prod:!web03", "@file.retry").
+    #[arg(short = 'l', long = "limit", value_name = "PATTERN")]
+    pub limit: Option<String>,
+
+    /// Extra variables, KEY=VALUE (repeatable) or @file.yaml; they beat every other variable.
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+
+    /// Where to look for roles before the embedded ones (colon-separated).
+    #[arg(long = "roles-path", value_name = "DIRS", env = "ANSIBLE_ROLES_PATH", default_value = "./roles")]
+    pub roles_path: String,
+
+    /// More output: -v task details, -vv commands, -vvv transport debugging.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Colour in text output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConvergeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Playbook to run; without one, the built-in plan (qemu_ga_fix, then patch_reboot).
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
+
+    /// How many hosts to work on at once.
+    #[arg(short = 'f', long = "forks", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+
+    /// Check mode: read facts and report what would change, changing nothing.
+    #[arg(short = 'C', long = "check")]
+    pub check: bool,
+
+    /// Show before/after state of what changes (or would change).
+    #[arg(short = 'D', long = "diff")]
+    pub diff: bool,
+
+    /// Seconds to wait for an SSH connection.
+    #[arg(short = 'T', long = "timeout", default_value_t = 10)]
+    pub timeout: u64,
+
+    /// Seconds a single remote command may run (package transactions are never interrupted).
+    #[arg(long = "command-timeout", default_value_t = 1800)]
+    pub command_timeout: u64,
+
+    /// SSH host key checking: yes (default, like Ansible), accept-new (first contact), off.
+    #[arg(long = "host-key-checking", value_enum, env = "GAFIX_HOST_KEY_CHECKING")]
+    pub host_key_checking: Option<HostKeyChecking>,
+
+    /// Ask for the sudo password once, at the start (it is sent on stdin, never logged).
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+
+    /// Override the plays' serial (batch sizes): "1", "25%", or a list "1,5,25%".
+    #[arg(long = "serial", value_name = "SIZES")]
+    pub serial: Option<String>,
+
+    /// Stop starting batches once a batch's failures exceed this percentage.
+    #[arg(long = "max-fail-percentage", value_name = "PCT")]
+    pub max_fail_percentage: Option<f64>,
+
+    /// Write a JUnit XML report (one testcase per host and role).
+    #[arg(long = "junit", value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a JSON report to this file (also printed on stdout with --format json).
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the failed and unreachable hosts here, for a later --limit @FILE.
+    #[arg(long = "retry-file", value_name = "FILE")]
+    pub retry_file: Option<PathBuf>,
+
+    /// Print the hosts each play would run on, then exit.
+    #[arg(long = "list-hosts")]
+    pub list_hosts: bool,
+
+    /// Print the tasks each play would run, then exit.
+    #[arg(long = "list-tasks")]
+    pub list_tasks: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["list", "host", "graph"])))]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// All groups and hosts as JSON (ansible-inventory's shape).
+    #[arg(long)]
+    pub list: bool,
+
+    /// One host's variables as JSON.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// The group tree, optionally from GROUP down.
+    #[arg(long, value_name = "GROUP", num_args = 0..=1, default_missing_value = "all")]
+    pub graph: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Playbook to check; without one, the built-in plan.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyChecking {
+    /// Known hosts only (StrictHostKeyChecking=yes).
+    Yes,
+    /// Accept and remember unknown hosts; refuse changed keys.
+    AcceptNew,
+    /// No checking at all.
+    Off,
+}

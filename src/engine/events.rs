@@ -1,0 +1,189 @@
+//! What the engine reports: one record per task and host, play outcomes for the gate, and
+//! the events reporters print as the run goes.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::module::ModuleKind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Changed,
+    Failed,
+    Skipped,
+    Unreachable,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Unreachable => "unreachable",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Diff {
+    pub before: String,
+    pub after: String,
+}
+
+/// The result of one task on one host.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskRecord {
+    pub host: String,
+    pub play: String,
+    pub role: Option<String>,
+    pub task: String,
+    pub module: Option<ModuleKind>,
+    /// Where the task is written (`file:line:column`).
+    pub location: String,
+    pub status: Status,
+    pub changed: bool,
+    /// Failed, but `ignore_errors` let the host go on.
+    pub ignored: bool,
+    pub msg: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rc: Option<i32>,
+    /// The last lines of the failing command's stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_tail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<Diff>,
+    pub duration_s: f64,
+}
+
+/// How a host ended a play; the gate reads this.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum PlayOutcome {
+    Passed,
+    Failed { task: String, msg: String },
+    Unreachable { msg: String },
+    NotApplicable { why: String },
+    Gated { reason: String },
+    NotRun { reason: String },
+}
+
+impl PlayOutcome {
+    pub fn summary(&self) -> String {
+        match self {
+            PlayOutcome::Passed => "passed".into(),
+            PlayOutcome::Failed { task, msg } => format!("failed at \"{task}\": {msg}"),
+            PlayOutcome::Unreachable { msg } => format!("unreachable: {msg}"),
+            PlayOutcome::NotApplicable { why } => format!("not applicable: {why}"),
+            PlayOutcome::Gated { reason } => format!("gated: {reason}"),
+            PlayOutcome::NotRun { reason } => format!("not run: {reason}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub ok: u32,
+    pub changed: u32,
+    pub unreachable: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub rescued: u32,
+    pub ignored: u32,
+}
+
+impl Stats {
+    pub fn add(&mut self, r: &TaskRecord) {
+        match r.status {
+            Status::Ok => self.ok += 1,
+            Status::Changed => {
+                self.ok += 1;
+                self.changed += 1
+            }
+            Status::Failed if r.ignored => self.ignored += 1,
+            Status::Failed => self.failed += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::Unreachable => self.unreachable += 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PlayReport {
+    pub name: String,
+    pub gate: Option<String>,
+    pub hosts: Vec<String>,
+    pub batches: Vec<Vec<String>>,
+    pub outcomes: BTreeMap<String, PlayOutcome>,
+    /// Why later batches did not start, if they did not.
+    pub stopped: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub gafix_version: &'static str,
+    pub playbook: String,
+    pub check_mode: bool,
+    pub started_unix: u64,
+    pub duration_s: f64,
+    pub interrupted: bool,
+    pub plays: Vec<PlayReport>,
+    pub stats: IndexMap<String, Stats>,
+    pub tasks: Vec<TaskRecord>,
+    pub exit_code: i32,
+}
+
+impl RunReport {
+    /// ansible-playbook's exit code: unreachable wins over failed; 99 when interrupted.
+    pub fn compute_exit_code(&self) -> i32 {
+        if self.interrupted {
+            99
+        } else if self.stats.values().any(|s| s.unreachable > 0) {
+            4
+        } else if self.stats.values().any(|s| s.failed > 0) {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// Hosts that failed or were unreachable, for a retry file.
+    pub fn failed_hosts(&self) -> Vec<String> {
+        self.stats.iter().filter(|(_, s)| s.failed > 0 || s.unreachable > 0).map(|(h, _)| h.clone()).collect()
+    }
+}
+
+/// Events as the run goes; reporters print them.
+pub enum Event<'a> {
+    PlayStart { name: &'a str, hosts: usize, batches: usize, check_mode: bool },
+    BatchStart { play: &'a str, index: usize, count: usize, hosts: &'a [String] },
+    Task(&'a TaskRecord),
+    BatchStopped { play: &'a str, reason: &'a str },
+    Gated { play: &'a str, host: &'a str, reason: &'a str },
+    Warning(&'a str),
+}
+
+pub trait Reporter: Send + Sync {
+    fn event(&self, event: &Event);
+}
+
+/// The JSON shape of a registered result, for templates.
+pub fn registered_result(r: &TaskRecord, extra: Json) -> Json {
+    let mut m = match extra {
+        Json::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    m.insert("changed".into(), Json::Bool(r.changed));
+    m.insert("failed".into(), Json::Bool(r.status == Status::Failed));
+    if r.status == Status::Skipped {
+        m.insert("skipped".into(), Json::Bool(true));
+    }
+    m.entry("msg").or_insert(Json::String(r.msg.clone()));
+    Json::Object(m)
+}

@@ -1,0 +1,166 @@
+//! One host's state through a run: its connection (made once, reused by every task), its
+//! facts, what earlier changes made stale, and its registered variables.
+
+use std::time::Duration;
+
+use crate::facts::{self, Facts, ProbeRequest};
+use crate::inventory::Vars;
+use crate::transport::{Become, CommandOutput, ConnectionSpec, Transport, TransportError};
+
+/// Which facts an earlier change made stale; they are re-read when next needed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stale {
+    pub packages: bool,
+    pub units: bool,
+    pub paths: bool,
+    pub all: bool,
+}
+
+pub struct HostRun {
+    pub name: String,
+    pub spec: ConnectionSpec,
+    pub inventory_vars: Vars,
+    pub transport: Option<Transport>,
+    pub facts: Option<Facts>,
+    pub facts_vars: Vars,
+    pub stale: Stale,
+    pub registered: Vars,
+    /// Out of the run (failed a task, or unreachable), as in Ansible.
+    pub out: bool,
+    /// Check mode: packages an earlier task would have installed.
+    pub predicted_packages: Vec<String>,
+    /// What the probe reads for this host (names the plan mentions).
+    pub probe: ProbeRequest,
+    pub round_trips: u32,
+}
+
+pub struct Timeouts {
+    pub connect: Duration,
+    pub command: Duration,
+}
+
+impl HostRun {
+    pub fn new(name: String, spec: ConnectionSpec, inventory_vars: Vars, probe: ProbeRequest) -> Self {
+        HostRun {
+            name,
+            spec,
+            inventory_vars,
+            transport: None,
+            facts: None,
+            facts_vars: Vars::new(),
+            stale: Stale::default(),
+            registered: Vars::new(),
+            out: false,
+            predicted_packages: Vec::new(),
+            probe,
+            round_trips: 0,
+        }
+    }
+
+    pub async fn connect(&mut self, t: &Timeouts) -> Result<(), TransportError> {
+        if self.transport.is_none() {
+            self.transport = Some(Transport::connect(&self.spec, t.connect).await?);
+        }
+        Ok(())
+    }
+
+    pub async fn disconnect(&mut self) {
+        if let Some(t) = self.transport.take() {
+            t.close().await;
+        }
+    }
+
+    pub async fn run(
+        &mut self,
+        script: &str,
+        become_: Option<&Become>,
+        stdin: Option<&str>,
+        t: &Timeouts,
+    ) -> Result<CommandOutput, TransportError> {
+        self.run_with_timeout(script, become_, stdin, t, t.command).await
+    }
+
+    pub async fn run_with_timeout(
+        &mut self,
+        script: &str,
+        become_: Option<&Become>,
+        stdin: Option<&str>,
+        t: &Timeouts,
+        timeout: Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        self.connect(t).await?;
+        self.round_trips += 1;
+        let transport = self.transport.as_ref().expect("connected");
+        let result = transport.run(script, become_, stdin, timeout).await;
+        if matches!(result, Err(TransportError::Unreachable(_))) {
+            // The master is gone; a later attempt (after a reboot) reconnects.
+            self.disconnect().await;
+        }
+        result
+    }
+
+    /// Reads facts: everything on first use, then only what is stale or not yet known.
+    pub async fn ensure_facts(&mut self, extra: &ProbeRequest, t: &Timeouts) -> Result<(), TransportError> {
+        let basics = self.facts.is_none() || self.stale.all;
+        let mut request = if basics { self.probe.clone() } else { ProbeRequest::default() };
+        let known = self.facts.clone().unwrap_or_default();
+        for p in &extra.packages {
+            let base = crate::module::names::deb_base_name(p);
+            if basics || self.stale.packages || !known.packages.contains_key(base) {
+                request.packages.push(p.clone());
+            }
+        }
+        for u in &extra.units {
+            if basics || self.stale.units || !known.units.contains_key(u) {
+                request.units.push(u.clone());
+            }
+        }
+        for p in &extra.paths {
+            if basics || self.stale.paths || !known.paths.contains_key(p) {
+                request.paths.push(p.clone());
+            }
+        }
+        if !basics && request.is_empty() {
+            return Ok(());
+        }
+        request.packages.sort();
+        request.packages.dedup();
+        request.units.sort();
+        request.units.dedup();
+        request.paths.sort();
+        request.paths.dedup();
+        let out = self.run(&facts::probe_script(&request, basics), None, None, t).await?;
+        if out.rc != 0 {
+            return Err(TransportError::Other(format!("the facts probe failed (exit {}): {}", out.rc, out.tail(3))));
+        }
+        let mut f = if basics { Facts::default() } else { known };
+        facts::parse_probe(&out.stdout, &request, &mut f);
+        self.facts_vars = f.ansible_vars();
+        self.facts = Some(f);
+        if basics {
+            self.stale = Stale::default();
+        } else {
+            if !extra.packages.is_empty() {
+                self.stale.packages = false;
+            }
+            if !extra.units.is_empty() {
+                self.stale.units = false;
+            }
+            if !extra.paths.is_empty() {
+                self.stale.paths = false;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn facts(&self) -> &Facts {
+        self.facts.as_ref().expect("facts gathered before tasks run")
+    }
+
+    /// After a change on the host, facts that may have moved.
+    pub fn mark_changed(&mut self, packages: bool, units: bool) {
+        self.stale.packages |= packages;
+        self.stale.units |= units || packages;
+        self.stale.paths = true;
+    }
+}

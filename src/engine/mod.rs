@@ -1,0 +1,564 @@
+//! The engine: runs a plan. Plays in order; within a play, `serial` batches in order;
+//! within a batch, up to `forks` hosts at once, each host running its tasks in order
+//! (a slow or stuck host never holds up the others). A host that fails leaves the run,
+//! as in Ansible; a play with `gafix_gate` runs only on hosts that passed the named play.
+
+pub mod events;
+pub mod exec;
+pub mod host;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+use indexmap::IndexMap;
+use serde_json::{json, Value as Json};
+
+use crate::facts::ProbeRequest;
+use crate::inventory::{Inventory, Vars};
+use crate::module::spec::{self, Args};
+use crate::module::{apt, command, dnf, stat, systemd, ModuleKind};
+use crate::plan::{self, Plan, PlannedPlay, VarLayers};
+use crate::role::{Role, Task, Virtualization};
+use crate::template::Templar;
+use crate::transport::{ConnectionSpec, HostKeyPolicy, Secret};
+use events::{Event, PlayOutcome, PlayReport, Reporter, RunReport, Stats, Status, TaskRecord};
+use exec::{Ctx, Outcome};
+use host::{HostRun, Timeouts};
+
+pub struct Options {
+    pub forks: usize,
+    pub check: bool,
+    pub diff: bool,
+    pub timeouts: Timeouts,
+    pub host_key_policy: HostKeyPolicy,
+    pub become_password: Option<Secret>,
+    pub extra_vars: Vars,
+}
+
+/// Runs the plan; `interrupted` (Ctrl-C) stops new work from starting.
+pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Reporter, interrupted: Arc<AtomicBool>) -> RunReport {
+    let started = Instant::now();
+    let templar = Templar::new();
+    let mut report = RunReport {
+        gafix_version: env!("CARGO_PKG_VERSION"),
+        playbook: plan.source.clone(),
+        check_mode: opts.check,
+        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        duration_s: 0.0,
+        interrupted: false,
+        plays: Vec::new(),
+        stats: IndexMap::new(),
+        tasks: Vec::new(),
+        exit_code: 0,
+    };
+
+    // Every host the plan touches, with its connection and what its probe should read.
+    let mut hosts: IndexMap<String, HostRun> = IndexMap::new();
+    let mut invalid: BTreeMap<String, String> = BTreeMap::new();
+    for name in plan.plays.iter().flat_map(|p| p.hosts.iter()) {
+        if hosts.contains_key(name) || invalid.contains_key(name) {
+            continue;
+        }
+        report.stats.insert(name.clone(), Stats::default());
+        match prepare_host(name, plan, inv, opts, &templar) {
+            Ok(h) => {
+                hosts.insert(name.clone(), h);
+            }
+            Err(msg) => {
+                invalid.insert(name.clone(), msg);
+            }
+        }
+    }
+
+    let mut outcomes_by_play: BTreeMap<String, BTreeMap<String, PlayOutcome>> = BTreeMap::new();
+    for planned in &plan.plays {
+        let play = &planned.play;
+        let mut outcomes: BTreeMap<String, PlayOutcome> = BTreeMap::new();
+        let mut eligible = Vec::new();
+        for h in &planned.hosts {
+            if let Some(msg) = invalid.get(h) {
+                let record = setup_failure(h, &play.name, msg);
+                reporter.event(&Event::Task(&record));
+                report.stats.get_mut(h).unwrap().add(&record);
+                report.tasks.push(record);
+                outcomes.insert(h.clone(), PlayOutcome::Failed { task: "connection settings".into(), msg: msg.clone() });
+                invalid.remove(h);
+                hosts.shift_remove(h);
+                continue;
+            }
+            let Some(host) = hosts.get(h) else { continue };
+            if host.out {
+                continue;
+            }
+            if let Some(gate) = &play.gate {
+                let verdict = outcomes_by_play.get(gate).and_then(|o| o.get(h));
+                if verdict != Some(&PlayOutcome::Passed) {
+                    let reason = match verdict {
+                        Some(v) => format!("{gate} {}", v.summary()),
+                        None => format!("{gate} did not run on this host"),
+                    };
+                    outcomes.insert(h.clone(), PlayOutcome::Gated { reason });
+                    continue;
+                }
+            }
+            eligible.push(h.clone());
+        }
+        let batches = plan::batches(&eligible, &planned.serial);
+        reporter.event(&Event::PlayStart { name: &play.name, hosts: eligible.len(), batches: batches.len(), check_mode: opts.check });
+        for (h, outcome) in &outcomes {
+            if let PlayOutcome::Gated { reason } = outcome {
+                reporter.event(&Event::Gated { play: &play.name, host: h, reason });
+            }
+        }
+        let mut stopped = None;
+        for (index, batch) in batches.iter().enumerate() {
+            if interrupted.load(Ordering::SeqCst) || stopped.is_some() {
+                let reason = stopped.clone().unwrap_or_else(|| "interrupted".to_string());
+                for h in batch {
+                    outcomes.insert(h.clone(), PlayOutcome::NotRun { reason: reason.clone() });
+                }
+                continue;
+            }
+            if batches.len() > 1 {
+                reporter.event(&Event::BatchStart { play: &play.name, index: index + 1, count: batches.len(), hosts: batch });
+            }
+            let runs: Vec<HostRun> = batch.iter().filter_map(|h| hosts.shift_remove(h)).collect();
+            let ctx = PlayCtx { planned, inv, opts, templar: &templar, reporter, interrupted: &interrupted };
+            let results: Vec<(HostRun, PlayOutcome, Vec<TaskRecord>)> =
+                stream::iter(runs).map(|h| run_play_on_host(h, &ctx)).buffer_unordered(opts.forks.max(1)).collect().await;
+            let mut failed = 0;
+            for (host, outcome, records) in results {
+                for r in &records {
+                    report.stats.get_mut(&host.name).unwrap().add(r);
+                }
+                report.tasks.extend(records);
+                if matches!(outcome, PlayOutcome::Failed { .. } | PlayOutcome::Unreachable { .. }) {
+                    failed += 1;
+                }
+                outcomes.insert(host.name.clone(), outcome);
+                hosts.insert(host.name.clone(), host);
+            }
+            if index + 1 < batches.len() && plan::batch_stops_play(batch.len(), failed, planned.max_fail_percentage) {
+                let reason = match planned.max_fail_percentage {
+                    Some(max) if failed < batch.len() => {
+                        format!("{failed} of {} hosts in batch {} failed, more than max_fail_percentage {max}%", batch.len(), index + 1)
+                    }
+                    _ => format!("every host in batch {} failed", index + 1),
+                };
+                reporter.event(&Event::BatchStopped { play: &play.name, reason: &reason });
+                stopped = Some(reason);
+            }
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            report.interrupted = true;
+        }
+        outcomes_by_play.insert(play.name.clone(), outcomes.clone());
+        report.plays.push(PlayReport {
+            name: play.name.clone(),
+            gate: play.gate.clone(),
+            hosts: planned.hosts.clone(),
+            batches,
+            outcomes,
+            stopped,
+        });
+        if report.interrupted {
+            break;
+        }
+    }
+    let closing: Vec<_> = hosts.into_values().map(|mut h| async move { h.disconnect().await }).collect();
+    futures::future::join_all(closing).await;
+    report.duration_s = started.elapsed().as_secs_f64();
+    report.exit_code = report.compute_exit_code();
+    report
+}
+
+struct PlayCtx<'a> {
+    planned: &'a PlannedPlay,
+    inv: &'a Inventory,
+    opts: &'a Options,
+    templar: &'a Templar,
+    reporter: &'a dyn Reporter,
+    interrupted: &'a AtomicBool,
+}
+
+fn base_vars(name: &str, inv: &Inventory, opts: &Options) -> Vars {
+    let mut vars = inv.host_vars(name);
+    for (k, v) in &opts.extra_vars {
+        vars.insert(k.clone(), v.clone());
+    }
+    vars.insert("inventory_hostname".into(), json!(name));
+    vars.insert("inventory_hostname_short".into(), json!(name.split('.').next().unwrap_or(name)));
+    vars
+}
+
+fn prepare_host(name: &str, plan: &Plan, inv: &Inventory, opts: &Options, templar: &Templar) -> Result<HostRun, String> {
+    let vars = base_vars(name, inv, opts);
+    let rendered = match templar.render(&Json::Object(vars.clone()), &vars) {
+        Ok(Json::Object(m)) => m,
+        Ok(_) => vars.clone(),
+        Err(e) => return Err(format!("cannot render the host's variables: {e}")),
+    };
+    let spec = ConnectionSpec::from_vars(name, &rendered, opts.host_key_policy, opts.become_password.as_ref()).map_err(|e| e.message)?;
+    let probe = probe_request(name, plan, &rendered, templar);
+    Ok(HostRun::new(name.into(), spec, rendered, probe))
+}
+
+/// The packages, units and paths the plan names for this host, so that one probe reads
+/// them all. Arguments that depend on facts are read later, when their task runs.
+fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> ProbeRequest {
+    let mut req = ProbeRequest::default();
+    for planned in plan.plays.iter().filter(|p| p.hosts.iter().any(|h| h == name)) {
+        for role in &planned.roles {
+            if let Some(u) = &role.meta.verify_unit_active {
+                req.units.push(u.clone());
+            }
+        }
+        for task in planned.tasks() {
+            let Ok(Json::Object(args)) = templar.render(&Json::Object(task.args.0.clone()), vars) else { continue };
+            let args = Args(args);
+            match task.module {
+                ModuleKind::Apt | ModuleKind::Package => {
+                    if let Ok(d) = apt::desired(&args) {
+                        req.packages.extend(d.names);
+                    }
+                }
+                ModuleKind::Dnf => {
+                    if let Ok(d) = dnf::desired(&args) {
+                        req.packages.extend(d.names.into_iter().filter(|n| n != "*"));
+                    }
+                }
+                ModuleKind::Systemd | ModuleKind::Service => {
+                    if let Ok(systemd::Desired { name: Some(n), .. }) = systemd::desired(&args) {
+                        req.units.push(n);
+                    }
+                }
+                ModuleKind::Stat => {
+                    if let Ok(p) = stat::desired(&args) {
+                        req.paths.push(p);
+                    }
+                }
+                ModuleKind::Command | ModuleKind::Shell => {
+                    if let Ok(d) = command::desired(&args, task.module == ModuleKind::Shell) {
+                        req.paths.extend(d.creates.into_iter().chain(d.removes));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for list in [&mut req.packages, &mut req.units, &mut req.paths] {
+        list.sort();
+        list.dedup();
+    }
+    req
+}
+
+fn setup_failure(host: &str, play: &str, msg: &str) -> TaskRecord {
+    TaskRecord {
+        host: host.into(),
+        play: play.into(),
+        role: None,
+        task: "connection settings".into(),
+        module: None,
+        location: String::new(),
+        status: Status::Failed,
+        changed: false,
+        ignored: false,
+        msg: msg.into(),
+        rc: None,
+        stderr_tail: None,
+        diff: None,
+        duration_s: 0.0,
+    }
+}
+
+/// Why a role does not apply to this host, if it does not.
+pub fn not_applicable(role: &Role, facts: &crate::facts::Facts) -> Option<String> {
+    let want = &role.meta.applies_to;
+    if let Some(mgr) = &want.service_mgr {
+        if &facts.pid1 != mgr {
+            return Some(format!("init system is {}, not {mgr}", if facts.pid1.is_empty() { "unknown" } else { &facts.pid1 }));
+        }
+    }
+    match want.virtualization {
+        Some(Virtualization::Vm) if !facts.is_vm() => Some(if facts.is_container() {
+            format!("a container ({}), not a VM", facts.virt_container)
+        } else {
+            "bare metal (no hypervisor detected), not a VM".to_string()
+        }),
+        Some(Virtualization::Container) if !facts.is_container() => Some("not a container".to_string()),
+        _ => None,
+    }
+}
+
+async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, PlayOutcome, Vec<TaskRecord>) {
+    let play = &ctx.planned.play;
+    let mut records = Vec::new();
+    let t0 = Instant::now();
+    let emit = |records: &mut Vec<TaskRecord>, r: TaskRecord| {
+        ctx.reporter.event(&Event::Task(&r));
+        records.push(r);
+    };
+    // Facts first: one round trip reads everything the plan needs.
+    if let Err(e) = host.ensure_facts(&ProbeRequest::default(), &ctx.opts.timeouts).await {
+        let outcome = Outcome::from_transport(e);
+        let r = record(&host.name, &play.name, None, "Gathering Facts", "", None, &outcome, t0);
+        host.out = true;
+        let po = if outcome.status == Status::Unreachable {
+            PlayOutcome::Unreachable { msg: outcome.msg.clone() }
+        } else {
+            PlayOutcome::Failed { task: "Gathering Facts".into(), msg: outcome.msg.clone() }
+        };
+        emit(&mut records, r);
+        return (host, po, records);
+    }
+    let mut not_applicable_why: Option<String> = None;
+    let mut applicable_roles: Vec<&Role> = Vec::new();
+    for role in &ctx.planned.roles {
+        match not_applicable(role, host.facts()) {
+            Some(why) => not_applicable_why = Some(why),
+            None => applicable_roles.push(role),
+        }
+    }
+    for task in ctx.planned.tasks() {
+        let role = ctx.planned.role_of(task);
+        if let Some(role) = role {
+            if let Some(why) = not_applicable(role, host.facts()) {
+                let o = Outcome::skipped(format!("not applicable: {why}"));
+                emit(
+                    &mut records,
+                    record(
+                        &host.name,
+                        &play.name,
+                        Some(&role.name),
+                        &task.display_name(),
+                        &task.location.to_string(),
+                        Some(task.module),
+                        &o,
+                        Instant::now(),
+                    ),
+                );
+                continue;
+            }
+        }
+        if ctx.interrupted.load(Ordering::SeqCst) {
+            return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
+        }
+        let started = Instant::now();
+        let outcome = run_task(&mut host, task, role, ctx).await;
+        let r = record(
+            &host.name,
+            &play.name,
+            role.map(|r| r.name.as_str()),
+            &task.display_name(),
+            &task.location.to_string(),
+            Some(task.module),
+            &outcome,
+            started,
+        );
+        let mut r = r;
+        r.ignored = outcome.status == Status::Failed && task.ignore_errors;
+        if task.no_log {
+            r.msg = "the output has been hidden due to 'no_log: true'".into();
+            r.stderr_tail = None;
+            r.diff = None;
+        }
+        let status = r.status;
+        let ignored = r.ignored;
+        let msg = r.msg.clone();
+        emit(&mut records, r);
+        match status {
+            Status::Unreachable => {
+                host.out = true;
+                return (host, PlayOutcome::Unreachable { msg }, records);
+            }
+            Status::Failed if !ignored => {
+                host.out = true;
+                return (host, PlayOutcome::Failed { task: task.display_name(), msg }, records);
+            }
+            _ => {}
+        }
+    }
+    // A role's own guarantee, checked on the host: the gate verdict for later plays.
+    for role in applicable_roles {
+        let Some(unit) = &role.meta.verify_unit_active else { continue };
+        let started = Instant::now();
+        let name = format!("verify {unit} is active");
+        let outcome = verify_unit_active(&mut host, unit, ctx).await;
+        let r =
+            record(&host.name, &play.name, Some(&role.name), &name, &format!("{}/meta/gafix.yml", role.origin), None, &outcome, started);
+        let (status, msg) = (r.status, r.msg.clone());
+        emit(&mut records, r);
+        match status {
+            Status::Unreachable => {
+                host.out = true;
+                return (host, PlayOutcome::Unreachable { msg }, records);
+            }
+            Status::Failed => {
+                host.out = true;
+                return (host, PlayOutcome::Failed { task: name, msg }, records);
+            }
+            _ => {}
+        }
+    }
+    let outcome = match not_applicable_why {
+        Some(why) => PlayOutcome::NotApplicable { why },
+        None => PlayOutcome::Passed,
+    };
+    (host, outcome, records)
+}
+
+async fn verify_unit_active(host: &mut HostRun, unit: &str, ctx: &PlayCtx<'_>) -> Outcome {
+    if ctx.opts.check {
+        return Outcome::ok(format!("{unit} would be active (check mode)"));
+    }
+    let script = format!("systemctl is-active -- {}", crate::module::names::quote(unit));
+    match host.run(&script, None, None, &ctx.opts.timeouts).await {
+        Ok(out) if out.stdout.trim() == "active" => Outcome::ok(format!("{unit} is active")),
+        Ok(out) => Outcome::failed(format!("{unit} is {} after the role ran", out.stdout.trim())),
+        Err(e) => Outcome::from_transport(e),
+    }
+}
+
+async fn run_task(host: &mut HostRun, task: &Task, role: Option<&Role>, ctx: &PlayCtx<'_>) -> Outcome {
+    let play = &ctx.planned.play;
+    let role_params = role.and_then(|r| play.roles.iter().find(|rr| rr.name == r.name)).map(|rr| &rr.vars);
+    let layers = VarLayers {
+        role_defaults: role.map(|r| &r.defaults),
+        inventory: &host.inventory_vars,
+        facts: &host.facts_vars,
+        play: &play.vars,
+        role_params,
+        task: &task.vars,
+        registered: &host.registered,
+        extra: &ctx.opts.extra_vars,
+    };
+    let check_mode = task.check_mode.unwrap_or(ctx.opts.check);
+    let mut vars = plan::task_vars(&layers, &host.name, ctx.inv, &ctx.planned.hosts, check_mode);
+    for cond in &task.when {
+        match ctx.templar.condition(cond, &vars) {
+            Ok(true) => {}
+            Ok(false) => return register(host, task, Outcome::skipped(format!("conditional result was false: {cond}"))),
+            Err(e) => return register(host, task, Outcome::failed(e.to_string())),
+        }
+    }
+    let args = match ctx.templar.render(&Json::Object(task.args.0.clone()), &vars) {
+        Ok(Json::Object(m)) => Args(m),
+        Ok(_) => Args::default(),
+        Err(e) => return register(host, task, Outcome::failed(e.to_string())),
+    };
+    if let Err(e) = spec::validate_rendered(task.module.spec(), &args) {
+        return register(host, task, Outcome::failed(e));
+    }
+    let becoming = task.become_.or(play.become_).unwrap_or(host.spec.become_default);
+    let become_user = task.become_user.as_deref().or(play.become_user.as_deref());
+    if let Some(u) = become_user {
+        if let Err(e) = crate::transport::connection_validate_user(u) {
+            return register(host, task, Outcome::failed(e));
+        }
+    }
+    let become_ = becoming.then(|| host.spec.become_for(become_user));
+    let exec_ctx = Ctx { templar: ctx.templar, timeouts: &ctx.opts.timeouts, check_mode, diff: ctx.opts.diff };
+    let mut outcome = exec::execute(host, task.module, &args, become_.as_ref(), &exec_ctx, &vars).await;
+    if outcome.status == Status::Unreachable || outcome.status == Status::Skipped {
+        return register(host, task, outcome);
+    }
+    // changed_when / failed_when see the result under the register name, as in Ansible.
+    if !task.changed_when.is_empty() || !task.failed_when.is_empty() {
+        let result = events::registered_result(&provisional_record(&outcome), outcome.result.clone());
+        if let Some(name) = &task.register {
+            vars.insert(name.clone(), result);
+        }
+        if !task.changed_when.is_empty() {
+            match all_true(&task.changed_when, &vars, ctx.templar) {
+                Ok(changed) => {
+                    outcome.changed = changed;
+                    if outcome.status != Status::Failed {
+                        outcome.status = if changed { Status::Changed } else { Status::Ok };
+                    }
+                }
+                Err(e) => return register(host, task, Outcome::failed(e)),
+            }
+        }
+        if !task.failed_when.is_empty() {
+            match any_true(&task.failed_when, &vars, ctx.templar) {
+                Ok(true) => {
+                    if outcome.status != Status::Failed {
+                        outcome.msg = format!("failed_when matched: {}", task.failed_when.join(" or "));
+                    }
+                    outcome.status = Status::Failed;
+                }
+                Ok(false) => {
+                    if outcome.status == Status::Failed {
+                        outcome.status = if outcome.changed { Status::Changed } else { Status::Ok };
+                        outcome.stderr_tail = None;
+                    }
+                }
+                Err(e) => return register(host, task, Outcome::failed(e)),
+            }
+        }
+    }
+    register(host, task, outcome)
+}
+
+fn all_true(conds: &[String], vars: &Vars, templar: &Templar) -> Result<bool, String> {
+    for c in conds {
+        if !templar.condition(c, vars).map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn any_true(conds: &[String], vars: &Vars, templar: &Templar) -> Result<bool, String> {
+    for c in conds {
+        if templar.condition(c, vars).map_err(|e| e.to_string())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn provisional_record(o: &Outcome) -> TaskRecord {
+    record("", "", None, "", "", None, o, Instant::now())
+}
+
+fn register(host: &mut HostRun, task: &Task, outcome: Outcome) -> Outcome {
+    if let Some(name) = &task.register {
+        let r = provisional_record(&outcome);
+        host.registered.insert(name.clone(), events::registered_result(&r, outcome.result.clone()));
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    host: &str,
+    play: &str,
+    role: Option<&str>,
+    task: &str,
+    location: &str,
+    module: Option<ModuleKind>,
+    o: &Outcome,
+    started: Instant,
+) -> TaskRecord {
+    TaskRecord {
+        host: host.into(),
+        play: play.into(),
+        role: role.map(str::to_string),
+        task: task.into(),
+        module,
+        location: location.into(),
+        status: o.status,
+        changed: o.changed,
+        ignored: false,
+        msg: o.msg.clone(),
+        rc: o.rc,
+        stderr_tail: o.stderr_tail.clone(),
+        diff: o.diff.clone(),
+        duration_s: started.elapsed().as_secs_f64(),
+    }
+}

@@ -1,0 +1,148 @@
+//! Text output: one newline-terminated line per task and host, as events arrive (it reads
+//! well in a CI log with no TTY), then ansible-playbook's recap and the gate's verdicts.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use crate::engine::events::{Event, PlayOutcome, Reporter, RunReport, Status};
+
+pub struct TextReporter {
+    out: Mutex<Box<dyn Write + Send>>,
+    color: bool,
+    verbose: u8,
+}
+
+const RESET: &str = "\x1b[0m";
+
+fn color_of(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "\x1b[32m",
+        Status::Changed => "\x1b[33m",
+        Status::Failed | Status::Unreachable => "\x1b[31m",
+        Status::Skipped => "\x1b[36m",
+    }
+}
+
+impl TextReporter {
+    pub fn new(out: Box<dyn Write + Send>, color: bool, verbose: u8) -> Self {
+        TextReporter { out: Mutex::new(out), color, verbose }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("{code}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let mut out = self.out.lock().unwrap();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    pub fn recap(&self, report: &RunReport) {
+        let mut lines = vec![String::new(), "PLAY RECAP ".to_string() + &"*".repeat(68)];
+        for (host, s) in &report.stats {
+            let status = if s.unreachable > 0 || s.failed > 0 {
+                Status::Failed
+            } else if s.changed > 0 {
+                Status::Changed
+            } else {
+                Status::Ok
+            };
+            lines.push(format!(
+                "{} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={:<4}",
+                self.paint(color_of(status), &format!("{host:<26}")),
+                s.ok,
+                s.changed,
+                s.unreachable,
+                s.failed,
+                s.skipped,
+                s.rescued,
+                s.ignored
+            ));
+        }
+        for play in report.plays.iter().filter(|p| p.gate.is_some()) {
+            let gate = play.gate.as_deref().unwrap_or("");
+            let Some(source) = report.plays.iter().find(|p| p.name == gate) else { continue };
+            lines.push(String::new());
+            lines.push(format!("GATE {gate} -> {} ", play.name) + &"*".repeat(50usize.saturating_sub(gate.len() + play.name.len())));
+            for (host, outcome) in &source.outcomes {
+                let (label, status) = match outcome {
+                    PlayOutcome::Passed => ("open  ", Status::Ok),
+                    _ => ("closed", Status::Failed),
+                };
+                let after = play.outcomes.get(host).map(|o| o.summary()).unwrap_or_else(|| "not run".into());
+                let detail = match outcome {
+                    PlayOutcome::Passed => format!("{} {after}", play.name),
+                    other => other.summary(),
+                };
+                lines.push(format!("{} : {} {}", format_args!("{host:<26}"), self.paint(color_of(status), label), detail));
+            }
+        }
+        for play in &report.plays {
+            if let Some(reason) = &play.stopped {
+                lines.push(format!("play '{}' stopped early: {reason}", play.name));
+            }
+        }
+        if report.interrupted {
+            lines.push("interrupted: no new work was started after Ctrl-C; running package transactions were let finish".into());
+        }
+        lines.push(format!("finished in {:.1} s, exit code {}", report.duration_s, report.exit_code));
+        self.line(&lines.join("\n"));
+    }
+}
+
+impl Reporter for TextReporter {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::PlayStart { name, hosts, batches, check_mode } => {
+                let mode = if *check_mode { ", check mode" } else { "" };
+                let b = if *batches > 1 { format!(", {batches} batches") } else { String::new() };
+                self.line(&format!("\nPLAY [{name}] ({hosts} host{}{b}{mode})", if *hosts == 1 { "" } else { "s" }));
+            }
+            Event::BatchStart { index, count, hosts, .. } => self.line(&format!("batch {index}/{count}: {}", hosts.join(", "))),
+            Event::Task(r) => {
+                let label = if r.ignored { "failed (ignored)".to_string() } else { r.status.label().to_string() };
+                let role = r.role.as_deref().map(|r| format!("{r} : ")).unwrap_or_default();
+                let mut text = format!("{}: [{}] {role}{}", self.paint(color_of(r.status), &label), r.host, r.task);
+                if !r.msg.is_empty() {
+                    text.push_str(" => ");
+                    text.push_str(&r.msg);
+                }
+                if self.verbose > 0 {
+                    text.push_str(&format!(" ({:.2} s)", r.duration_s));
+                }
+                if r.status == Status::Failed {
+                    if !r.location.is_empty() {
+                        text.push_str(&format!("\n    task: {}", r.location));
+                    }
+                    if let Some(rc) = r.rc {
+                        text.push_str(&format!("\n    exit code: {rc}"));
+                    }
+                    if let Some(tail) = &r.stderr_tail {
+                        for l in tail.lines() {
+                            text.push_str(&format!("\n    | {l}"));
+                        }
+                    }
+                }
+                if let Some(d) = &r.diff {
+                    for l in d.before.lines() {
+                        text.push_str(&format!("\n    {}", self.paint("\x1b[31m", &format!("- {l}"))));
+                    }
+                    for l in d.after.lines() {
+                        text.push_str(&format!("\n    {}", self.paint("\x1b[32m", &format!("+ {l}"))));
+                    }
+                }
+                self.line(&text);
+            }
+            Event::BatchStopped { play, reason } => self.line(&format!("stopping play '{play}': {reason}")),
+            Event::Gated { host, reason, .. } => {
+                self.line(&format!("{}: [{host}] {reason}", self.paint(color_of(Status::Skipped), "gated")));
+            }
+            Event::Warning(w) => self.line(&format!("[WARNING]: {w}")),
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Ansible's templating on minijinja: `{{ }}` in values and `when:`-style conditions, with
+//! the filters and tests Ansible users write (`bool`, `default`, `is succeeded`, ...).
+//!
+//! Undefined values chain like Ansible's (`a.b.c | default(x)` works), but printing one is
+//! an error naming it, as in Ansible.
+
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+use serde_json::Value as Json;
+
+use crate::inventory::Vars;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{what} '{source_text}': {message}")]
+pub struct TemplateError {
+    pub what: &'static str,
+    pub source_text: String,
+    pub message: String,
+}
+
+/// Marks an argument to drop, like Ansible's `omit`.
+pub const OMIT: &str = "__gafix_omit_place_holder__";
+
+pub struct Templar {
+    env: Environment<'static>,
+}
+
+impl Default for Templar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn is_result_flag(v: &Value, key: &str) -> bool {
+    v.get_attr(key).map(|f| f.is_true()).unwrap_or(false)
+}
+
+fn ansible_bool(v: Value) -> bool {
+    if let Some(s) = v.as_str() {
+        return matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "on" | "true" | "1" | "y" | "t");
+    }
+    if let Some(i) = v.as_i64() {
+        return i == 1;
+    }
+    v.is_true()
+}
+
+impl Templar {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_formatter(|out, state, value| {
+            if value.is_undefined() {
+                return Err(Error::new(ErrorKind::UndefinedError, "a variable in this template is undefined"));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
+        env.add_filter("bool", ansible_bool);
+        env.add_filter("d", minijinja::filters::default);
+        env.add_filter("ternary", |v: Value, yes: Value, no: Value| if v.is_true() { yes } else { no });
+        env.add_filter("mandatory", |v: Value| {
+            if v.is_undefined() {
+                Err(Error::new(ErrorKind::UndefinedError, "mandatory variable not defined"))
+            } else {
+                Ok(v)
+            }
+        });
+        env.add_filter("regex_search", |v: String, re: String| -> Result<Value, Error> {
+            let re = regex::Regex::new(&re).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            Ok(re.find(&v).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
+        });
+        env.add_filter("regex_replace", |v: String, re: String, with: String| -> Result<String, Error> {
+            let re = regex::Regex::new(&re).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            Ok(re.replace_all(&v, with.replace("\\1", "${1}").replace("\\2", "${2}").as_str()).into_owned())
+        });
+        for (name, key, negate) in [
+            ("succeeded", "failed", true),
+            ("success", "failed", true),
+            ("failed", "failed", false),
+            ("failure", "failed", false),
+            ("changed", "changed", false),
+            ("change", "changed", false),
+            ("skipped", "skipped", false),
+            ("skip", "skipped", false),
+        ] {
+            env.add_test(name, move |v: Value| is_result_flag(&v, key) != negate);
+        }
+        let regex_test = |anchored: bool| {
+            move |v: String, re: String| -> Result<bool, Error> {
+                let source = if anchored { format!("^(?:{re})") } else { re };
+                let re = regex::Regex::new(&source).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+                Ok(re.is_match(&v))
+            }
+        };
+        env.add_test("match", regex_test(true));
+        env.add_test("search", regex_test(false));
+        env.add_test("regex", regex_test(false));
+        env.add_test("version", |v: String, other: String, op: Option<String>| -> Result<bool, Error> {
+            let ord = compare_versions(&v, &other);
+            use std::cmp::Ordering::*;
+            Ok(match op.as_deref().unwrap_or("eq") {
+                "<" | "lt" => ord == Less,
+                "<=" | "le" => ord != Greater,
+                ">" | "gt" => ord == Greater,
+                ">=" | "ge" => ord != Less,
+                "==" | "=" | "eq" => ord == Equal,
+                "!=" | "<>" | "ne" => ord != Equal,
+                other => return Err(Error::new(ErrorKind::InvalidOperation, format!("unknown version comparison '{other}'"))),
+            })
+        });
+        Templar { env }
+    }
+
+    /// Evaluates a condition (`when`, `changed_when`, `failed_when`, `assert.that`).
+    pub fn condition(&self, expr: &str, vars: &Vars) -> Result<bool, TemplateError> {
+        let trimmed = expr.trim();
+        // `when: "{{ x }}"` is deprecated in Ansible but still seen.
+        let inner = trimmed.strip_prefix("{{").and_then(|s| s.strip_suffix("}}")).map(str::trim).unwrap_or(trimmed);
+        let err = |e: Error| TemplateError { what: "condition", source_text: expr.to_string(), message: describe(&e) };
+        let compiled = self.env.compile_expression(inner).map_err(err)?;
+        let value = compiled.eval(Value::from_serialize(vars)).map_err(err)?;
+        if value.is_undefined() {
+            return Err(TemplateError { what: "condition", source_text: expr.to_string(), message: "it is undefined".into() });
+        }
+        Ok(ansible_truthy(&value))
+    }
+
+    /// Renders every string in a value that contains `{{` or `{%`. A string that is exactly
+    /// one `{{ expression }}` keeps the expression's type, as Ansible's native rendering does.
+    pub fn render(&self, value: &Json, vars: &Vars) -> Result<Json, TemplateError> {
+        match value {
+            Json::String(s) if s.contains("{{") || s.contains("{%") => self.render_str(s, vars),
+            Json::Array(items) => items.iter().map(|i| self.render(i, vars)).collect::<Result<Vec<_>, _>>().map(Json::Array),
+            Json::Object(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    let v = self.render(v, vars)?;
+                    if v.as_str() != Some(OMIT) {
+                        out.insert(k.clone(), v);
+                    }
+                }
+                Ok(Json::Object(out))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn render_str(&self, s: &str, vars: &Vars) -> Result<Json, TemplateError> {
+        let err = |e: Error| TemplateError { what: "template", source_text: s.to_string(), message: describe(&e) };
+        let ctx = Value::from_serialize(vars);
+        let trimmed = s.trim();
+        if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
+            if !inner.contains("{{") && !inner.contains("}}") {
+                let value = self.env.compile_expression(inner.trim()).map_err(err)?.eval(ctx).map_err(err)?;
+                if value.is_undefined() {
+                    return Err(TemplateError {
+                        what: "template",
+                        source_text: s.to_string(),
+                        message: format!("'{}' is undefined", inner.trim()),
+                    });
+                }
+                return serde_json::to_value(&value).map_err(|e| TemplateError {
+                    what: "template",
+                    source_text: s.to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        self.env.render_str(s, ctx).map(Json::String).map_err(err)
+    }
+}
+
+/// Python truthiness, plus Ansible's reading of strings in conditions ("False" is false).
+fn ansible_truthy(v: &Value) -> bool {
+    if let Some(s) = v.as_str() {
+        return !matches!(s.trim().to_ascii_lowercase().as_str(), "" | "false" | "no" | "off" | "0" | "none");
+    }
+    v.is_true()
+}
+
+fn describe(e: &Error) -> String {
+    let mut msg = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    if e.kind() == ErrorKind::UndefinedError && !msg.contains("undefined") {
+        msg = format!("undefined variable ({msg})");
+    }
+    msg
+}
+
+/// Compares dotted versions numerically where both parts are numbers.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |s: &str| s.split(['.', '-', '+', '~', ':']).map(str::to_string).collect::<Vec<_>>();
+    let (pa, pb) = (split(a), split(b));
+    for i in 0..pa.len().max(pb.len()) {
+        let (x, y) = (pa.get(i).map(String::as_str).unwrap_or("0"), pb.get(i).map(String::as_str).unwrap_or("0"));
+        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: Json) -> Vars {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn conditions_like_ansible() {
+        let t = Templar::new();
+        let v = vars(
+            json!({"ansible_os_family": "Debian", "r": {"stat": {"exists": true}}, "skipped": {"skipped": true, "changed": false}, "s": "no", "n": 1}),
+        );
+        assert!(t.condition("ansible_os_family == \"Debian\"", &v).unwrap());
+        assert!(t.condition("r.stat.exists", &v).unwrap());
+        assert!(!t.condition("skipped.stat.exists | default(false)", &v).unwrap());
+        assert!(t.condition("(skipped.rc | default(0)) == 0", &v).unwrap());
+        assert!(t.condition("skipped is skipped and r is succeeded and r is not changed", &v).unwrap());
+        assert!(!t.condition("s | bool", &v).unwrap());
+        assert!(t.condition("nosuch is not defined", &v).unwrap());
+        assert!(t.condition("n in [0, 1] and True", &v).unwrap());
+        assert!(t.condition("{{ n == 1 }}", &v).unwrap());
+        assert!(t.condition("'12.1' is version('12', '>=')", &v).unwrap());
+        assert!(t.condition("ansible_os_family is match('Deb')", &v).unwrap());
+        let e = t.condition("nosuch", &v).unwrap_err();
+        assert!(e.to_string().contains("undefined"), "{e}");
+        assert!(t.condition("a ==", &v).is_err());
+    }
+
+    #[test]
+    fn rendering_keeps_native_types_and_omits() {
+        let t = Templar::new();
+        let v = vars(json!({"port": 2222, "pkgs": ["a", "b"], "name": "web", "omit": OMIT}));
+        assert_eq!(t.render(&json!("{{ port }}"), &v).unwrap(), json!(2222));
+        assert_eq!(t.render(&json!("{{ pkgs }}"), &v).unwrap(), json!(["a", "b"]));
+        assert_eq!(t.render(&json!("host-{{ name }}:{{ port }}"), &v).unwrap(), json!("host-web:2222"));
+        assert_eq!(t.render(&json!({"a": "{{ omit }}", "b": 1}), &v).unwrap(), json!({"b": 1}));
+        assert_eq!(t.render(&json!("{{ nosuch | default('x') }}"), &v).unwrap(), json!("x"));
+        assert!(t.render(&json!("{{ nosuch }}"), &v).unwrap_err().message.contains("undefined"));
+        assert!(t.render(&json!("a {{ nosuch }} b"), &v).unwrap_err().message.contains("undefined"));
+        assert_eq!(t.render(&json!("no template"), &v).unwrap(), json!("no template"));
+    }
+
+    #[test]
+    fn version_ordering() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("1.10", "1.9"), Greater);
+        assert_eq!(compare_versions("12", "12.0"), Equal);
+    }
+}

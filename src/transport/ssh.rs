@@ -1,0 +1,265 @@
+//! SSH through the system's OpenSSH via the `openssh` crate: one master connection per host
+//! (so `~/.ssh/config`, agents, ProxyJump and known_hosts work as for `ssh`), every command
+//! a new channel on it. And the local transport for `ansible_connection: local`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+
+use super::{CommandOutput, ConnectionSpec, HostKeyPolicy, TransportError};
+
+pub struct SshTransport {
+    session: Session,
+    /// Kept alive while the session is: a generated ssh_config for this host's ssh args.
+    _config: Option<tempfile::NamedTempFile>,
+}
+
+fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(t.trim())) {
+            parts.push(t);
+        }
+        source = s.source();
+    }
+    parts.join(": ").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("@@@")).collect::<Vec<_>>().join(" ")
+}
+
+/// Classifies a failed connection: a changed host key is not "unreachable".
+pub fn classify_connect_error(spec: &ConnectionSpec, text: &str) -> TransportError {
+    if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || text.contains("POSSIBLE DNS SPOOFING") {
+        return TransportError::HostKeyChanged(format!(
+            "the SSH host key of {} has changed since it was recorded in known_hosts; if the host was reinstalled, remove the old key \
+             (ssh-keygen -R {}) and connect again; otherwise this may be an attack",
+            spec.address, spec.address
+        ));
+    }
+    if text.contains("Host key verification failed") {
+        return TransportError::Unreachable(format!(
+            "the SSH host key of {} is not in known_hosts (host key checking is on): add it, or run once with --host-key-checking accept-new",
+            spec.address
+        ));
+    }
+    TransportError::Unreachable(format!(
+        "cannot connect to {}{}: {text}",
+        spec.address,
+        spec.port.map(|p| format!(":{p}")).unwrap_or_default()
+    ))
+}
+
+/// `ansible_ssh_common_args` as ssh_config lines (the crate cannot pass raw options).
+pub fn config_lines(args: &[String]) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    let mut i = 0;
+    let next = |i: &mut usize, flag: &str| -> Result<String, String> {
+        *i += 1;
+        args.get(*i).cloned().ok_or_else(|| format!("ssh option {flag} needs a value"))
+    };
+    while i < args.len() {
+        let a = &args[i];
+        let option = |kv: &str| -> Result<String, String> {
+            let (k, v) =
+                kv.split_once('=').or_else(|| kv.split_once(' ')).ok_or_else(|| format!("ssh option '-o {kv}' needs KEY=VALUE"))?;
+            Ok(format!("{} {}", k.trim(), v.trim()))
+        };
+        match a.as_str() {
+            "-o" => lines.push(option(&next(&mut i, "-o")?)?),
+            s if s.starts_with("-o") => lines.push(option(&s[2..])?),
+            "-J" => lines.push(format!("ProxyJump {}", next(&mut i, "-J")?)),
+            "-i" => lines.push(format!("IdentityFile {}", next(&mut i, "-i")?)),
+            "-p" => lines.push(format!("Port {}", next(&mut i, "-p")?)),
+            "-l" => lines.push(format!("User {}", next(&mut i, "-l")?)),
+            "-F" => lines.push(format!("Include {}", next(&mut i, "-F")?)),
+            "-4" => lines.push("AddressFamily inet".into()),
+            "-6" => lines.push("AddressFamily inet6".into()),
+            "-C" => lines.push("Compression yes".into()),
+            "-A" => lines.push("ForwardAgent yes".into()),
+            "-q" | "-v" | "-vv" | "-vvv" | "-T" | "-tt" | "-t" => {}
+            other => return Err(format!("ssh argument '{other}' in ansible_ssh_common_args/extra_args is not supported by gafix")),
+        }
+        i += 1;
+    }
+    Ok(lines)
+}
+
+fn control_directory() -> PathBuf {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join("gafix-ssh");
+    let _ = std::fs::create_dir_all(&dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    }
+    dir
+}
+
+impl SshTransport {
+    pub async fn connect(spec: &ConnectionSpec, timeout: Duration) -> Result<SshTransport, TransportError> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(match spec.host_key_policy {
+            HostKeyPolicy::Strict => KnownHosts::Strict,
+            HostKeyPolicy::AcceptNew => KnownHosts::Add,
+            HostKeyPolicy::Off => KnownHosts::Accept,
+        });
+        b.connect_timeout(timeout.max(Duration::from_secs(1)));
+        b.server_alive_interval(Duration::from_secs(15));
+        b.control_directory(control_directory());
+        if let Some(p) = spec.port {
+            b.port(p);
+        }
+        if let Some(u) = &spec.user {
+            b.user(u.clone());
+        }
+        if let Some(k) = &spec.key_file {
+            b.keyfile(k);
+        }
+        let config = if spec.ssh_args.is_empty() {
+            None
+        } else {
+            let mut lines = config_lines(&spec.ssh_args).map_err(TransportError::Other)?;
+            if spec.host_key_policy == HostKeyPolicy::Off {
+                // `off` means off, even when the inventory names a known_hosts file.
+                lines.retain(|l| !l.starts_with("StrictHostKeyChecking"));
+            }
+            // ssh -F replaces the usual files: include them after ours (first value wins).
+            if let Some(home) = std::env::var_os("HOME") {
+                let user_config = PathBuf::from(home).join(".ssh/config");
+                if user_config.is_file() {
+                    lines.push(format!("Include {}", user_config.display()));
+                }
+            }
+            if std::path::Path::new("/etc/ssh/ssh_config").is_file() {
+                lines.push("Include /etc/ssh/ssh_config".into());
+            }
+            let mut file =
+                tempfile::Builder::new().prefix("gafix-ssh-config-").tempfile().map_err(|e| TransportError::Other(e.to_string()))?;
+            use std::io::Write;
+            writeln!(file, "{}", lines.join("\n")).map_err(|e| TransportError::Other(e.to_string()))?;
+            b.config_file(file.path());
+            Some(file)
+        };
+        // The master's own ConnectTimeout covers TCP; this covers a stuck handshake too.
+        let connecting = b.connect_mux(&spec.address);
+        let session = match tokio::time::timeout(timeout + Duration::from_secs(5), connecting).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(classify_connect_error(spec, &error_text(&e))),
+            Err(_) => return Err(TransportError::Unreachable(format!("timed out connecting to {} after {:?}", spec.address, timeout))),
+        };
+        Ok(SshTransport { session, _config: config })
+    }
+
+    pub async fn run(&self, command: &str, input: Option<&str>, timeout: Duration) -> Result<CommandOutput, TransportError> {
+        let started = Instant::now();
+        let mut cmd = self.session.raw_command(command);
+        cmd.stdin(if input.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() });
+        cmd.stdout(openssh::Stdio::piped());
+        cmd.stderr(openssh::Stdio::piped());
+        let work = async {
+            let mut child = cmd.spawn().await.map_err(map_run_error)?;
+            if let (Some(text), Some(mut stdin)) = (input, child.stdin().take()) {
+                stdin
+                    .write_all(text.as_bytes())
+                    .await
+                    .map_err(|e| TransportError::Unreachable(format!("writing to the remote command: {e}")))?;
+                drop(stdin);
+            }
+            child.wait_with_output().await.map_err(map_run_error)
+        };
+        let output = match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r?,
+            Err(_) => return Err(TransportError::Timeout(timeout)),
+        };
+        Ok(CommandOutput {
+            rc: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            duration: started.elapsed(),
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
+    }
+}
+
+fn map_run_error(e: openssh::Error) -> TransportError {
+    match e {
+        openssh::Error::Disconnected | openssh::Error::RemoteProcessTerminated | openssh::Error::SshMux(_) | openssh::Error::Master(_) => {
+            TransportError::Unreachable(format!("the SSH connection broke: {}", error_text(&e)))
+        }
+        other => TransportError::Other(error_text(&other)),
+    }
+}
+
+/// Runs commands on the controller (`ansible_connection: local`).
+pub struct LocalTransport {
+    _spec: ConnectionSpec,
+}
+
+impl LocalTransport {
+    pub fn new(spec: ConnectionSpec) -> Self {
+        LocalTransport { _spec: spec }
+    }
+
+    pub async fn run(&self, command: &str, input: Option<&str>, timeout: Duration) -> Result<CommandOutput, TransportError> {
+        let started = Instant::now();
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| TransportError::Other(format!("cannot run sh: {e}")))?;
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            let _ = stdin.write_all(text.as_bytes()).await;
+        }
+        let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(r) => r.map_err(|e| TransportError::Other(e.to_string()))?,
+            Err(_) => return Err(TransportError::Timeout(timeout)),
+        };
+        Ok(CommandOutput {
+            rc: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            duration: started.elapsed(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_args_become_config_lines() {
+        let args: Vec<String> =
+            ["-o", "UserKnownHostsFile=/tmp/kh", "-oIdentitiesOnly=yes", "-J", "bastion", "-o", "ProxyCommand ssh -W %h:%p gw"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        assert_eq!(
+            config_lines(&args).unwrap(),
+            ["UserKnownHostsFile /tmp/kh", "IdentitiesOnly yes", "ProxyJump bastion", "ProxyCommand ssh -W %h:%p gw"]
+        );
+        assert!(config_lines(&["-X".to_string()]).is_err());
+        assert!(config_lines(&["-o".to_string()]).is_err());
+    }
+
+    #[test]
+    fn connect_errors_are_classified() {
+        let spec = ConnectionSpec::from_vars("h", &Default::default(), HostKeyPolicy::Strict, None).unwrap();
+        assert!(matches!(
+            classify_connect_error(&spec, "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!"),
+            TransportError::HostKeyChanged(_)
+        ));
+        let e = classify_connect_error(&spec, "Host key verification failed.");
+        assert!(e.is_unreachable() && e.to_string().contains("accept-new"));
+        assert!(classify_connect_error(&spec, "Connection refused").to_string().contains("cannot connect to h"));
+    }
+}
