@@ -36,6 +36,15 @@ pub struct CommandOutput {
 }
 
 impl CommandOutput {
+    pub fn from_process(output: &std::process::Output, started: std::time::Instant) -> Self {
+        CommandOutput {
+            rc: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            duration: started.elapsed(),
+        }
+    }
+
     /// The last lines of stderr (or stdout when stderr is empty), for error messages.
     pub fn tail(&self, lines: usize) -> String {
         let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };

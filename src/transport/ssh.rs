@@ -174,12 +174,7 @@ impl SshTransport {
             Ok(r) => r?,
             Err(_) => return Err(TransportError::Timeout(timeout)),
         };
-        Ok(CommandOutput {
-            rc: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            duration: started.elapsed(),
-        })
+        Ok(CommandOutput::from_process(&output, started))
     }
 
     pub async fn close(self) {
@@ -223,12 +218,7 @@ impl LocalTransport {
             Ok(r) => r.map_err(|e| TransportError::Other(e.to_string()))?,
             Err(_) => return Err(TransportError::Timeout(timeout)),
         };
-        Ok(CommandOutput {
-            rc: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            duration: started.elapsed(),
-        })
+        Ok(CommandOutput::from_process(&output, started))
     }
 }
 
