@@ -44,11 +44,21 @@ pub struct Group {
     pub hosts: Vec<String>,
     pub children: Vec<String>,
     pub parents: Vec<String>,
+    /// `ansible_group_priority` from the inventory file: an attribute, not a variable.
+    pub priority: i64,
 }
 
 impl Group {
     fn new(name: &str) -> Self {
-        Group { name: name.into(), vars: Vars::new(), file_vars: Vars::new(), hosts: Vec::new(), children: Vec::new(), parents: Vec::new() }
+        Group {
+            name: name.into(),
+            vars: Vars::new(),
+            file_vars: Vars::new(),
+            hosts: Vec::new(),
+            children: Vec::new(),
+            parents: Vec::new(),
+            priority: 1,
+        }
     }
 }
 
@@ -191,6 +201,13 @@ impl Inventory {
                 "vars" => {
                     let group = self.groups.get_mut(&name).expect("group exists");
                     for (k, v) in items {
+                        if k.as_str() == Some("ansible_group_priority") {
+                            match v.to_json().as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())) {
+                                Some(p) => group.priority = p,
+                                None => errors.push(Diagnostic::new(&v.location, "ansible_group_priority must be an integer")),
+                            }
+                            continue;
+                        }
                         group.vars.insert(k.key_string(), v.to_json());
                     }
                 }
@@ -362,15 +379,7 @@ impl Inventory {
     /// Groups ordered as Ansible merges their variables: by depth, `ansible_group_priority`, name.
     pub fn sort_groups(&self, groups: &[String]) -> Vec<String> {
         let depth = self.depths();
-        let priority = |g: &str| -> i64 {
-            let group = &self.groups[g];
-            group
-                .file_vars
-                .get("ansible_group_priority")
-                .or_else(|| group.vars.get("ansible_group_priority"))
-                .and_then(Json::as_i64)
-                .unwrap_or(1)
-        };
+        let priority = |g: &str| -> i64 { self.groups[g].priority };
         let mut sorted = groups.to_vec();
         sorted.sort_by(|a, b| {
             (depth.get(a).copied().unwrap_or(0), priority(a), a).cmp(&(depth.get(b).copied().unwrap_or(0), priority(b), b))
