@@ -98,6 +98,32 @@ impl ModuleKind {
         ALL.iter().copied().find(|m| m.spec().name == short || m.spec().aliases.contains(&short))
     }
 
+    /// Checks literal (untemplated) arguments with the module's own validation, so that a bad
+    /// package or unit name is an error when the role loads, before anything connects.
+    pub fn check_static(self, args: &spec::Args) -> Result<(), String> {
+        let templated = args.0.values().any(|v| serde_json::to_string(v).is_ok_and(|s| s.contains("{{") || s.contains("{%")));
+        if templated {
+            return Ok(());
+        }
+        match self {
+            ModuleKind::Apt => apt::desired(args).map(drop),
+            ModuleKind::Dnf => dnf::desired(args).map(drop),
+            ModuleKind::Package => {
+                let names = args.list("name");
+                match names.iter().find(|n| names::deb_package(n).is_err() && names::rpm_package(n).is_err()) {
+                    Some(bad) => Err(format!("'{bad}' is not a valid package name")),
+                    None => Ok(()),
+                }
+            }
+            ModuleKind::Systemd | ModuleKind::Service => systemd::desired(args).map(drop),
+            ModuleKind::Command => command::desired(args, false).map(drop),
+            ModuleKind::Shell => command::desired(args, true).map(drop),
+            ModuleKind::Stat => stat::desired(args).map(drop),
+            ModuleKind::Reboot => reboot::desired(args).map(drop),
+            ModuleKind::Assert => assert::desired(args).map(drop),
+        }
+    }
+
     pub fn supported_list() -> String {
         ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
     }

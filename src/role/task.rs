@@ -243,8 +243,14 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
     match module {
         Some((kind, key_node, value)) => {
             task.module = kind;
+            let before_args = errors.len();
             task.args = spec::parse_args(kind.spec(), value, extra_args, errors);
             task.location = key_node.location.clone();
+            if errors.len() == before_args {
+                if let Err(message) = kind.check_static(&task.args) {
+                    errors.push(Diagnostic::new(&key_node.location, format!("{}: {message}", kind.name())));
+                }
+            }
         }
         None if errors.len() == before => {
             errors.push(Diagnostic::new(

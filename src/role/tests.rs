@@ -66,7 +66,7 @@ fn unknown_modules_and_arguments_point_at_the_key() {
 
 #[test]
 fn every_error_is_reported_not_just_the_first() {
-    let errs = errors_of("- apt: {name: a, bogus: 1}\n- systemd: {name: b, enabled: maybe}\n- loop: [1]\n  command: ls\n- {}\n");
+    let errs = errors_of("- apt: {name: aa, bogus: 1}\n- systemd: {name: b, enabled: maybe}\n- loop: [1]\n  command: ls\n- {}\n");
     assert_eq!(errs.len(), 4, "{errs:#?}");
     assert!(errs[1].contains("'enabled' must be a boolean"), "{}", errs[1]);
     assert!(errs[2].contains("'loop' is not supported"), "{}", errs[2]);
@@ -75,7 +75,7 @@ fn every_error_is_reported_not_just_the_first() {
 
 #[test]
 fn conflicting_modules() {
-    let errs = errors_of("- apt: {name: a}\n  systemd: {name: b}\n");
+    let errs = errors_of("- apt: {name: aa}\n  systemd: {name: b}\n");
     assert!(errs[0].contains("conflicting action statements: apt and systemd"), "{}", errs[0]);
 }
 
@@ -97,7 +97,7 @@ fn free_form_and_key_value_arguments() {
 #[test]
 fn keywords_yaml_1_1_booleans_and_when_lists() {
     let tasks = parse_tasks(
-        "- name: t\n  apt: {name: x}\n  become: yes\n  ignore_errors: True\n  when:\n    - a\n    - b is defined\n  tags: [x, y]\n",
+        "- name: t\n  apt: {name: xz-utils}\n  become: yes\n  ignore_errors: True\n  when:\n    - a\n    - b is defined\n  tags: [x, y]\n",
     )
     .unwrap();
     assert_eq!(tasks[0].become_, Some(true));
@@ -138,4 +138,14 @@ fn serial_forms() {
     assert_eq!(book.plays[0].serial, [Serial::Count(1), Serial::Count(5), Serial::Percent(25.0)]);
     let resolved = book.resolve(&RoleSource { paths: vec![], embedded: true }).unwrap();
     assert_eq!(resolved[0].roles[0].tasks[0].when, ["x == 1"]);
+}
+
+#[test]
+fn literal_names_are_checked_when_the_role_loads() {
+    let errs = errors_of("- apt:\n    name: \"vim; touch /tmp/pwned\"\n");
+    assert!(errs[0].starts_with("tasks.yml:1:3: apt: 'vim; touch /tmp/pwned' is not a valid Debian package name"), "{}", errs[0]);
+    let errs = errors_of("- systemd: {name: '$(reboot)', state: started}\n");
+    assert!(errs[0].contains("not a valid systemd unit name"), "{}", errs[0]);
+    // Templated names are checked after rendering, at run time.
+    assert!(parse_tasks("- apt: {name: '{{ pkg }}'}\n").is_ok());
 }
