@@ -260,7 +260,11 @@ fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool) {
     println!("playbook: {}", plan.source);
     for p in &plan.plays {
         let gate = p.play.gate.as_deref().map(|g| format!(", gated on '{g}'")).unwrap_or_default();
-        let serial = if p.serial.is_empty() { String::new() } else { format!(", serial {:?}", p.serial) };
+        let serial = if p.serial.is_empty() {
+            String::new()
+        } else {
+            format!(", serial {}", p.serial.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "))
+        };
         println!(
             "\n  play #{} ({}): {}{gate}{serial}",
             plan.plays.iter().position(|x| std::ptr::eq(x, p)).unwrap_or(0) + 1,
@@ -298,7 +302,15 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
     if let Err(f) = parse_extra_vars(&args.common.extra_vars) {
         problems.push(f.message);
     }
-    match load_playbook(args.playbook.as_deref()) {
+    let loaded = match args.playbook.as_deref() {
+        None => Ok(Playbook::default_plan()),
+        Some(p) => {
+            let (book, errors) = Playbook::load_collecting(p);
+            problems.extend(errors.iter().map(|d| d.to_string()));
+            Ok::<_, Failure>(book)
+        }
+    };
+    match loaded {
         Ok(book) => {
             if let Err(errors) = book.resolve(&role_source(&args.common)) {
                 problems.extend(errors.iter().map(|e| e.to_string()));

@@ -59,6 +59,8 @@ pub struct TaskRecord {
     pub stderr_tail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<Diff>,
+    /// When the task started, in seconds from the start of the run.
+    pub started_s: f64,
     pub duration_s: f64,
 }
 

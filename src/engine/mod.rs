@@ -90,9 +90,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
                 continue;
             }
             let Some(host) = hosts.get(h) else { continue };
-            if host.out {
-                continue;
-            }
+            // The gate is checked first, so that the reports give every gated host its reason.
             if let Some(gate) = &play.gate {
                 let verdict = outcomes_by_play.get(gate).and_then(|o| o.get(h));
                 if verdict != Some(&PlayOutcome::Passed) {
@@ -103,6 +101,9 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
                     outcomes.insert(h.clone(), PlayOutcome::Gated { reason });
                     continue;
                 }
+            }
+            if host.out {
+                continue;
             }
             eligible.push(h.clone());
         }
@@ -126,7 +127,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
                 reporter.event(&Event::BatchStart { play: &play.name, index: index + 1, count: batches.len(), hosts: batch });
             }
             let runs: Vec<HostRun> = batch.iter().filter_map(|h| hosts.shift_remove(h)).collect();
-            let ctx = PlayCtx { planned, inv, opts, templar: &templar, reporter, interrupted: &interrupted };
+            let ctx = PlayCtx { run_started: started, planned, inv, opts, templar: &templar, reporter, interrupted: &interrupted };
             let results: Vec<(HostRun, PlayOutcome, Vec<TaskRecord>)> =
                 stream::iter(runs).map(|h| run_play_on_host(h, &ctx)).buffer_unordered(opts.forks.max(1)).collect().await;
             let mut failed = 0;
@@ -176,6 +177,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
 }
 
 struct PlayCtx<'a> {
+    run_started: Instant,
     planned: &'a PlannedPlay,
     inv: &'a Inventory,
     opts: &'a Options,
@@ -271,6 +273,7 @@ fn setup_failure(host: &str, play: &str, msg: &str) -> TaskRecord {
         rc: None,
         stderr_tail: None,
         diff: None,
+        started_s: 0.0,
         duration_s: 0.0,
     }
 }
@@ -305,7 +308,7 @@ async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, Pla
     // Facts first: one round trip reads everything the plan needs.
     if let Err(e) = host.ensure_facts(&ProbeRequest::default(), &ctx.opts.timeouts).await {
         let outcome = Outcome::from_transport(e);
-        let r = record(&host.name, &play.name, None, "Gathering Facts", "", None, &outcome, t0);
+        let r = record(&host.name, &play.name, None, "Gathering Facts", "", None, &outcome, t0, ctx.run_started);
         host.out = true;
         let po = if outcome.status == Status::Unreachable {
             PlayOutcome::Unreachable { msg: outcome.msg.clone() }
@@ -339,6 +342,7 @@ async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, Pla
                         Some(task.module),
                         &o,
                         Instant::now(),
+                        ctx.run_started,
                     ),
                 );
                 continue;
@@ -358,6 +362,7 @@ async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, Pla
             Some(task.module),
             &outcome,
             started,
+            ctx.run_started,
         );
         let mut r = r;
         r.ignored = outcome.status == Status::Failed && task.ignore_errors;
@@ -388,8 +393,17 @@ async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, Pla
         let started = Instant::now();
         let name = format!("verify {unit} is active");
         let outcome = verify_unit_active(&mut host, unit, ctx).await;
-        let r =
-            record(&host.name, &play.name, Some(&role.name), &name, &format!("{}/meta/gafix.yml", role.origin), None, &outcome, started);
+        let r = record(
+            &host.name,
+            &play.name,
+            Some(&role.name),
+            &name,
+            &format!("{}/meta/gafix.yml", role.origin),
+            None,
+            &outcome,
+            started,
+            ctx.run_started,
+        );
         let (status, msg) = (r.status, r.msg.clone());
         emit(&mut records, r);
         match status {
@@ -523,7 +537,8 @@ fn any_true(conds: &[String], vars: &Vars, templar: &Templar) -> Result<bool, St
 }
 
 fn provisional_record(o: &Outcome) -> TaskRecord {
-    record("", "", None, "", "", None, o, Instant::now())
+    let now = Instant::now();
+    record("", "", None, "", "", None, o, now, now)
 }
 
 fn register(host: &mut HostRun, task: &Task, outcome: Outcome) -> Outcome {
@@ -544,6 +559,7 @@ fn record(
     module: Option<ModuleKind>,
     o: &Outcome,
     started: Instant,
+    origin: Instant,
 ) -> TaskRecord {
     TaskRecord {
         host: host.into(),
@@ -559,6 +575,7 @@ fn record(
         rc: o.rc,
         stderr_tail: o.stderr_tail.clone(),
         diff: o.diff.clone(),
+        started_s: started.saturating_duration_since(origin).as_secs_f64(),
         duration_s: started.elapsed().as_secs_f64(),
     }
 }

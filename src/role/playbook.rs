@@ -15,6 +15,15 @@ pub enum Serial {
     Percent(f64),
 }
 
+impl std::fmt::Display for Serial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Serial::Count(n) => write!(f, "{n}"),
+            Serial::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
 impl Serial {
     pub fn parse(v: &serde_json::Value) -> Result<Serial, String> {
         let bad = || format!("serial must be a positive number or a percentage like \"25%\", found {v}");
@@ -109,6 +118,15 @@ impl Playbook {
         } else {
             Err(Diagnostics(errors))
         }
+    }
+
+    /// Loads what can be loaded and every problem found: `validate` reports role problems
+    /// too, even when a play has errors of its own.
+    pub fn load_collecting(path: &Path) -> (Playbook, Vec<Diagnostic>) {
+        let mut errors = Vec::new();
+        let node = super::load_yaml(path, &mut errors);
+        let book = Self::from_node(node.as_ref(), &path.display().to_string(), &mut errors);
+        (book, errors)
     }
 
     pub fn parse(text: &str, name: &str) -> Result<Playbook, Diagnostics> {
@@ -269,7 +287,10 @@ fn parse_play(node: &Node, errors: &mut Vec<Diagnostic>) -> Option<Play> {
     if play.name.is_empty() {
         play.name = play.hosts.clone();
     }
-    (errors.len() == before).then_some(play)
+    // A play whose tasks had errors is still returned (its errors are recorded), so that its
+    // roles can be checked too; a play without hosts is not a play.
+    let _ = before;
+    has_hosts.then_some(play)
 }
 
 fn parse_roles(node: &Node, errors: &mut Vec<Diagnostic>) -> Vec<RoleRef> {

@@ -1,0 +1,125 @@
+//! The command line without hosts: validation, inventory output, exit codes, safety checks
+//! that happen before anything connects.
+
+use std::process::Command;
+
+mod support;
+use support::{root, Fleet};
+
+fn gafix(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gafix")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn bad_options_exit_5_and_help_exits_0() {
+    let dir = root();
+    assert_eq!(gafix(&["converge", "--forks", "0", "-i", "x"], &dir).0, 5);
+    assert_eq!(gafix(&["frobnicate"], &dir).0, 5);
+    let (code, out, _) = gafix(&["converge", "--help"], &dir);
+    assert_eq!(code, 0);
+    assert!(out.contains("--limit") && out.contains("--check"), "{out}");
+    let (code, out, _) = gafix(&["completions", "bash"], &dir);
+    assert_eq!(code, 0);
+    assert!(out.contains("_gafix"), "a bash completion script");
+}
+
+#[test]
+fn validate_reports_every_error_with_its_location() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1:\n");
+    std::fs::create_dir_all(fleet.path("roles/broken/tasks")).unwrap();
+    fleet.write(
+        "roles/broken/tasks/main.yml",
+        "- name: typo\n  ansible.builtin.aptt:\n    name: x\n- systemd: {name: ssh, enabled: maybe}\n",
+    );
+    fleet.write("site.yml", "- hosts: all\n  roles: [broken, missing]\n  tasks:\n    - apt: {name: 'vim;reboot'}\n");
+    let (code, _, err) = gafix(&["validate", "-i", "hosts.yml", "site.yml", "--roles-path", "roles"], fleet.dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("site.yml:4:7: apt: 'vim;reboot' is not a valid Debian package name"), "{err}");
+    assert!(err.contains("roles/broken/tasks/main.yml:2:3: unknown module or task keyword 'ansible.builtin.aptt'"), "{err}");
+    assert!(err.contains("roles/broken/tasks/main.yml:4:24: 'enabled' must be a boolean"), "{err}");
+    assert!(err.contains("site.yml:2:19: role 'missing' not found"), "{err}");
+    let (code, out, _) = gafix(&["validate", "-i", "hosts.yml"], fleet.dir.path());
+    assert_eq!(code, 0, "the built-in plan is valid");
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn yaml_errors_name_file_line_and_column() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1: [unclosed\n");
+    let (code, _, err) = gafix(&["inventory", "-i", "hosts.yml", "--list"], fleet.dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("hosts.yml:"), "{err}");
+    assert!(err.contains("invalid YAML"), "{err}");
+}
+
+#[test]
+fn shell_metacharacters_are_rejected_before_any_ssh() {
+    let fleet = Fleet::new();
+    // 127.0.0.1:9 is closed: had gafix tried to connect, the host would be unreachable (4).
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1, ansible_port: 9}\n");
+    fleet.write("site.yml", "- hosts: all\n  tasks:\n    - apt:\n        name: \"vim; touch /tmp/pwned\"\n");
+    let (code, out, err) = gafix(&["converge", "-i", "hosts.yml", "site.yml"], fleet.dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("site.yml:3:7: apt: 'vim; touch /tmp/pwned' is not a valid Debian package name"), "{err}");
+    assert!(!out.contains("unreachable"), "nothing connected: {out}");
+    // Templated names are checked after rendering, still before their command is built.
+    fleet.write("site2.yml", "- hosts: all\n  gather_facts: false\n  tasks:\n    - systemd: {name: '{{ unit }}', state: started}\n");
+    let (code, out, _) = gafix(&["converge", "-i", "hosts.yml", "site2.yml", "-e", "unit=x;reboot"], fleet.dir.path());
+    assert_eq!(code, 4, "the host is unreachable, and nothing was built from the bad name: {out}");
+}
+
+#[test]
+fn unknown_limit_patterns_are_errors() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1:\n");
+    let (code, _, err) = gafix(&["converge", "-i", "hosts.yml", "-l", "nosuch"], fleet.dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("'nosuch' matches no host or group"), "{err}");
+}
+
+#[test]
+fn inventory_list_graph_and_host_mask_secrets() {
+    let dir = root().join("tests/fixtures/inventory/vars_dirs");
+    let (code, out, _) = gafix(&["inventory", "-i", "hosts.yml", "--list"], &dir);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["_meta"]["hostvars"]["w1"]["ansible_become_password"], "********");
+    assert!(!out.contains("not-really-secret"));
+    assert_eq!(v["web"]["hosts"], serde_json::json!(["w1", "w2"]));
+    let (code, out, _) = gafix(&["inventory", "-i", "hosts.yml", "--graph"], &dir);
+    assert_eq!(code, 0);
+    assert_eq!(out, "@all:\n  |--@db:\n  |  |--d1\n  |--@ungrouped:\n  |--@web:\n  |  |--w1\n  |  |--w2\n");
+    let (code, out, _) = gafix(&["inventory", "-i", "hosts.yml", "--host", "w2", "-e", "extra=1"], &dir);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["shadowed"], "host_vars_w2");
+    assert_eq!(v["extra"], "1", "-e beats everything");
+}
+
+#[test]
+fn list_tasks_and_hosts_print_the_plan() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  children:\n    vms:\n      hosts:\n        vm[1:8]:\n");
+    let (code, out, _) = gafix(&["converge", "-i", "hosts.yml", "--list-hosts", "--list-tasks"], fleet.dir.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("play #2 (all): patch_reboot, gated on 'qemu_ga_fix', serial 25%"), "{out}");
+    assert!(out.contains("qemu_ga_fix : Install QEMU Guest Agent  (apt, <embedded>/roles/qemu_ga_fix/tasks/main.yml:4:3)"), "{out}");
+    assert!(out.contains("      vm8"), "{out}");
+}
+
+#[test]
+fn unreachable_hosts_exit_4_with_a_recap_junit_and_retry_file() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    down1: {ansible_host: 127.0.0.1, ansible_port: 9}\n");
+    let (code, out, _) =
+        gafix(&["converge", "-i", "hosts.yml", "--junit", "j.xml", "--retry-file", "r.retry", "-T", "3"], fleet.dir.path());
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("down1                      : ok=0    changed=0    unreachable=1    failed=0"), "{out}");
+    assert!(out.contains("Connection refused"), "{out}");
+    assert_eq!(support::read(&fleet.path("r.retry")), "down1\n");
+    let junit = support::read(&fleet.path("j.xml"));
+    assert!(junit.contains("<testcase name=\"down1: qemu_ga_fix\"") && junit.contains("<error"), "{junit}");
+}
