@@ -219,11 +219,14 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
         extra_vars,
     };
     let json_stdout = args.common.format == Format::Json;
-    let reporter = TextReporter::new(
+    let mut reporter = TextReporter::new(
         if json_stdout { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) },
         use_color(args.common.color),
         args.common.verbose,
     );
+    if !json_stdout && std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
+        reporter = reporter.with_progress();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::error(e.to_string()))?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let report = runtime.block_on(async {

@@ -137,6 +137,9 @@ pub struct RunReport {
     pub interrupted: bool,
     pub plays: Vec<PlayReport>,
     pub stats: IndexMap<String, Stats>,
+    /// Commands sent to each host (the facts probe included): SSH round trips, not counting
+    /// the connection itself.
+    pub round_trips: IndexMap<String, u32>,
     pub tasks: Vec<TaskRecord>,
     pub exit_code: i32,
 }
@@ -163,11 +166,33 @@ impl RunReport {
 
 /// Events as the run goes; reporters print them.
 pub enum Event<'a> {
-    PlayStart { name: &'a str, hosts: usize, batches: usize, check_mode: bool },
-    BatchStart { play: &'a str, index: usize, count: usize, hosts: &'a [String] },
+    PlayStart {
+        name: &'a str,
+        hosts: usize,
+        batches: usize,
+        check_mode: bool,
+    },
+    BatchStart {
+        play: &'a str,
+        index: usize,
+        count: usize,
+        hosts: &'a [String],
+    },
     Task(&'a TaskRecord),
-    BatchStopped { play: &'a str, reason: &'a str },
-    Gated { play: &'a str, host: &'a str, reason: &'a str },
+    BatchStopped {
+        play: &'a str,
+        reason: &'a str,
+    },
+    /// A host finished the current play.
+    HostDone {
+        play: &'a str,
+        host: &'a str,
+    },
+    Gated {
+        play: &'a str,
+        host: &'a str,
+        reason: &'a str,
+    },
     Warning(&'a str),
 }
 

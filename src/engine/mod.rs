@@ -51,6 +51,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
         interrupted: false,
         plays: Vec::new(),
         stats: IndexMap::new(),
+        round_trips: IndexMap::new(),
         tasks: Vec::new(),
         exit_code: 0,
     };
@@ -132,6 +133,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
                 stream::iter(runs).map(|h| run_play_on_host(h, &ctx)).buffer_unordered(opts.forks.max(1)).collect().await;
             let mut failed = 0;
             for (host, outcome, records) in results {
+                reporter.event(&Event::HostDone { play: &play.name, host: &host.name });
                 for r in &records {
                     report.stats.get_mut(&host.name).unwrap().add(r);
                 }
@@ -168,6 +170,9 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
         if report.interrupted {
             break;
         }
+    }
+    for (name, h) in &hosts {
+        report.round_trips.insert(name.clone(), h.round_trips);
     }
     let closing: Vec<_> = hosts.into_values().map(|mut h| async move { h.disconnect().await }).collect();
     futures::future::join_all(closing).await;

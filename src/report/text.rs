@@ -10,6 +10,8 @@ pub struct TextReporter {
     out: Mutex<Box<dyn Write + Send>>,
     color: bool,
     verbose: u8,
+    /// On a terminal, a status line under the output; in a log, nothing but lines.
+    progress: Option<indicatif::ProgressBar>,
 }
 
 const RESET: &str = "\x1b[0m";
@@ -25,7 +27,19 @@ fn color_of(status: Status) -> &'static str {
 
 impl TextReporter {
     pub fn new(out: Box<dyn Write + Send>, color: bool, verbose: u8) -> Self {
-        TextReporter { out: Mutex::new(out), color, verbose }
+        TextReporter { out: Mutex::new(out), color, verbose, progress: None }
+    }
+
+    /// Adds a progress line on stderr; call only when stderr is a terminal.
+    pub fn with_progress(mut self) -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{pos}/{len} hosts] {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.progress = Some(bar);
+        self
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -38,11 +52,22 @@ impl TextReporter {
 
     fn line(&self, text: &str) {
         let mut out = self.out.lock().unwrap();
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        match &self.progress {
+            Some(bar) => bar.suspend(|| {
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }),
+            None => {
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+            }
+        }
     }
 
     pub fn recap(&self, report: &RunReport) {
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
         let mut lines = vec![String::new(), "PLAY RECAP ".to_string() + &"*".repeat(68)];
         for (host, s) in &report.stats {
             let status = if s.unreachable > 0 || s.failed > 0 {
@@ -102,6 +127,11 @@ impl Reporter for TextReporter {
                 let mode = if *check_mode { ", check mode" } else { "" };
                 let b = if *batches > 1 { format!(", {batches} batches") } else { String::new() };
                 self.line(&format!("\nPLAY [{name}] ({hosts} host{}{b}{mode})", if *hosts == 1 { "" } else { "s" }));
+                if let Some(bar) = &self.progress {
+                    bar.set_length(*hosts as u64);
+                    bar.set_position(0);
+                    bar.set_message(format!("play {name}"));
+                }
             }
             Event::BatchStart { index, count, hosts, .. } => self.line(&format!("batch {index}/{count}: {}", hosts.join(", "))),
             Event::Task(r) => {
@@ -143,6 +173,11 @@ impl Reporter for TextReporter {
                 self.line(&format!("{}: [{host}] {reason}", self.paint(color_of(Status::Skipped), "gated")));
             }
             Event::Warning(w) => self.line(&format!("[WARNING]: {w}")),
+            Event::HostDone { .. } => {
+                if let Some(bar) = &self.progress {
+                    bar.inc(1);
+                }
+            }
         }
     }
 }
