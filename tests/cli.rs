@@ -123,3 +123,45 @@ fn unreachable_hosts_exit_4_with_a_recap_junit_and_retry_file() {
     let junit = support::read(&fleet.path("j.xml"));
     assert!(junit.contains("<testcase name=\"down1: qemu_ga_fix\"") && junit.contains("<error"), "{junit}");
 }
+
+#[test]
+fn local_connection_runs_on_the_controller_with_register_and_conditions() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n");
+    fleet.write(
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - name: say\n      command: echo hello\n      register: said\n      changed_when: false\n\
+         \x20   - name: check\n      assert:\n        that:\n          - said.stdout == 'hello'\n          - said is succeeded\n\
+         \x20   - name: only when\n      shell: exit 3\n      register: r\n      failed_when: r.rc not in [0, 3]\n      when: said.rc == 0\n",
+    );
+    let (code, out, err) = gafix(&["converge", "-i", "hosts.yml", "site.yml"], fleet.dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: [localhost] say => hello"), "{out}");
+    assert!(out.contains("ok: [localhost] check => All assertions passed"), "{out}");
+    assert!(out.contains("changed: [localhost] only when"), "{out}");
+}
+
+#[test]
+fn ctrl_c_stops_new_work_and_prints_the_recap() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n");
+    fleet.write(
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - name: slow\n      command: sleep 3\n    - name: never\n      command: echo should-not-run\n",
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_gafix"))
+        .args(["converge", "-i", "hosts.yml", "site.yml"])
+        .current_dir(fleet.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(99), "{stdout}");
+    assert!(stdout.contains("changed: [localhost] slow"), "the task in flight finished: {stdout}");
+    assert!(!stdout.contains("never"), "no new task started: {stdout}");
+    assert!(stdout.contains("PLAY RECAP") && stdout.contains("interrupted"), "{stdout}");
+}

@@ -363,6 +363,9 @@ async fn run_command(host: &mut HostRun, d: command::Desired, become_: Option<&B
     } else {
         Outcome::command_failed(&format!("'{}'", short(&d.display)), &out, None)
     };
+    // A command that ran changed something as far as anyone can tell, whatever its exit
+    // code: `failed_when` may clear the failure, and `changed_when` decide otherwise.
+    o.changed = true;
     o.rc = Some(out.rc);
     o.result = result;
     o

@@ -8,17 +8,8 @@ ROOT=$OUT/rootfs
 SUITE=bookworm
 BASE_PACKAGES=systemd-sysv,openssh-server,udev,dbus,libpam-systemd,sudo,iproute2,procps,kmod,initramfs-tools,zstd,ca-certificates
 
-# The Debian mirror comes from this machine's own apt configuration; nothing is hard-coded.
-debian_mirror() {
-    local uri
-    uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n1 || true)
-    if [ -z "$uri" ]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) {print $i; exit}}' \
-            /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n1 || true)
-    fi
-    [ -n "$uri" ] || { echo "image-recipe: no Debian mirror found in /etc/apt/sources.list*" >&2; return 1; }
-    echo "$uri"
-}
+# shellcheck source=tests/vm/mirror.sh
+. "$(dirname "${BASH_SOURCE[0]}")/mirror.sh"
 MIRROR=$(debian_mirror)
 
 echo "image-recipe: debootstrap $SUITE from the machine's configured mirror" >&2
@@ -70,6 +61,20 @@ CONTROL
 }
 make_testpkg 1
 make_testpkg 2
+
+# gafix-benchsvc: a package with a service that can run in a container (the benchmark's
+# stand-in for qemu-guest-agent). No maintainer scripts: installed, it is disabled and stopped.
+make_benchsvc() {
+    local dir
+    dir=$(mktemp -d)
+    mkdir -p "$dir/DEBIAN" "$dir/lib/systemd/system"
+    printf 'Package: gafix-benchsvc\nVersion: 1\nArchitecture: all\nMaintainer: gafix tests <tests@gafix.invalid>\nDescription: gafix benchmark service\n A unit that runs sleep.\n' >"$dir/DEBIAN/control"
+    printf '[Unit]\nDescription=gafix benchmark service\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n' \
+        >"$dir/lib/systemd/system/gafix-benchsvc.service"
+    dpkg-deb --root-owner-group --build "$dir" "$ROOT/srv/debs/gafix-benchsvc_1_all.deb" >/dev/null
+    rm -rf "$dir"
+}
+make_benchsvc
 cp "$OUT/gafix-testpkg_2_all.deb" "$ROOT/srv/debs/"
 cp "$OUT/gafix-testpkg_1_all.deb" "$ROOT/tmp/"
 in_root dpkg -i /tmp/gafix-testpkg_1_all.deb >/dev/null
