@@ -91,41 +91,59 @@ pub struct ProbeRequest {
     pub packages: Vec<String>,
     pub units: Vec<String>,
     pub paths: Vec<String>,
+    /// Read the age of apt's package lists (only `cache_valid_time` needs it).
+    pub apt_cache_age: bool,
 }
 
 impl ProbeRequest {
     pub fn is_empty(&self) -> bool {
-        self.packages.is_empty() && self.units.is_empty() && self.paths.is_empty()
+        self.packages.is_empty() && self.units.is_empty() && self.paths.is_empty() && !self.apt_cache_age
     }
 }
 
-/// Reads one unit per `systemctl show` block, then each `BindsTo=` device's state.
-const UNIT_PROBE: &str = r#"for u in "$@"; do
-  systemctl show -p Id,LoadState,UnitFileState,ActiveState,SubState -- "$u" 2>/dev/null | sed "s/^/$u|/"
-  # --value prints the list quoted, with backslashes doubled ("dev-virtio\\x2dports-...").
-  for d in $(systemctl show -p BindsTo --value -- "$u" 2>/dev/null | tr -d '"' | sed 's/\\\\/\\/g'); do
-    case $d in *.device) printf '%s|Device=%s %s\n' "$u" "$d" "$(systemctl show -p ActiveState --value -- "$d" 2>/dev/null)";; esac
-  done
-done"#;
+/// All units in one `systemctl show`; then, only when some unit `BindsTo=` devices, one more
+/// call for those devices' state. The values come quoted with doubled backslashes
+/// (`"dev-virtio\\x2dports-..."`), which `printf %b` undoes.
+const UNIT_PROBE: &str = r#"out=$(systemctl show -p Id,LoadState,UnitFileState,ActiveState,SubState,BindsTo -- "$@" 2>/dev/null)
+printf '%s\n' "$out"
+devs=''
+set -f
+while IFS= read -r line; do
+  case $line in BindsTo=?*)
+    for d in ${line#BindsTo=}; do
+      d=${d#\"}; d=${d%\"}
+      case $d in *.device) devs="$devs $(printf '%b' "$d")";; esac
+    done;;
+  esac
+done <<EOF
+$out
+EOF
+set +f
+if [ -n "$devs" ]; then echo '@@devices'; systemctl show -p Id,ActiveState -- $devs 2>/dev/null; fi"#;
 
-/// The probe script. Every name in it was validated by the module that asked for it, and is
-/// quoted here as well.
+/// The probe script. It spawns as few processes as it can (shell builtins read /proc and
+/// /etc): with many hosts on few controller-side cores, every process on the host shows
+/// in the wall time. Every name in it was validated by the module that asked for it, and
+/// is quoted here as well.
 pub fn probe_script(request: &ProbeRequest, basics: bool) -> String {
-    let mut s = String::from("LC_ALL=C; export LC_ALL\n");
+    let mut s = String::from("LC_ALL=C; export LC_ALL\nr() { IFS= read -r v < \"$1\" && printf '%s\\n' \"$v\"; } 2>/dev/null\n");
     if basics {
         s.push_str(
-            "echo '@@os'; cat /etc/os-release 2>/dev/null\n\
-             echo '@@uname'; uname -srm\n\
-             echo '@@pid1'; cat /proc/1/comm 2>/dev/null\n\
-             echo '@@virt_vm'; systemd-detect-virt --vm 2>/dev/null\n\
-             echo '@@virt_container'; systemd-detect-virt --container 2>/dev/null\n\
-             echo '@@boot_id'; cat /proc/sys/kernel/random/boot_id\n\
-             echo '@@user'; id -un\n\
-             echo '@@hostname'; hostname 2>/dev/null || cat /etc/hostname\n\
+            "echo '@@os'; [ -r /etc/os-release ] && while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < /etc/os-release\n\
+             echo '@@kernel'; r /proc/sys/kernel/osrelease\n\
+             echo '@@arch'; r /proc/sys/kernel/arch || uname -m\n\
+             echo '@@pid1'; r /proc/1/comm\n\
+             echo '@@virt_container'; r /run/systemd/container || { [ -e /.dockerenv ] && echo docker; }\n\
+             echo '@@virt_vm'; [ -e /run/systemd/container ] || [ -e /.dockerenv ] || systemd-detect-virt --vm 2>/dev/null\n\
+             echo '@@boot_id'; r /proc/sys/kernel/random/boot_id\n\
+             echo '@@user'; printf '%s\\n' \"${USER:-$(id -un)}\"\n\
+             echo '@@hostname'; r /proc/sys/kernel/hostname\n\
              echo '@@pkg_mgr'; for m in apt-get dnf yum; do command -v $m >/dev/null 2>&1 && echo $m; done\n",
         );
-        s.push_str(&format!("echo '@@ga_channel'; test -e {GA_CHANNEL} && echo yes\n"));
-        s.push_str("echo '@@reboot_required'; { test -e /var/run/reboot-required && echo yes; } || { command -v needs-restarting >/dev/null 2>&1 && ! needs-restarting -r >/dev/null 2>&1 && echo yes; }\n");
+        s.push_str(&format!("echo '@@ga_channel'; [ -e {GA_CHANNEL} ] && echo yes\n"));
+        s.push_str("echo '@@reboot_required'; { [ -e /var/run/reboot-required ] && echo yes; } || { command -v needs-restarting >/dev/null 2>&1 && ! needs-restarting -r >/dev/null 2>&1 && echo yes; }\n");
+    }
+    if request.apt_cache_age {
         s.push_str("echo '@@apt_cache_age'; t=$(stat -c %Y /var/lib/apt/periodic/update-success-stamp 2>/dev/null || stat -c %Y /var/lib/apt/lists 2>/dev/null) && echo $(( $(date +%s) - t ))\n");
     }
     if !request.packages.is_empty() {
@@ -135,7 +153,7 @@ pub fn probe_script(request: &ProbeRequest, basics: bool) -> String {
             names.join(" ")
         ));
         s.push_str(&format!(
-            "echo '@@rpm'; command -v rpm >/dev/null 2>&1 && ! command -v dpkg-query >/dev/null 2>&1 && rpm -q --qf '%{{NAME}}|ii |%{{VERSION}}-%{{RELEASE}}\\n' -- {} 2>/dev/null | grep '|'\n",
+            "command -v dpkg-query >/dev/null 2>&1 || {{ echo '@@rpm'; command -v rpm >/dev/null 2>&1 && rpm -q --qf '%{{NAME}}|ii |%{{VERSION}}-%{{RELEASE}}\\n' -- {} 2>/dev/null | grep '|'; }}\n",
             names.join(" ")
         ));
     }
@@ -148,6 +166,27 @@ pub fn probe_script(request: &ProbeRequest, basics: bool) -> String {
     }
     s.push_str("exit 0\n");
     s
+}
+
+/// `"a\\x2db.device" "c.device"` -> the unit names.
+fn bound_device_names(value: &str) -> Vec<String> {
+    value.split_whitespace().map(|w| w.trim_matches('"').replace("\\\\", "\\")).filter(|w| w.ends_with(".device")).collect()
+}
+
+/// Splits `systemctl show` output into its blocks of `key=value` lines.
+fn show_blocks<'a>(lines: &[&'a str]) -> Vec<Vec<(&'a str, &'a str)>> {
+    let mut blocks = vec![Vec::new()];
+    for line in lines {
+        if line.trim().is_empty() {
+            if !blocks.last().is_some_and(Vec::is_empty) {
+                blocks.push(Vec::new());
+            }
+        } else if let Some(kv) = line.split_once('=') {
+            blocks.last_mut().unwrap().push(kv);
+        }
+    }
+    blocks.retain(|b| !b.is_empty());
+    blocks
 }
 
 /// Parses probe output into `facts` (only the sections present are replaced).
@@ -171,12 +210,8 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
                     .map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').to_string()))
                     .collect();
             }
-            "uname" => {
-                let u = first(lines);
-                let parts: Vec<&str> = u.split_whitespace().collect();
-                facts.kernel = parts.get(1).unwrap_or(&"").to_string();
-                facts.arch = parts.get(2).unwrap_or(&"").to_string();
-            }
+            "kernel" => facts.kernel = first(lines),
+            "arch" => facts.arch = first(lines),
             "pid1" => facts.pid1 = first(lines),
             "virt_vm" => facts.virt_vm = first(lines),
             "virt_container" => facts.virt_container = first(lines),
@@ -211,29 +246,37 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
                 }
             }
             "units" => {
-                for u in &request.units {
-                    facts.units.insert(u.clone(), UnitState { load_state: "not-found".into(), ..Default::default() });
-                }
-                for line in lines {
-                    let Some((unit, kv)) = line.split_once('|') else {
-                        continue;
-                    };
-                    let Some(state) = facts.units.get_mut(unit) else {
-                        continue;
-                    };
-                    let Some((k, v)) = kv.split_once('=') else {
-                        continue;
-                    };
-                    match k {
-                        "LoadState" => state.load_state = v.to_string(),
-                        "UnitFileState" => state.unit_file_state = v.to_string(),
-                        "ActiveState" => state.active_state = v.to_string(),
-                        "SubState" => state.sub_state = v.to_string(),
-                        "Device" => {
-                            let (dev, active) = v.split_once(' ').unwrap_or((v, ""));
-                            state.bound_devices.push((dev.to_string(), active == "active"));
+                // One block per requested unit, in the order they were asked for.
+                let blocks = show_blocks(lines);
+                for (i, u) in request.units.iter().enumerate() {
+                    let mut state = UnitState { load_state: "not-found".into(), ..Default::default() };
+                    for (k, v) in blocks.get(i).map(Vec::as_slice).unwrap_or_default() {
+                        match *k {
+                            "LoadState" => state.load_state = v.to_string(),
+                            "UnitFileState" => state.unit_file_state = v.to_string(),
+                            "ActiveState" => state.active_state = v.to_string(),
+                            "SubState" => state.sub_state = v.to_string(),
+                            "BindsTo" => state.bound_devices = bound_device_names(v).into_iter().map(|d| (d, false)).collect(),
+                            _ => {}
                         }
-                        _ => {}
+                    }
+                    facts.units.insert(u.clone(), state);
+                }
+            }
+            "devices" => {
+                let active: Vec<(String, bool)> = show_blocks(lines)
+                    .iter()
+                    .filter_map(|b| {
+                        let id = b.iter().find(|(k, _)| *k == "Id")?.1;
+                        let state = b.iter().find(|(k, _)| *k == "ActiveState").map(|(_, v)| *v == "active").unwrap_or(false);
+                        Some((id.to_string(), state))
+                    })
+                    .collect();
+                for unit in facts.units.values_mut() {
+                    for (device, present) in unit.bound_devices.iter_mut() {
+                        if let Some((_, a)) = active.iter().find(|(id, _)| id == device) {
+                            *present = *a;
+                        }
                     }
                 }
             }
@@ -355,11 +398,12 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "@@os\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n\
-@@uname\nLinux 6.1.0-28-amd64 x86_64\n@@pid1\nsystemd\n@@virt_vm\nqemu\n@@virt_container\nnone\n@@boot_id\nabc-123\n@@user\nroot\n@@hostname\nvm1\n\
+@@kernel\n6.1.0-28-amd64\n@@arch\nx86_64\n@@pid1\nsystemd\n@@virt_container\n@@virt_vm\nqemu\n@@boot_id\nabc-123\n@@user\nroot\n@@hostname\nvm1\n\
 @@pkg_mgr\napt-get\n@@ga_channel\nyes\n@@reboot_required\n@@apt_cache_age\n42\n\
 @@dpkg\nsudo|ii |1.9.13p3-1+deb12u1\nqemu-guest-agent|rc |1:7.2\n\
-@@units\nqemu-guest-agent|Id=qemu-guest-agent.service\nqemu-guest-agent|LoadState=loaded\nqemu-guest-agent|UnitFileState=static\nqemu-guest-agent|ActiveState=inactive\nqemu-guest-agent|SubState=dead\n\
-qemu-guest-agent|Device=dev-virtio\\x2dports-org.qemu.guest_agent.0.device active\n\
+@@units\nId=qemu-guest-agent.service\nLoadState=loaded\nUnitFileState=static\nActiveState=inactive\nSubState=dead\n\
+BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.service\nLoadState=not-found\nActiveState=inactive\n\
+@@devices\nId=dev-virtio\\x2dports-org.qemu.guest_agent.0.device\nActiveState=active\n\
 @@stat|/var/run/reboot-required\n";
 
     fn parsed() -> Facts {
@@ -367,6 +411,7 @@ qemu-guest-agent|Device=dev-virtio\\x2dports-org.qemu.guest_agent.0.device activ
             packages: vec!["sudo".into(), "qemu-guest-agent".into(), "absent-pkg".into()],
             units: vec!["qemu-guest-agent".into(), "nosuch".into()],
             paths: vec!["/var/run/reboot-required".into()],
+            apt_cache_age: true,
         };
         let mut facts = Facts::default();
         parse_probe(SAMPLE, &request, &mut facts);
@@ -414,7 +459,12 @@ qemu-guest-agent|Device=dev-virtio\\x2dports-org.qemu.guest_agent.0.device activ
     #[test]
     fn probe_quotes_names() {
         let script = probe_script(
-            &ProbeRequest { packages: vec!["g++".into()], units: vec!["a@b.service".into()], paths: vec!["/tmp/x y".into()] },
+            &ProbeRequest {
+                packages: vec!["g++".into()],
+                units: vec!["a@b.service".into()],
+                paths: vec!["/tmp/x y".into()],
+                apt_cache_age: false,
+            },
             true,
         );
         assert!(script.contains("-- g++") || script.contains("-- 'g++'"), "{script}");

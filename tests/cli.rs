@@ -165,3 +165,24 @@ fn ctrl_c_stops_new_work_and_prints_the_recap() {
     assert!(!stdout.contains("never"), "no new task started: {stdout}");
     assert!(stdout.contains("PLAY RECAP") && stdout.contains("interrupted"), "{stdout}");
 }
+
+#[test]
+fn a_batch_over_max_fail_percentage_stops_the_play() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  vars:\n    ansible_connection: local\n  hosts:\n    h1:\n    h2:\n    h3:\n    h4:\n");
+    // Batches of two; h1 fails in the first batch: 50% > 25%, so the second batch never starts.
+    fleet.write(
+        "site.yml",
+        "- hosts: all\n  serial: 2\n  max_fail_percentage: 25\n  tasks:\n    - name: check\n      command: test {{ inventory_hostname }} != h1\n",
+    );
+    let (code, out, err) = gafix(&["converge", "-i", "hosts.yml", "site.yml", "--json", "r.json"], fleet.dir.path());
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("stopping play 'all': 1 of 2 hosts in batch 1 failed, more than max_fail_percentage 25%"), "{out}");
+    assert!(!out.contains("[h3]") && !out.contains("[h4]"), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&support::read(&fleet.path("r.json"))).unwrap();
+    assert_eq!(report["plays"][0]["outcomes"]["h3"]["result"], "not_run");
+    // Without the limit, every batch runs: only h1 fails.
+    let (code, out, _) = gafix(&["converge", "-i", "hosts.yml", "site.yml", "--max-fail-percentage", "50"], fleet.dir.path());
+    assert_eq!(code, 2);
+    assert!(out.contains("changed: [h4] check"), "{out}");
+}

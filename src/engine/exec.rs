@@ -121,7 +121,7 @@ pub async fn execute(
 }
 
 async fn run_apt(host: &mut HostRun, d: apt::Desired, become_: Option<&Become>, ctx: &Ctx<'_>) -> Outcome {
-    let request = ProbeRequest { packages: d.names.clone(), ..Default::default() };
+    let request = ProbeRequest { packages: d.names.clone(), apt_cache_age: d.cache_valid_time.is_some(), ..Default::default() };
     try_remote!(host.ensure_facts(&request, ctx.timeouts).await);
     if host.facts().pkg_mgr != PkgMgr::Apt {
         return Outcome::failed("apt is not available on this host (use the package or dnf module)");

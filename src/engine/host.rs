@@ -120,6 +120,9 @@ impl HostRun {
                 request.paths.push(p.clone());
             }
         }
+        if extra.apt_cache_age && (basics || self.stale.packages || known.apt_cache_age.is_none()) {
+            request.apt_cache_age = true;
+        }
         if !basics && request.is_empty() {
             return Ok(());
         }

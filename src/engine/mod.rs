@@ -229,6 +229,7 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
             match task.module {
                 ModuleKind::Apt | ModuleKind::Package => {
                     if let Ok(d) = apt::desired(&args) {
+                        req.apt_cache_age |= d.cache_valid_time.is_some();
                         req.packages.extend(d.names);
                     }
                 }
