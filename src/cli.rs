@@ -57,7 +57,7 @@ pub struct CommonArgs {
     #[arg(long = "roles-path", value_name = "DIRS", env = "ANSIBLE_ROLES_PATH", default_value = "./roles")]
     pub roles_path: String,
 
-    /// More output: -v task details, -vv commands, -vvv transport debugging.
+    /// More output: -v task timings, -vv the commands run on each host, -vvv debugging.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 

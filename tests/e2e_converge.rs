@@ -144,16 +144,11 @@ fn a_masked_unit_is_a_clear_error_until_unmasked() {
     ct.sh("printf '[Service]\\nExecStart=/bin/sleep infinity\\n' | sudo tee /lib/systemd/system/gafix-demo.service >/dev/null && sudo systemctl daemon-reload && sudo systemctl mask gafix-demo");
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[&ct]);
-    let start = fleet.write(
-        "start.yml",
-        "- hosts: all\n  become: true\n  tasks:\n    - name: start it\n      systemd: {name: gafix-demo, state: started}\n",
-    );
-    let run = fleet.gafix(&["-i", inv.to_str().unwrap(), start.to_str().unwrap()]);
+    let run = fleet.run_tasks(&inv, "start.yml", "- name: start it\n  systemd: {name: gafix-demo, state: started}");
     assert_eq!(run.code, 2, "{}", run.explain());
     let msg = run.task(&ct.name, "start it")["msg"].as_str().unwrap().to_string();
     assert!(msg.contains("gafix-demo is masked") && msg.contains("systemctl unmask gafix-demo"), "{msg}");
-    let unmask = fleet.write("unmask.yml", "- hosts: all\n  become: true\n  tasks:\n    - name: unmask and start\n      systemd: {name: gafix-demo, state: started, masked: false}\n");
-    let run = fleet.gafix(&["-i", inv.to_str().unwrap(), unmask.to_str().unwrap()]);
+    let run = fleet.run_tasks(&inv, "unmask.yml", "- name: unmask and start\n  systemd: {name: gafix-demo, state: started, masked: false}");
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(ct.sh("systemctl is-active gafix-demo"), "active");
 }
@@ -177,18 +172,12 @@ fn the_dpkg_lock_is_waited_for_and_a_holder_past_lock_timeout_is_named() {
     ct.sh("sudo sh -c 'nohup perl /tmp/holdlock.pl 20 >/tmp/lock.log 2>&1 &' ; for i in 1 2 3 4 5 6 7 8 9 10; do grep -q locked /tmp/lock.log 2>/dev/null && break; sleep 0.5; done; cat /tmp/lock.log");
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[&ct]);
-    let impatient = fleet.write(
-        "impatient.yml",
-        "- hosts: all\n  become: true\n  tasks:\n    - name: install\n      apt: {name: qemu-guest-agent, lock_timeout: 2}\n",
-    );
-    let run = fleet.gafix(&["-i", inv.to_str().unwrap(), impatient.to_str().unwrap()]);
+    let run = fleet.run_tasks(&inv, "impatient.yml", "- name: install\n  apt: {name: qemu-guest-agent, lock_timeout: 2}");
     assert_eq!(run.code, 2, "{}", run.explain());
     let msg = run.task(&ct.name, "install")["msg"].as_str().unwrap().to_string();
     assert!(msg.contains("still held after 2 s by process") && msg.contains("(perl)"), "{msg}");
 
-    let patient =
-        fleet.write("patient.yml", "- hosts: all\n  become: true\n  tasks:\n    - name: install\n      apt: {name: qemu-guest-agent}\n");
-    let run = fleet.gafix(&["-i", inv.to_str().unwrap(), patient.to_str().unwrap()]);
+    let run = fleet.run_tasks(&inv, "patient.yml", "- name: install\n  apt: {name: qemu-guest-agent}");
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(run.task(&ct.name, "install")["status"], "changed");
     assert!(ct.package_installed("qemu-guest-agent").is_some());

@@ -90,6 +90,9 @@ impl HostRun {
     ) -> Result<CommandOutput, TransportError> {
         self.connect(t).await?;
         self.round_trips += 1;
+        // -vv: what runs where (the script's first lines; stdin, which may carry the become
+        // password, is never logged).
+        tracing::info!(host = %self.name, become_ = become_.is_some(), "run: {}", script.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" | "));
         let transport = self.transport.as_ref().expect("connected");
         let result = transport.run(script, become_, stdin, timeout).await;
         if matches!(result, Err(TransportError::Unreachable(_))) {

@@ -202,6 +202,13 @@ impl Fleet {
         self.gafix_env(args, &[])
     }
 
+    /// Writes a one-play playbook (`become: true`, these tasks) and runs it on `inventory`.
+    pub fn run_tasks(&self, inventory: &Path, name: &str, tasks: &str) -> Run {
+        let indented: String = tasks.lines().map(|l| format!("    {l}\n")).collect();
+        let book = self.write(name, &format!("- hosts: all\n  become: true\n  tasks:\n{indented}"));
+        self.gafix(&["-i", inventory.to_str().unwrap(), book.to_str().unwrap()])
+    }
+
     pub fn gafix_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let report = self.path(&format!("report-{}.json", COUNTER.fetch_add(1, Ordering::SeqCst)));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gafix"));
