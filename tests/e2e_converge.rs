@@ -211,3 +211,33 @@ fn sudo_that_needs_a_password_fails_fast_and_a_given_password_stays_secret() {
     let everything = format!("{}{}{}", run.stdout, run.stderr, run.report);
     assert!(!everything.contains("s3cret-Pw"), "the password never reaches output or reports");
 }
+
+#[test]
+fn host_keys_are_checked_by_default_and_accept_new_records_them() {
+    if !vm_tests_enabled() {
+        return;
+    }
+    let ct = Host::start("conv-hostkey", Kind::Container);
+    let fleet = Fleet::new();
+    let inv = fleet.inventory(&[&ct]);
+    // Point the inventory at an empty known_hosts file: the host is unknown.
+    let known = fleet.write("known_hosts", "");
+    std::fs::write(&inv, support::read(&inv).replace(ct.info["known_hosts"].as_str().unwrap(), known.to_str().unwrap())).unwrap();
+    let book = fleet.write("noop.yml", "- hosts: all\n  tasks:\n    - command: 'true'\n");
+    let args = ["-i", inv.to_str().unwrap(), book.to_str().unwrap()];
+
+    let run = fleet.gafix(&args);
+    assert_eq!(run.code, 4, "{}", run.explain());
+    assert!(run.stdout.contains("is not in known_hosts") && run.stdout.contains("--host-key-checking accept-new"), "{}", run.stdout);
+    assert!(support::read(&known).is_empty(), "strict checking records nothing");
+
+    let run = fleet.gafix_env(&args, &[("ANSIBLE_HOST_KEY_CHECKING", "False")]);
+    assert_eq!(run.code, 0, "ANSIBLE_HOST_KEY_CHECKING=False is honoured: {}", run.explain());
+
+    std::fs::write(&known, "").unwrap();
+    let run = fleet.gafix(&[&args[..], &["--host-key-checking", "accept-new"]].concat());
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert!(support::read(&known).contains("ssh-ed25519"), "the key was recorded");
+    let run = fleet.gafix(&args);
+    assert_eq!(run.code, 0, "now known: {}", run.explain());
+}
