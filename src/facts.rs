@@ -96,6 +96,14 @@ pub struct ProbeRequest {
 }
 
 impl ProbeRequest {
+    /// Sorted, without duplicates: one read per name.
+    pub fn normalize(&mut self) {
+        for list in [&mut self.packages, &mut self.units, &mut self.paths] {
+            list.sort();
+            list.dedup();
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.packages.is_empty() && self.units.is_empty() && self.paths.is_empty() && !self.apt_cache_age
     }
@@ -126,6 +134,12 @@ if [ -n "$devs" ]; then echo '@@devices'; systemctl show -p Id,ActiveState -- $d
 /// in the wall time. Every name in it was validated by the module that asked for it, and
 /// is quoted here as well.
 pub fn probe_script(request: &ProbeRequest, basics: bool) -> String {
+    probe_body(request, basics) + "exit 0\n"
+}
+
+/// The probe without its final `exit`, for appending to another script (a change and the
+/// re-read of what it changed, in one round trip).
+pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
     let mut s = String::from("LC_ALL=C; export LC_ALL\nr() { IFS= read -r v < \"$1\" && printf '%s\\n' \"$v\"; } 2>/dev/null\n");
     if basics {
         s.push_str(
@@ -164,7 +178,6 @@ pub fn probe_script(request: &ProbeRequest, basics: bool) -> String {
     for p in &request.paths {
         s.push_str(&format!("echo '@@stat|{p}'; stat -L -c '%F|%s|%a|%U|%G|%Y' -- {} 2>/dev/null\n", quote(p)));
     }
-    s.push_str("exit 0\n");
     s
 }
 

@@ -274,18 +274,14 @@ async fn run_systemd(host: &mut HostRun, d: systemd::Desired, become_: Option<&B
     }
     // The actions and a fresh read of the unit, in one round trip.
     let mut script = actions.iter().map(|a| systemd::command(a, name.as_deref(), d.no_block)).collect::<Vec<_>>().join(" && ");
-    if let Some(n) = &name {
-        let probe = crate::facts::probe_script(&ProbeRequest { units: vec![n.clone()], ..Default::default() }, false);
-        script = format!("{{ {script}; }}; rc=$?\n{}\nexit $rc", probe.trim_end().trim_end_matches("exit 0"));
+    let reread = name.as_ref().map(|n| ProbeRequest { units: vec![n.clone()], ..Default::default() });
+    if let Some(request) = &reread {
+        script = format!("{{ {script}; }}; rc=$?\n{}exit $rc", crate::facts::probe_body(request, false));
     }
     let out = try_remote!(host.run(&script, become_, None, ctx.timeouts).await);
     host.mark_changed(false, true);
-    if let Some(n) = &name {
-        let request = ProbeRequest { units: vec![n.clone()], ..Default::default() };
-        let mut facts = host.facts().clone();
-        crate::facts::parse_probe(&out.stdout, &request, &mut facts);
-        host.facts_vars = facts.ansible_vars();
-        host.facts = Some(facts);
+    if let Some(request) = &reread {
+        host.absorb_probe(&out.stdout, request, false);
         host.stale.units = false;
     }
     if out.rc != 0 {

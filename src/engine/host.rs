@@ -77,24 +77,13 @@ impl HostRun {
         stdin: Option<&str>,
         t: &Timeouts,
     ) -> Result<CommandOutput, TransportError> {
-        self.run_with_timeout(script, become_, stdin, t, t.command).await
-    }
-
-    pub async fn run_with_timeout(
-        &mut self,
-        script: &str,
-        become_: Option<&Become>,
-        stdin: Option<&str>,
-        t: &Timeouts,
-        timeout: Duration,
-    ) -> Result<CommandOutput, TransportError> {
         self.connect(t).await?;
         self.round_trips += 1;
         // -vv: what runs where (the script's first lines; stdin, which may carry the become
         // password, is never logged).
         tracing::info!(host = %self.name, become_ = become_.is_some(), "run: {}", script.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" | "));
         let transport = self.transport.as_ref().expect("connected");
-        let result = transport.run(script, become_, stdin, timeout).await;
+        let result = transport.run(script, become_, stdin, t.command).await;
         if matches!(result, Err(TransportError::Unreachable(_))) {
             // The master is gone; a later attempt (after a reboot) reconnects.
             self.disconnect().await;
@@ -106,43 +95,36 @@ impl HostRun {
     pub async fn ensure_facts(&mut self, extra: &ProbeRequest, t: &Timeouts) -> Result<(), TransportError> {
         let basics = self.facts.is_none() || self.stale.all;
         let mut request = if basics { self.probe.clone() } else { ProbeRequest::default() };
-        let known = self.facts.clone().unwrap_or_default();
+        let known = self.facts.as_ref();
+        let stale = self.stale;
         for p in &extra.packages {
             let base = crate::module::names::deb_base_name(p);
-            if basics || self.stale.packages || !known.packages.contains_key(base) {
+            if basics || stale.packages || !known.is_some_and(|f| f.packages.contains_key(base)) {
                 request.packages.push(p.clone());
             }
         }
         for u in &extra.units {
-            if basics || self.stale.units || !known.units.contains_key(u) {
+            if basics || stale.units || !known.is_some_and(|f| f.units.contains_key(u)) {
                 request.units.push(u.clone());
             }
         }
         for p in &extra.paths {
-            if basics || self.stale.paths || !known.paths.contains_key(p) {
+            if basics || stale.paths || !known.is_some_and(|f| f.paths.contains_key(p)) {
                 request.paths.push(p.clone());
             }
         }
-        if extra.apt_cache_age && (basics || self.stale.packages || known.apt_cache_age.is_none()) {
+        if extra.apt_cache_age && (basics || stale.packages || known.is_none_or(|f| f.apt_cache_age.is_none())) {
             request.apt_cache_age = true;
         }
         if !basics && request.is_empty() {
             return Ok(());
         }
-        request.packages.sort();
-        request.packages.dedup();
-        request.units.sort();
-        request.units.dedup();
-        request.paths.sort();
-        request.paths.dedup();
+        request.normalize();
         let out = self.run(&facts::probe_script(&request, basics), None, None, t).await?;
         if out.rc != 0 {
             return Err(TransportError::Other(format!("the facts probe failed (exit {}): {}", out.rc, out.tail(3))));
         }
-        let mut f = if basics { Facts::default() } else { known };
-        facts::parse_probe(&out.stdout, &request, &mut f);
-        self.facts_vars = f.ansible_vars();
-        self.facts = Some(f);
+        self.absorb_probe(&out.stdout, &request, basics);
         if basics {
             self.stale = Stale::default();
         } else {
@@ -157,6 +139,14 @@ impl HostRun {
             }
         }
         Ok(())
+    }
+
+    /// Folds probe output into the facts (replacing them all when `basics`).
+    pub fn absorb_probe(&mut self, output: &str, request: &ProbeRequest, basics: bool) {
+        let mut f = if basics { Facts::default() } else { self.facts.take().unwrap_or_default() };
+        facts::parse_probe(output, request, &mut f);
+        self.facts_vars = f.ansible_vars();
+        self.facts = Some(f);
     }
 
     pub fn facts(&self) -> &Facts {

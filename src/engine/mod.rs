@@ -81,7 +81,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
         let mut eligible = Vec::new();
         for h in &planned.hosts {
             if let Some(msg) = invalid.get(h) {
-                let record = setup_failure(h, &play.name, msg);
+                let record = setup_failure(h, &play.name, msg, started);
                 reporter.event(&Event::Task(&record));
                 report.stats.get_mut(h).unwrap().add(&record);
                 report.tasks.push(record);
@@ -257,30 +257,20 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
             }
         }
     }
-    for list in [&mut req.packages, &mut req.units, &mut req.paths] {
-        list.sort();
-        list.dedup();
-    }
+    req.normalize();
     req
 }
 
-fn setup_failure(host: &str, play: &str, msg: &str) -> TaskRecord {
-    TaskRecord {
-        host: host.into(),
-        play: play.into(),
-        role: None,
-        task: "connection settings".into(),
-        module: None,
-        location: String::new(),
-        status: Status::Failed,
-        changed: false,
-        ignored: false,
-        msg: msg.into(),
-        rc: None,
-        stderr_tail: None,
-        diff: None,
-        started_s: 0.0,
-        duration_s: 0.0,
+fn setup_failure(host: &str, play: &str, msg: &str, run_started: Instant) -> TaskRecord {
+    record(host, play, None, "connection settings", "", None, &Outcome::failed(msg), Instant::now(), run_started)
+}
+
+/// How the play ends for a host whose task ended so, if it takes the host out of the run.
+fn leaves_play(r: &TaskRecord) -> Option<PlayOutcome> {
+    match r.status {
+        Status::Unreachable => Some(PlayOutcome::Unreachable { msg: r.msg.clone() }),
+        Status::Failed if !r.ignored => Some(PlayOutcome::Failed { task: r.task.clone(), msg: r.msg.clone() }),
+        _ => None,
     }
 }
 
@@ -313,133 +303,91 @@ async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, Pla
     };
     // Facts first: one round trip reads everything the plan needs.
     if let Err(e) = host.ensure_facts(&ProbeRequest::default(), &ctx.opts.timeouts).await {
-        let outcome = Outcome::from_transport(e);
-        let r = record(&host.name, &play.name, None, "Gathering Facts", "", None, &outcome, t0, ctx.run_started);
+        let r = record(&host.name, &play.name, None, "Gathering Facts", "", None, &Outcome::from_transport(e), t0, ctx.run_started);
+        let outcome = leaves_play(&r).expect("a failed probe fails the host");
         host.out = true;
-        let po = if outcome.status == Status::Unreachable {
-            PlayOutcome::Unreachable { msg: outcome.msg.clone() }
-        } else {
-            PlayOutcome::Failed { task: "Gathering Facts".into(), msg: outcome.msg.clone() }
-        };
         emit(&mut records, r);
-        return (host, po, records);
+        return (host, outcome, records);
     }
-    let mut not_applicable_why: Option<String> = None;
-    let mut applicable_roles: Vec<&Role> = Vec::new();
-    for role in &ctx.planned.roles {
-        match not_applicable(role, host.facts()) {
-            Some(why) => not_applicable_why = Some(why),
-            None => applicable_roles.push(role),
-        }
-    }
+    // Each role's applicability, decided once from the facts.
+    let applicability: Vec<(&Role, Option<String>)> = ctx.planned.roles.iter().map(|r| (r, not_applicable(r, host.facts()))).collect();
+    let why_not = |role: &Role| applicability.iter().find(|(r, _)| r.name == role.name).and_then(|(_, why)| why.clone());
     for task in ctx.planned.tasks() {
         let role = ctx.planned.role_of(task);
-        if let Some(role) = role {
-            if let Some(why) = not_applicable(role, host.facts()) {
-                let o = Outcome::skipped(format!("not applicable: {why}"));
-                emit(
-                    &mut records,
-                    record(
-                        &host.name,
-                        &play.name,
-                        Some(&role.name),
-                        &task.display_name(),
-                        &task.location.to_string(),
-                        Some(task.module),
-                        &o,
-                        Instant::now(),
-                        ctx.run_started,
-                    ),
-                );
-                continue;
-            }
+        let (role_name, task_name, location) = (role.map(|r| r.name.as_str()), task.display_name(), task.location.to_string());
+        if let Some(why) = role.and_then(why_not) {
+            let o = Outcome::skipped(format!("not applicable: {why}"));
+            emit(
+                &mut records,
+                record(&host.name, &play.name, role_name, &task_name, &location, Some(task.module), &o, Instant::now(), ctx.run_started),
+            );
+            continue;
         }
         if ctx.interrupted.load(Ordering::SeqCst) {
             return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
         }
         let started = Instant::now();
         let outcome = run_task(&mut host, task, role, ctx).await;
-        let r = record(
-            &host.name,
-            &play.name,
-            role.map(|r| r.name.as_str()),
-            &task.display_name(),
-            &task.location.to_string(),
-            Some(task.module),
-            &outcome,
-            started,
-            ctx.run_started,
-        );
-        let mut r = r;
+        let mut r = record(&host.name, &play.name, role_name, &task_name, &location, Some(task.module), &outcome, started, ctx.run_started);
         r.ignored = outcome.status == Status::Failed && task.ignore_errors;
         if task.no_log {
             r.msg = "the output has been hidden due to 'no_log: true'".into();
             r.stderr_tail = None;
             r.diff = None;
         }
-        let status = r.status;
-        let ignored = r.ignored;
-        let msg = r.msg.clone();
+        let leaving = leaves_play(&r);
         emit(&mut records, r);
-        match status {
-            Status::Unreachable => {
-                host.out = true;
-                return (host, PlayOutcome::Unreachable { msg }, records);
-            }
-            Status::Failed if !ignored => {
-                host.out = true;
-                return (host, PlayOutcome::Failed { task: task.display_name(), msg }, records);
-            }
-            _ => {}
+        if let Some(outcome) = leaving {
+            host.out = true;
+            return (host, outcome, records);
         }
     }
     // A role's own guarantee, checked on the host: the gate verdict for later plays.
-    for role in applicable_roles {
+    for (role, _) in applicability.iter().filter(|(_, why)| why.is_none()) {
         let Some(unit) = &role.meta.verify_unit_active else { continue };
         let started = Instant::now();
-        let name = format!("verify {unit} is active");
         let outcome = verify_unit_active(&mut host, unit, ctx).await;
+        let origin = format!("{}/meta/gafix.yml", role.origin);
         let r = record(
             &host.name,
             &play.name,
             Some(&role.name),
-            &name,
-            &format!("{}/meta/gafix.yml", role.origin),
+            &format!("verify {unit} is active"),
+            &origin,
             None,
             &outcome,
             started,
             ctx.run_started,
         );
-        let (status, msg) = (r.status, r.msg.clone());
+        let leaving = leaves_play(&r);
         emit(&mut records, r);
-        match status {
-            Status::Unreachable => {
-                host.out = true;
-                return (host, PlayOutcome::Unreachable { msg }, records);
-            }
-            Status::Failed => {
-                host.out = true;
-                return (host, PlayOutcome::Failed { task: name, msg }, records);
-            }
-            _ => {}
+        if let Some(outcome) = leaving {
+            host.out = true;
+            return (host, outcome, records);
         }
     }
-    let outcome = match not_applicable_why {
+    let outcome = match applicability.into_iter().find_map(|(_, why)| why) {
         Some(why) => PlayOutcome::NotApplicable { why },
         None => PlayOutcome::Passed,
     };
     (host, outcome, records)
 }
 
+/// Reads the unit's state through the facts: the systemd step that started it has just
+/// re-read it (and any later change marks it stale), so this costs a round trip only when
+/// the state is not known to be current.
 async fn verify_unit_active(host: &mut HostRun, unit: &str, ctx: &PlayCtx<'_>) -> Outcome {
     if ctx.opts.check {
         return Outcome::ok(format!("{unit} would be active (check mode)"));
     }
-    let script = format!("systemctl is-active -- {}", crate::module::names::quote(unit));
-    match host.run(&script, None, None, &ctx.opts.timeouts).await {
-        Ok(out) if out.stdout.trim() == "active" => Outcome::ok(format!("{unit} is active")),
-        Ok(out) => Outcome::failed(format!("{unit} is {} after the role ran", out.stdout.trim())),
-        Err(e) => Outcome::from_transport(e),
+    let request = ProbeRequest { units: vec![unit.to_string()], ..Default::default() };
+    if let Err(e) = host.ensure_facts(&request, &ctx.opts.timeouts).await {
+        return Outcome::from_transport(e);
+    }
+    match host.facts().units.get(unit).map(|u| u.active_state.as_str()) {
+        Some("active") => Outcome::ok(format!("{unit} is active")),
+        Some("") | None => Outcome::failed(format!("{unit} is unknown after the role ran")),
+        Some(state) => Outcome::failed(format!("{unit} is {state} after the role ran")),
     }
 }
 

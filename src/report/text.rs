@@ -52,15 +52,13 @@ impl TextReporter {
 
     fn line(&self, text: &str) {
         let mut out = self.out.lock().unwrap();
+        let mut write = || {
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        };
         match &self.progress {
-            Some(bar) => bar.suspend(|| {
-                let _ = writeln!(out, "{text}");
-                let _ = out.flush();
-            }),
-            None => {
-                let _ = writeln!(out, "{text}");
-                let _ = out.flush();
-            }
+            Some(bar) => bar.suspend(write),
+            None => write(),
         }
     }
 
