@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use crate::module::names::quote;
+use crate::shell::quote;
 
 pub const GA_CHANNEL: &str = "/dev/virtio-ports/org.qemu.guest_agent.0";
 
@@ -175,8 +175,10 @@ pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
         let names: Vec<String> = request.units.iter().map(|u| quote(u)).collect();
         s.push_str(&format!("echo '@@units'; set -- {}\n{UNIT_PROBE}\n", names.join(" ")));
     }
-    for p in &request.paths {
-        s.push_str(&format!("echo '@@stat|{p}'; stat -L -c '%F|%s|%a|%U|%G|%Y' -- {} 2>/dev/null\n", quote(p)));
+    // A section names its path by index: the path itself (any text a task, inventory or
+    // `-e` may hold) is only ever written quoted, as an argument.
+    for (i, p) in request.paths.iter().enumerate() {
+        s.push_str(&format!("echo '@@stat|{i}'; stat -L -c '%F|%s|%a|%U|%G|%Y' -- {} 2>/dev/null\n", quote(p)));
     }
     s
 }
@@ -294,7 +296,8 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
                 }
             }
             other => {
-                if let Some(path) = other.strip_prefix("stat|") {
+                let path = other.strip_prefix("stat|").and_then(|i| i.parse::<usize>().ok()).and_then(|i| request.paths.get(i));
+                if let Some(path) = path {
                     let line = first(lines);
                     let f: Vec<&str> = line.split('|').collect();
                     let stat = if f.len() == 6 {
@@ -310,7 +313,7 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
                     } else {
                         PathStat::default()
                     };
-                    facts.paths.insert(path.to_string(), stat);
+                    facts.paths.insert(path.clone(), stat);
                 }
             }
         }
@@ -417,7 +420,7 @@ mod tests {
 @@units\nId=qemu-guest-agent.service\nLoadState=loaded\nUnitFileState=static\nActiveState=inactive\nSubState=dead\n\
 BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.service\nLoadState=not-found\nActiveState=inactive\n\
 @@devices\nId=dev-virtio\\x2dports-org.qemu.guest_agent.0.device\nActiveState=active\n\
-@@stat|/var/run/reboot-required\n";
+@@stat|0\n";
 
     fn parsed() -> Facts {
         let request = ProbeRequest {
@@ -480,7 +483,32 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
             },
             true,
         );
-        assert!(script.contains("-- g++") || script.contains("-- 'g++'"), "{script}");
+        assert!(script.contains("-W -f='${Package}|${db:Status-Abbrev}|${Version}\\n' -- g++ 2>/dev/null"), "{script}");
+        assert!(script.contains("set -- a@b.service\n"), "{script}");
         assert!(script.contains("'/tmp/x y'"));
+    }
+
+    /// A path is data, never code: the probe for a hostile path, run by a real `sh`, runs
+    /// nothing and still reports the path under its own name.
+    #[test]
+    fn hostile_paths_run_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let witness = dir.path().join("pwned");
+        let w = witness.display();
+        let hostile = [
+            format!("/tmp/x'; touch {w}; echo '"),
+            format!("/tmp/$(touch {w})"),
+            format!("/tmp/`touch {w}`"),
+            "/tmp/a\nb'\n@@stat|0\n".to_string(),
+        ];
+        let request = ProbeRequest { paths: hostile.to_vec(), ..Default::default() };
+        let out = std::process::Command::new("sh").arg("-c").arg(probe_script(&request, false)).output().unwrap();
+        assert!(out.status.success());
+        assert!(!witness.exists(), "a path in the probe ran a command");
+        let mut facts = Facts::default();
+        parse_probe(&String::from_utf8_lossy(&out.stdout), &request, &mut facts);
+        for p in &hostile {
+            assert_eq!(facts.paths.get(p), Some(&PathStat::default()), "{p}");
+        }
     }
 }

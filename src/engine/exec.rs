@@ -328,10 +328,10 @@ async fn run_command(host: &mut HostRun, d: command::Desired, become_: Option<&B
     }
     let mut script = String::new();
     if let Some(p) = &d.creates {
-        script.push_str(&format!("if [ -e {} ]; then echo '{SKIP_CREATES}'; exit 0; fi\n", crate::module::names::quote(p)));
+        script.push_str(&format!("if [ -e {} ]; then echo '{SKIP_CREATES}'; exit 0; fi\n", crate::shell::quote(p)));
     }
     if let Some(p) = &d.removes {
-        script.push_str(&format!("if [ ! -e {} ]; then echo '{SKIP_REMOVES}'; exit 0; fi\n", crate::module::names::quote(p)));
+        script.push_str(&format!("if [ ! -e {} ]; then echo '{SKIP_REMOVES}'; exit 0; fi\n", crate::shell::quote(p)));
     }
     script.push_str(&d.script);
     let out = try_remote!(host.run(&script, become_, d.stdin.as_deref(), ctx.timeouts).await);

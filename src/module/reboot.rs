@@ -54,7 +54,7 @@ pub fn desired(args: &Args) -> Result<Desired, String> {
 /// rounds pre_reboot_delay to minutes for shutdown, we sleep instead) happens on the host so
 /// our connection can end cleanly first.
 pub fn reboot_command(d: &Desired) -> String {
-    use super::names::quote;
+    use crate::shell::quote;
     let cmd = d.reboot_command.clone().unwrap_or_else(|| format!("shutdown -r now {}", quote(&d.msg)));
     format!("nohup sh -c {} >/dev/null 2>&1 &", quote(&format!("sleep {}; {cmd}", d.pre_reboot_delay.max(1))))
 }

@@ -1,9 +1,10 @@
 //! `systemd` / `systemd_service` and `service`: units started, stopped, enabled, masked.
 
-use super::names::{self, quote};
+use super::names;
 use super::spec::{arg, arg_aliases, arg_choices, Args, Kind, Spec};
 use super::Decision;
 use crate::facts::UnitState;
+use crate::shell::quote;
 
 pub static SPEC: Spec = Spec {
     name: "systemd",

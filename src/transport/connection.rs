@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use serde_json::Value as Json;
 
+use super::exchange::{preamble, SUDO_PROMPT};
 use super::{CommandOutput, Secret, TransportError};
 use crate::inventory::Vars;
-use crate::module::names::quote;
 use crate::module::spec::json_bool;
+use crate::shell::quote;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostKeyPolicy {
@@ -123,20 +124,25 @@ pub fn validate_user(u: &str) -> Result<(), String> {
     }
 }
 
-const SUDO_PROMPT: &str = "[gafix-sudo-prompt]";
+/// A script ready to send: the command line, and the password to give sudo if it asks.
+pub struct Wrapped {
+    pub command: String,
+    pub password: Option<Secret>,
+}
 
-/// The command line and stdin for a script: `sh -c SCRIPT`, under `sudo` when becoming.
-/// A password goes on stdin only, never on a command line.
-pub fn wrap_command(script: &str, become_: Option<&Become>, stdin: Option<&str>) -> (String, Option<String>) {
-    let sh = format!("sh -c {}", quote(script));
+/// The command line for a script: `sh -c SCRIPT`, under `sudo` when becoming. The script
+/// starts with the exchange's preamble (start marker, process group). A password never
+/// goes on a command line: it is written to sudo's prompt only (see `exchange`).
+pub fn wrap_command(script: &str, become_: Option<&Become>) -> Wrapped {
+    let sh = format!("sh -c {}", quote(&format!("{}{script}", preamble())));
     match become_ {
-        None => (sh, stdin.map(str::to_string)),
+        None => Wrapped { command: sh, password: None },
         Some(b) => match &b.password {
-            None => (format!("sudo -n -H -u {} -- {sh}", quote(&b.user)), stdin.map(str::to_string)),
-            Some(p) => {
-                let input = format!("{}\n{}", p.expose(), stdin.unwrap_or(""));
-                (format!("sudo -S -p {} -H -u {} -- {sh}", quote(SUDO_PROMPT), quote(&b.user)), Some(input))
-            }
+            None => Wrapped { command: format!("sudo -n -H -u {} -- {sh}", quote(&b.user)), password: None },
+            Some(p) => Wrapped {
+                command: format!("sudo -S -p {} -H -u {} -- {sh}", quote(SUDO_PROMPT), quote(&b.user)),
+                password: Some(p.clone()),
+            },
         },
     }
 }
@@ -201,13 +207,14 @@ mod tests {
 
     #[test]
     fn sudo_wrapping_keeps_the_password_off_the_command_line() {
-        let (cmd, input) = wrap_command("echo hi", Some(&Become { user: "root".into(), password: None }), None);
-        assert_eq!(cmd, "sudo -n -H -u root -- sh -c 'echo hi'");
-        assert!(input.is_none());
-        let (cmd, input) = wrap_command("id", Some(&Become { user: "root".into(), password: Some(Secret::new("pw".into())) }), None);
-        assert!(!cmd.contains("pw") && cmd.starts_with("sudo -S"), "{cmd}");
-        assert_eq!(input.as_deref(), Some("pw\n"));
-        assert_eq!(wrap_command("id", None, None).0, "sh -c id");
+        let w = wrap_command("echo hi", Some(&Become { user: "root".into(), password: None }));
+        assert!(w.command.starts_with("sudo -n -H -u root -- sh -c '"), "{}", w.command);
+        assert!(w.command.ends_with("echo hi'") && w.password.is_none());
+        let w = wrap_command("id", Some(&Become { user: "root".into(), password: Some(Secret::new("pw-marker".into())) }));
+        assert!(!w.command.contains("pw-marker") && w.command.starts_with("sudo -S -p "), "{}", w.command);
+        assert_eq!(w.password.unwrap().expose(), "pw-marker");
+        let plain = wrap_command("id", None).command;
+        assert!(plain.starts_with("sh -c ") && plain.contains(crate::transport::exchange::start_marker()), "{plain}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! controller itself for `ansible_connection: local`. Every command has a timeout.
 
 mod connection;
+pub mod exchange;
 pub mod ssh;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use connection::{validate_user as connection_validate_user, Become, ConnectionSpec, ConnectionSpecError, HostKeyPolicy};
@@ -36,11 +38,13 @@ pub struct CommandOutput {
 }
 
 impl CommandOutput {
-    pub fn from_process(output: &std::process::Output, started: std::time::Instant) -> Self {
+    /// An exit code and the raw output; sudo's prompt (never part of a command's output) is
+    /// taken out of stderr.
+    pub fn new(rc: i32, stdout: &[u8], stderr: &[u8], started: std::time::Instant) -> Self {
         CommandOutput {
-            rc: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            rc,
+            stdout: String::from_utf8_lossy(stdout).into_owned(),
+            stderr: String::from_utf8_lossy(stderr).replace(exchange::SUDO_PROMPT, ""),
             duration: started.elapsed(),
         }
     }
@@ -90,7 +94,9 @@ impl Transport {
         Ok(Transport::Ssh(ssh::SshTransport::connect(spec, timeout).await?))
     }
 
-    /// Runs a POSIX `sh` script, as root through sudo when `become` says so.
+    /// Runs a POSIX `sh` script, as root through sudo when `become` says so. Past `timeout`
+    /// the script's whole process group is killed on the host (a package transaction runs in
+    /// a session of its own and is never part of it) and the result is a timeout.
     pub async fn run(
         &self,
         script: &str,
@@ -98,18 +104,103 @@ impl Transport {
         stdin: Option<&str>,
         timeout: Duration,
     ) -> Result<CommandOutput, TransportError> {
-        let (command, input) = connection::wrap_command(script, become_, stdin);
-        let out = match self {
-            Transport::Ssh(t) => t.run(&command, input.as_deref(), timeout).await?,
-            Transport::Local(t) => t.run(&command, input.as_deref(), timeout).await?,
+        let wrapped = connection::wrap_command(script, become_);
+        let pgid = Arc::new(Mutex::new(None));
+        let running = async {
+            match self {
+                Transport::Ssh(t) => t.run(&wrapped, stdin, &pgid).await,
+                Transport::Local(t) => t.run(&wrapped, stdin, &pgid).await,
+            }
+        };
+        let out = match tokio::time::timeout(timeout, running).await {
+            Ok(out) => out?,
+            Err(_) => {
+                let group = *pgid.lock().unwrap();
+                if let Some(group) = group {
+                    self.kill_group(group, become_).await;
+                }
+                return Err(TransportError::Timeout(timeout));
+            }
         };
         connection::check_become(&out, become_)?;
         Ok(out)
+    }
+
+    /// Ends a timed-out command: TERM to its process group, then KILL to what is left.
+    async fn kill_group(&self, group: i32, become_: Option<&Become>) {
+        if matches!(self, Transport::Local(_)) && group == own_process_group() {
+            return;
+        }
+        let script = format!("kill -TERM -{group} 2>/dev/null && sleep 2 && kill -KILL -{group} 2>/dev/null; exit 0");
+        let wrapped = connection::wrap_command(&script, become_);
+        let pgid = Arc::new(Mutex::new(None));
+        let killing = async {
+            match self {
+                Transport::Ssh(t) => t.run(&wrapped, None, &pgid).await,
+                Transport::Local(t) => t.run(&wrapped, None, &pgid).await,
+            }
+        };
+        if let Ok(Err(e)) | Err(e) =
+            tokio::time::timeout(Duration::from_secs(15), killing).await.map_err(|_| TransportError::Timeout(Duration::from_secs(15)))
+        {
+            tracing::warn!("could not kill the timed-out command's process group {group}: {e}");
+        }
     }
 
     pub async fn close(self) {
         if let Transport::Ssh(t) = self {
             t.close().await;
         }
+    }
+}
+
+/// gafix's own process group (a local command must never take it down).
+fn own_process_group() -> i32 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(2).and_then(|g| g.parse().ok())))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> Transport {
+        let spec = ConnectionSpec::from_vars(
+            "localhost",
+            &serde_json::json!({"ansible_connection": "local"}).as_object().unwrap().clone(),
+            HostKeyPolicy::Strict,
+            None,
+        )
+        .unwrap();
+        Transport::Local(ssh::LocalTransport::new(spec))
+    }
+
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }
+
+    /// A timeout ends the command's whole process group, not just the channel: a child the
+    /// script started in the background is gone too.
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 300 & echo $! > {}\nwait", crate::shell::quote(&pidfile.display().to_string()));
+        let err = local().run(&script, None, None, Duration::from_secs(1)).await.unwrap_err();
+        assert!(matches!(err, TransportError::Timeout(_)), "{err}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(&pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!alive(&pid), "the background child {pid} outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn output_is_exact_and_stdin_is_the_commands() {
+        let out = local().run("cat; printf 'err\\n' >&2; exit 3", None, Some("in\n"), Duration::from_secs(10)).await.unwrap();
+        assert_eq!((out.rc, out.stdout.as_str(), out.stderr.as_str()), (3, "in\n", "err\n"));
     }
 }

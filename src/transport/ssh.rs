@@ -7,8 +7,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use openssh::{KnownHosts, Session, SessionBuilder};
-use tokio::io::AsyncWriteExt;
+use std::sync::{Arc, Mutex};
 
+use super::connection::Wrapped;
+use super::exchange::exchange;
 use super::{CommandOutput, ConnectionSpec, HostKeyPolicy, TransportError};
 
 pub struct SshTransport {
@@ -153,28 +155,25 @@ impl SshTransport {
         Ok(SshTransport { session, _config: config })
     }
 
-    pub async fn run(&self, command: &str, input: Option<&str>, timeout: Duration) -> Result<CommandOutput, TransportError> {
+    /// Runs a wrapped command on a new channel of the master; the caller bounds its time.
+    pub(super) async fn run(
+        &self,
+        wrapped: &Wrapped,
+        input: Option<&str>,
+        pgid: &Arc<Mutex<Option<i32>>>,
+    ) -> Result<CommandOutput, TransportError> {
         let started = Instant::now();
-        let mut cmd = self.session.raw_command(command);
-        cmd.stdin(if input.is_some() { openssh::Stdio::piped() } else { openssh::Stdio::null() });
+        let mut cmd = self.session.raw_command(&wrapped.command);
+        cmd.stdin(openssh::Stdio::piped());
         cmd.stdout(openssh::Stdio::piped());
         cmd.stderr(openssh::Stdio::piped());
-        let work = async {
-            let mut child = cmd.spawn().await.map_err(map_run_error)?;
-            if let (Some(text), Some(mut stdin)) = (input, child.stdin().take()) {
-                stdin
-                    .write_all(text.as_bytes())
-                    .await
-                    .map_err(|e| TransportError::Unreachable(format!("writing to the remote command: {e}")))?;
-                drop(stdin);
-            }
-            child.wait_with_output().await.map_err(map_run_error)
-        };
-        let output = match tokio::time::timeout(timeout, work).await {
-            Ok(r) => r?,
-            Err(_) => return Err(TransportError::Timeout(timeout)),
-        };
-        Ok(CommandOutput::from_process(&output, started))
+        let mut child = cmd.spawn().await.map_err(map_run_error)?;
+        let (stdin, stdout, stderr) = (child.stdin().take(), child.stdout().take(), child.stderr().take());
+        let out = exchange(stdin, stdout, stderr, wrapped.password.as_ref(), input, pgid)
+            .await
+            .map_err(|e| TransportError::Unreachable(format!("the SSH connection broke: {e}")))?;
+        let status = child.wait().await.map_err(map_run_error)?;
+        Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
     }
 
     pub async fn close(self) {
@@ -201,24 +200,30 @@ impl LocalTransport {
         LocalTransport { _spec: spec }
     }
 
-    pub async fn run(&self, command: &str, input: Option<&str>, timeout: Duration) -> Result<CommandOutput, TransportError> {
+    /// Runs a wrapped command in its own process group (so that a timeout can kill the
+    /// command's whole group without touching gafix); the caller bounds its time.
+    pub(super) async fn run(
+        &self,
+        wrapped: &Wrapped,
+        input: Option<&str>,
+        pgid: &Arc<Mutex<Option<i32>>>,
+    ) -> Result<CommandOutput, TransportError> {
         let started = Instant::now();
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
-            .arg(command)
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .arg(&wrapped.command)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| TransportError::Other(format!("cannot run sh: {e}")))?;
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            let _ = stdin.write_all(text.as_bytes()).await;
-        }
-        let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(r) => r.map_err(|e| TransportError::Other(e.to_string()))?,
-            Err(_) => return Err(TransportError::Timeout(timeout)),
-        };
-        Ok(CommandOutput::from_process(&output, started))
+        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let out = exchange(stdin, stdout, stderr, wrapped.password.as_ref(), input, pgid)
+            .await
+            .map_err(|e| TransportError::Other(format!("reading the command's output: {e}")))?;
+        let status = child.wait().await.map_err(|e| TransportError::Other(e.to_string()))?;
+        Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
     }
 }
 
