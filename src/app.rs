@@ -68,7 +68,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("ERROR: {}", f.message);
+            eprintln!("ERROR: {}", crate::secrets::redact(&f.message));
             f.code
         }
     }
@@ -92,7 +92,14 @@ fn init_tracing(verbose: u8) {
 
 fn print_warnings(warnings: &[Diagnostic]) {
     for w in warnings {
-        eprintln!("[WARNING]: {w}");
+        eprintln!("[WARNING]: {}", crate::secrets::redact(&w.to_string()));
+    }
+}
+
+/// The loader's warnings (duplicate keys) for every file read so far.
+fn print_yaml_warnings() {
+    for w in yaml::take_warnings() {
+        eprintln!("[WARNING]: {}: {}", w.location, w.message);
     }
 }
 
@@ -170,6 +177,7 @@ fn host_key_policy(choice: Option<HostKeyChecking>) -> HostKeyPolicy {
 
 fn become_password(ask: bool) -> Result<Option<Secret>, Failure> {
     if let Ok(p) = std::env::var("GAFIX_BECOME_PASSWORD") {
+        crate::secrets::register(&p);
         return Ok(Some(Secret::new(p)));
     }
     if !ask {
@@ -180,6 +188,7 @@ fn become_password(ask: bool) -> Result<Option<Secret>, Failure> {
     }
     eprint!("BECOME password: ");
     let password = read_password_no_echo().map_err(|e| Failure::error(format!("cannot read the password: {e}")))?;
+    crate::secrets::register(&password);
     Ok(Some(Secret::new(password)))
 }
 
@@ -209,7 +218,9 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
             return Err(Failure::options("--max-fail-percentage must be from 0 to 100"));
         }
     }
-    let plan = plan::build(&inv, &book, &role_source(&args.common), &overrides).map_err(|e| Failure::error(e.to_string()))?;
+    let plan = plan::build(&inv, &book, &role_source(&args.common), &overrides);
+    print_yaml_warnings();
+    let plan = plan.map_err(|e| Failure::error(e.to_string()))?;
     if args.list_hosts || args.list_tasks {
         print_plan(&plan, args.list_hosts, args.list_tasks);
         return Ok(EXIT_OK);
@@ -337,12 +348,13 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
         }
         Err(f) => problems.push(f.message),
     }
+    print_yaml_warnings();
     if problems.is_empty() {
         println!("ok: inventory, playbook and roles are valid");
         Ok(EXIT_OK)
     } else {
         for p in &problems {
-            eprintln!("{p}");
+            eprintln!("{}", crate::secrets::redact(p));
         }
         let count: usize = problems.iter().map(|p| p.lines().count()).sum();
         Err(Failure::error(format!("{count} problem{} found", if count == 1 { "" } else { "s" })))
@@ -396,7 +408,10 @@ fn host_vars_for_display(inv: &Inventory, host: &str, extra: &Vars) -> Vars {
     let mut v = inv.host_vars(host);
     v.extend(extra.clone());
     inventory::mask_secrets(&mut v);
-    v
+    match crate::template::strip_unsafe_marks(&Json::Object(v)) {
+        Json::Object(m) => m,
+        _ => unreachable!("a mapping stays a mapping"),
+    }
 }
 
 /// `ansible-inventory --graph`: groups and hosts sorted by name.
@@ -426,6 +441,7 @@ pub fn inventory_graph(inv: &Inventory, group: &str, hosts: &[String]) -> Vec<St
 fn inventory_command(args: InventoryArgs) -> Result<i32, Failure> {
     let inv = load_inventory(&args.common)?;
     let extra = parse_extra_vars(&args.common.extra_vars)?;
+    print_yaml_warnings();
     let hosts = match &args.common.limit {
         Some(l) => inventory::select(&inv, l).map_err(|e| Failure::error(e.to_string()))?,
         None => inv.all_hosts(),

@@ -13,6 +13,7 @@ pub mod module;
 pub mod plan;
 pub mod report;
 pub mod role;
+pub mod secrets;
 pub mod shell;
 pub mod template;
 pub mod transport;

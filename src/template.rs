@@ -9,6 +9,7 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value as Json;
 
 use crate::inventory::Vars;
+use crate::yaml::UNSAFE_MARK;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{what} '{source_text}': {message}")]
@@ -118,7 +119,7 @@ impl Templar {
         let inner = trimmed.strip_prefix("{{").and_then(|s| s.strip_suffix("}}")).map(str::trim).unwrap_or(trimmed);
         let err = |e: Error| TemplateError { what: "condition", source_text: expr.to_string(), message: describe(&e) };
         let compiled = self.env.compile_expression(inner).map_err(err)?;
-        let value = compiled.eval(Value::from_serialize(vars)).map_err(err)?;
+        let value = compiled.eval(context(vars)).map_err(err)?;
         if value.is_undefined() {
             return Err(TemplateError { what: "condition", source_text: expr.to_string(), message: "it is undefined".into() });
         }
@@ -129,6 +130,7 @@ impl Templar {
     /// one `{{ expression }}` keeps the expression's type, as Ansible's native rendering does.
     pub fn render(&self, value: &Json, vars: &Vars) -> Result<Json, TemplateError> {
         match value {
+            Json::String(s) if s.starts_with(UNSAFE_MARK) => Ok(Json::String(s[UNSAFE_MARK.len()..].to_string())),
             Json::String(s) if s.contains("{{") || s.contains("{%") => self.render_str(s, vars),
             Json::Array(items) => items.iter().map(|i| self.render(i, vars)).collect::<Result<Vec<_>, _>>().map(Json::Array),
             Json::Object(map) => {
@@ -147,7 +149,7 @@ impl Templar {
 
     fn render_str(&self, s: &str, vars: &Vars) -> Result<Json, TemplateError> {
         let err = |e: Error| TemplateError { what: "template", source_text: s.to_string(), message: describe(&e) };
-        let ctx = Value::from_serialize(vars);
+        let ctx = context(vars);
         let trimmed = s.trim();
         if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
             if !inner.contains("{{") && !inner.contains("}}") {
@@ -167,6 +169,35 @@ impl Templar {
             }
         }
         self.env.render_str(s, ctx).map(Json::String).map_err(err)
+    }
+}
+
+/// The variables as templates see them: `!unsafe` values are plain strings there (a
+/// template that uses one inserts its text; it is never rendered again).
+fn context(vars: &Vars) -> Value {
+    if vars.values().any(has_unsafe_mark) {
+        Value::from_serialize(strip_unsafe_marks(&Json::Object(vars.clone())))
+    } else {
+        Value::from_serialize(vars)
+    }
+}
+
+fn has_unsafe_mark(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s.starts_with(UNSAFE_MARK),
+        Json::Array(items) => items.iter().any(has_unsafe_mark),
+        Json::Object(map) => map.values().any(has_unsafe_mark),
+        _ => false,
+    }
+}
+
+/// A value with the `!unsafe` marks taken out, for display and for template contexts.
+pub fn strip_unsafe_marks(v: &Json) -> Json {
+    match v {
+        Json::String(s) => Json::String(s.strip_prefix(UNSAFE_MARK).unwrap_or(s).to_string()),
+        Json::Array(items) => Json::Array(items.iter().map(strip_unsafe_marks).collect()),
+        Json::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), strip_unsafe_marks(v))).collect()),
+        other => other.clone(),
     }
 }
 
@@ -246,6 +277,18 @@ mod tests {
         assert!(t.render(&json!("{{ nosuch }}"), &v).unwrap_err().message.contains("undefined"));
         assert!(t.render(&json!("a {{ nosuch }} b"), &v).unwrap_err().message.contains("undefined"));
         assert_eq!(t.render(&json!("no template"), &v).unwrap(), json!("no template"));
+    }
+
+    #[test]
+    fn unsafe_values_are_never_rendered() {
+        let t = Templar::new();
+        let pw = format!("{UNSAFE_MARK}ab{{{{ 7*7 }}}}cd");
+        let v = vars(json!({"pw": pw, "nested": {"x": [pw]}}));
+        assert_eq!(t.render(&json!(pw), &v).unwrap(), json!("ab{{ 7*7 }}cd"));
+        assert_eq!(t.render(&json!("{{ pw }}"), &v).unwrap(), json!("ab{{ 7*7 }}cd"));
+        assert_eq!(t.render(&json!("x-{{ nested.x[0] }}"), &v).unwrap(), json!("x-ab{{ 7*7 }}cd"));
+        assert!(t.condition("pw == 'ab{{ 7*7 }}cd'", &v).unwrap());
+        assert_eq!(t.render(&json!("{{ 7*7 }}"), &v).unwrap(), json!(49), "ordinary strings still render");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub enum Value {
     Int(i64),
     Float(f64),
     String(String),
+    /// A string tagged `!unsafe`: used as written, never templated.
+    Unsafe(String),
     Seq(Vec<Node>),
     /// Entries in file order; a duplicated key keeps its first place and its last value.
     Map(Vec<(Node, Node)>),
@@ -63,7 +65,7 @@ impl Node {
             Value::Bool(_) => "a boolean",
             Value::Int(_) => "an integer",
             Value::Float(_) => "a float",
-            Value::String(_) => "a string",
+            Value::String(_) | Value::Unsafe(_) => "a string",
             Value::Seq(_) => "a list",
             Value::Map(_) => "a mapping",
         }
@@ -75,7 +77,7 @@ impl Node {
 
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
-            Value::String(s) => Some(s),
+            Value::String(s) | Value::Unsafe(s) => Some(s),
             _ => None,
         }
     }
@@ -97,7 +99,7 @@ impl Node {
     /// The key as Ansible (Python) would print it.
     pub fn key_string(&self) -> String {
         match &self.value {
-            Value::String(s) => s.clone(),
+            Value::String(s) | Value::Unsafe(s) => s.clone(),
             Value::Null => "None".into(),
             Value::Bool(b) => if *b { "True" } else { "False" }.into(),
             Value::Int(i) => i.to_string(),
@@ -131,6 +133,7 @@ impl Node {
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
             Value::String(s) => J::String(s.clone()),
+            Value::Unsafe(s) => J::String(format!("{UNSAFE_MARK}{s}")),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => {
                 let mut map = serde_json::Map::new();
@@ -142,6 +145,11 @@ impl Node {
         }
     }
 }
+
+/// Marks a JSON string that came from a `!unsafe` value: the templar uses it as written
+/// (and strips the mark); so does every display of variables. Control characters make it
+/// impossible to write by accident.
+pub const UNSAFE_MARK: &str = "\u{1}gafix:unsafe\u{2}";
 
 /// The strings Ansible's `boolean()` filter accepts.
 pub fn parse_bool_str(s: &str) -> Option<bool> {
@@ -169,37 +177,137 @@ impl YamlError {
     }
 }
 
+/// How deep mappings and lists may nest: far beyond any real file, well within the stack.
+pub const MAX_DEPTH: usize = 256;
+
+/// How many nodes aliases may add in one file (a "billion laughs" document adds billions).
+pub const MAX_ALIAS_NODES: usize = 1_000_000;
+
+/// A warning from the loader (a duplicate key), with its place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct YamlWarning {
+    pub location: Location,
+    pub message: String,
+}
+
+thread_local! {
+    static WARNINGS: std::cell::RefCell<Vec<YamlWarning>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The warnings of every file loaded on this thread since the last call.
+pub fn take_warnings() -> Vec<YamlWarning> {
+    WARNINGS.with(|w| std::mem::take(&mut *w.borrow_mut()))
+}
+
 pub fn load_file(path: &Path) -> Result<Option<Node>, YamlError> {
-    let text = std::fs::read_to_string(path).map_err(|source| YamlError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| YamlError::Io { path: path.to_path_buf(), source })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        YamlError::Syntax {
+            location: Location::new(&Arc::from(path), line, column),
+            message: format!("invalid UTF-8 at byte offset {} (files must be UTF-8)", valid.len()),
+        }
+    })?;
     parse_str(&text, path)
 }
 
 /// Parses the first document of `text`; `None` for an empty file.
 pub fn parse_str(text: &str, path: &Path) -> Result<Option<Node>, YamlError> {
     let file: Arc<Path> = Arc::from(path);
-    let mut builder = Builder { file: Arc::clone(&file), stack: Vec::new(), anchors: Vec::new(), documents: Vec::new(), error: None };
+    let mut builder = Builder {
+        file: Arc::clone(&file),
+        stack: Vec::new(),
+        anchors: Vec::new(),
+        documents: Vec::new(),
+        error: None,
+        alias_nodes: 0,
+        warnings: Vec::new(),
+    };
+    // Events one by one (the parser's own `load` recurses once per nesting level, which a
+    // deep document turns into a stack overflow), the first document only.
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| YamlError::Syntax {
-        location: Location::new(&file, e.marker().line(), e.marker().col() + 1),
-        message: e.info().to_string(),
-    })?;
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| YamlError::Syntax {
+            location: Location::new(&file, e.marker().line(), e.marker().col() + 1),
+            message: e.info().to_string(),
+        })?;
+        let last = matches!(event, Event::StreamEnd | Event::DocumentEnd);
+        builder.on_event(event, mark);
+        if last || builder.error.is_some() {
+            break;
+        }
+    }
     if let Some(e) = builder.error {
         return Err(e);
     }
+    let warnings = std::mem::take(&mut builder.warnings);
+    WARNINGS.with(|w| w.borrow_mut().extend(warnings));
     Ok(builder.documents.into_iter().next())
 }
 
 enum Frame {
     Seq { items: Vec<Node>, location: Location, anchor: usize },
-    Map { entries: Vec<(Node, Node)>, key: Option<(Node, bool)>, merges: Vec<Node>, location: Location, anchor: usize },
+    Map { entries: MapEntries, key: Option<(Node, bool)>, merges: Vec<Node>, location: Location, anchor: usize },
+}
+
+/// A mapping's entries in file order, with an index by key so that building a mapping of
+/// n keys costs O(n), not O(n^2) (a 100,000-host group is one mapping).
+#[derive(Default)]
+struct MapEntries {
+    entries: Vec<(Node, Node)>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl MapEntries {
+    /// Adds an entry; a duplicated key keeps its first place and takes the new value.
+    /// Returns whether the key was already there.
+    fn insert(&mut self, key: Node, value: Node) -> bool {
+        let name = key.key_string();
+        match self.index.get(&name) {
+            Some(&i) => {
+                self.entries[i].1 = value;
+                true
+            }
+            None => {
+                self.index.insert(name, self.entries.len());
+                self.entries.push((key, value));
+                false
+            }
+        }
+    }
+
+    fn contains(&self, key: &Node) -> bool {
+        self.index.contains_key(&key.key_string())
+    }
 }
 
 struct Builder {
     file: Arc<Path>,
     stack: Vec<Frame>,
-    anchors: Vec<(usize, Node)>,
+    /// Anchored nodes with their size in nodes.
+    anchors: Vec<(usize, Node, usize)>,
     documents: Vec<Node>,
     error: Option<YamlError>,
+    /// Nodes added by aliases so far.
+    alias_nodes: usize,
+    warnings: Vec<YamlWarning>,
+}
+
+/// A node's size in nodes (itself and everything below it), without recursion.
+fn node_count(node: &Node) -> usize {
+    let mut count = 0;
+    let mut pending = vec![node];
+    while let Some(n) = pending.pop() {
+        count += 1;
+        match &n.value {
+            Value::Seq(items) => pending.extend(items.iter()),
+            Value::Map(entries) => pending.extend(entries.iter().flat_map(|(k, v)| [k, v])),
+            _ => {}
+        }
+    }
+    count
 }
 
 impl Builder {
@@ -209,7 +317,7 @@ impl Builder {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            self.anchors.push((anchor, node.clone(), node_count(node)));
         }
     }
 
@@ -221,7 +329,15 @@ impl Builder {
             Some(Frame::Map { entries, key, merges, .. }) => match key.take() {
                 None => *key = Some((node, merge_key)),
                 Some((_, true)) => merges.push(node),
-                Some((k, false)) => insert_entry(entries, k, node),
+                Some((k, false)) => {
+                    let (name, location) = (k.key_string(), k.location.clone());
+                    if entries.insert(k, node) {
+                        self.warnings.push(YamlWarning {
+                            location,
+                            message: format!("duplicate key '{name}' in this mapping: the last value is used"),
+                        });
+                    }
+                }
             },
         }
     }
@@ -233,17 +349,12 @@ impl Builder {
     }
 }
 
-fn insert_entry(entries: &mut Vec<(Node, Node)>, key: Node, value: Node) {
-    let name = key.key_string();
-    if let Some(slot) = entries.iter_mut().find(|(k, _)| k.key_string() == name) {
-        slot.1 = value;
-    } else {
-        entries.push((key, value));
-    }
-}
-
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
+        if self.error.is_some() {
+            // The document is rejected: build nothing more (a bomb stops growing here).
+            return;
+        }
         let location = self.location(mark);
         match event {
             Event::Scalar(text, style, anchor, tag) => {
@@ -259,21 +370,34 @@ impl MarkedEventReceiver for Builder {
                 self.remember(anchor, &node);
                 self.push(node, merge_key);
             }
-            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone()) {
-                Some(mut node) => {
+            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _, _)| *a == id) {
+                Some((_, _, size)) if self.alias_nodes + size > MAX_ALIAS_NODES => self.fail(
+                    location,
+                    format!("aliases here expand to more than {MAX_ALIAS_NODES} nodes; refusing the document (an alias bomb?)"),
+                ),
+                Some((_, node, size)) => {
+                    self.alias_nodes += size;
+                    let mut node = node.clone();
                     node.location = location;
                     self.push(node, false)
                 }
                 None => self.fail(location, "alias to an unknown anchor".into()),
             },
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { items: Vec::new(), location, anchor }),
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map { entries: Vec::new(), key: None, merges: Vec::new(), location, anchor })
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.fail(location, format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"));
             }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { items: Vec::new(), location, anchor }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+                entries: MapEntries::default(),
+                key: None,
+                merges: Vec::new(),
+                location,
+                anchor,
+            }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
                     Some(Frame::Seq { items, location, anchor }) => (Node { value: Value::Seq(items), location }, anchor),
-                    Some(Frame::Map { mut entries, merges, location, anchor, .. }) => {
+                    Some(Frame::Map { entries: mut map, merges, location, anchor, .. }) => {
                         // YAML merge keys: explicit keys win over merged ones.
                         for merged in merges {
                             let sources: Vec<Node> = match merged.value {
@@ -287,9 +411,8 @@ impl MarkedEventReceiver for Builder {
                             for source in sources {
                                 if let Value::Map(src) = source.value {
                                     for (k, v) in src {
-                                        let name = k.key_string();
-                                        if !entries.iter().any(|(e, _)| e.key_string() == name) {
-                                            entries.push((k, v));
+                                        if !map.contains(&k) {
+                                            map.insert(k, v);
                                         }
                                     }
                                 }
@@ -297,8 +420,8 @@ impl MarkedEventReceiver for Builder {
                         }
                         // The parser marks a block mapping where its first value starts; its
                         // first key is where a reader looks for it.
-                        let location = entries.first().map(|(k, _)| k.location.clone()).unwrap_or(location);
-                        (Node { value: Value::Map(entries), location }, anchor)
+                        let location = map.entries.first().map(|(k, _)| k.location.clone()).unwrap_or(location);
+                        (Node { value: Value::Map(map.entries), location }, anchor)
                     }
                     None => return,
                 };
@@ -323,7 +446,11 @@ fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Resul
                 .or_else(|| resolve_int(&text).map(|i| i as f64))
                 .map(Value::Float)
                 .ok_or_else(|| format!("'{text}' is not a float")),
-            // Ansible's own tags (!unsafe, !vault) and anything else keep the text as written.
+            (false, "unsafe") if tag.handle == "!" => Ok(Value::Unsafe(text)),
+            (false, "vault") if tag.handle == "!" => {
+                Err("'!vault' values are not supported by gafix yet: decrypt them, or pass them with -e @file".into())
+            }
+            // Anything else keeps the text as written.
             _ => Ok(Value::String(text)),
         };
     }
@@ -490,7 +617,7 @@ mod tests {
         assert_eq!(scalar("~"), json!(null));
         assert_eq!(scalar(""), json!(null));
         assert_eq!(scalar("!!str 22"), json!("22"));
-        assert_eq!(scalar("!unsafe '{{ x }}'"), json!("{{ x }}"));
+        assert_eq!(scalar("!unsafe '{{ x }}'"), json!(format!("{UNSAFE_MARK}{{{{ x }}}}")));
         assert_eq!(scalar("09"), json!("09"));
         assert_eq!(scalar("1.2.3"), json!("1.2.3"));
     }
@@ -512,8 +639,54 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_keep_the_last_value() {
-        assert_eq!(parse("a: 1\na: 2\n").to_json(), serde_json::json!({"a": 2}));
+    fn duplicate_keys_keep_the_last_value_with_a_located_warning() {
+        take_warnings();
+        assert_eq!(parse("a: 1\nb: 0\na: 2\n").to_json(), serde_json::json!({"a": 2, "b": 0}));
+        let w = take_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].location.line, w[0].location.column), (3, 1));
+        assert!(w[0].message.contains("duplicate key 'a'"), "{w:?}");
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_in_bounded_time() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let err = parse_str(&text, Path::new("bomb.yml")).unwrap_err();
+        assert!(err.to_string().contains("expand to more than"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        // Ordinary aliases still work.
+        assert_eq!(parse("a: &x [1, 2]\nb: *x\n").to_json(), serde_json::json!({"a": [1, 2], "b": [1, 2]}));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let block: String = (0..20_000).map(|i| format!("{}- \n", "  ".repeat(i))).collect();
+        let err = parse_str(&block, Path::new("deep.yml")).unwrap_err();
+        assert!(err.to_string().contains("nest deeper than"), "{err}");
+        let flow = "[".repeat(20_000) + &"]".repeat(20_000);
+        assert!(parse_str(&flow, Path::new("deep.yml")).is_err());
+        let ok = "[".repeat(100) + &"]".repeat(100);
+        assert!(parse_str(&ok, Path::new("ok.yml")).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.yml");
+        std::fs::write(&path, b"a: 1\nb: caf\xe9\n").unwrap();
+        let err = load_file(&path).unwrap_err();
+        assert!(err.to_string().contains("bad.yml:2:7") && err.to_string().contains("byte offset 11"), "{err}");
+    }
+
+    #[test]
+    fn vault_values_are_refused_not_used_as_text() {
+        let err = parse_str("pw: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162\n", Path::new("v.yml")).unwrap_err();
+        assert!(err.to_string().contains("!vault"), "{err}");
     }
 
     #[test]

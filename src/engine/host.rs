@@ -32,6 +32,8 @@ pub struct HostRun {
     /// What the probe reads for this host (names the plan mentions).
     pub probe: ProbeRequest,
     pub round_trips: u32,
+    /// Off while a `no_log` task runs: `-vv` does not show its commands.
+    pub log_commands: bool,
 }
 
 pub struct Timeouts {
@@ -54,6 +56,7 @@ impl HostRun {
             predicted_packages: Vec::new(),
             probe,
             round_trips: 0,
+            log_commands: true,
         }
     }
 
@@ -79,9 +82,14 @@ impl HostRun {
     ) -> Result<CommandOutput, TransportError> {
         self.connect(t).await?;
         self.round_trips += 1;
-        // -vv: what runs where (the script's first lines; stdin, which may carry the become
-        // password, is never logged).
-        tracing::info!(host = %self.name, become_ = become_.is_some(), "run: {}", script.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" | "));
+        // -vv: what runs where (the script's first lines, never its stdin; nothing of a
+        // no_log task; secrets masked).
+        if self.log_commands {
+            let head = script.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" | ");
+            tracing::info!(host = %self.name, become_ = become_.is_some(), "run: {}", crate::secrets::redact(&head));
+        } else {
+            tracing::info!(host = %self.name, become_ = become_.is_some(), "run: (hidden: no_log)");
+        }
         let transport = self.transport.as_ref().expect("connected");
         let result = transport.run(script, become_, stdin, t.command).await;
         if matches!(result, Err(TransportError::Unreachable(_))) {

@@ -17,7 +17,7 @@ use indexmap::IndexMap;
 use serde_json::{json, Value as Json};
 
 use crate::facts::ProbeRequest;
-use crate::inventory::{Inventory, Vars};
+use crate::inventory::{self, Inventory, Vars};
 use crate::module::spec::{self, Args};
 use crate::module::{apt, command, dnf, stat, systemd, ModuleKind};
 use crate::plan::{self, Plan, PlannedPlay, VarLayers};
@@ -203,11 +203,17 @@ fn base_vars(name: &str, inv: &Inventory, opts: &Options) -> Vars {
 
 fn prepare_host(name: &str, plan: &Plan, inv: &Inventory, opts: &Options, templar: &Templar) -> Result<HostRun, String> {
     let vars = base_vars(name, inv, opts);
-    let rendered = match templar.render(&Json::Object(vars.clone()), &vars) {
+    // Secret values are used as written, never templated: a password may hold `{{`.
+    let (secret, ordinary): (Vars, Vars) = vars.clone().into_iter().partition(|(k, _)| inventory::SECRET_VARS.contains(&k.as_str()));
+    for value in secret.values() {
+        crate::secrets::register_json(value);
+    }
+    let mut rendered = match templar.render(&Json::Object(ordinary), &vars) {
         Ok(Json::Object(m)) => m,
         Ok(_) => vars.clone(),
         Err(e) => return Err(format!("cannot render the host's variables: {e}")),
     };
+    rendered.extend(secret);
     let spec = ConnectionSpec::from_vars(name, &rendered, opts.host_key_policy, opts.become_password.as_ref()).map_err(|e| e.message)?;
     let probe = probe_request(name, plan, &rendered, templar);
     Ok(HostRun::new(name.into(), spec, rendered, probe))
@@ -327,7 +333,12 @@ async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, Pla
             return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
         }
         let started = Instant::now();
+        if task.no_log {
+            crate::secrets::register_json(&Json::Object(task.vars.clone()));
+        }
+        host.log_commands = !task.no_log;
         let outcome = run_task(&mut host, task, role, ctx).await;
+        host.log_commands = true;
         let mut r = record(&host.name, &play.name, role_name, &task_name, &location, Some(task.module), &outcome, started, ctx.run_started);
         r.ignored = outcome.status == Status::Failed && task.ignore_errors;
         if task.no_log {

@@ -69,5 +69,5 @@ pub fn render(report: &RunReport) -> std::io::Result<String> {
         }
     }
     junit.add_test_suite(suite);
-    junit.to_string().map_err(std::io::Error::other)
+    junit.to_string().map(|xml| crate::secrets::redact(&xml).into_owned()).map_err(std::io::Error::other)
 }

@@ -8,12 +8,13 @@ use std::path::Path;
 use crate::engine::events::RunReport;
 
 pub fn write_json(report: &RunReport, path: &Path) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(path, text + "\n")
+    std::fs::write(path, to_json(report) + "\n")
 }
 
+/// The JSON report, secrets masked.
 pub fn to_json(report: &RunReport) -> String {
-    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    let text = serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    crate::secrets::redact(&text).into_owned()
 }
 
 /// Hosts that failed or were unreachable, one per line: `--limit @FILE` reads it back.

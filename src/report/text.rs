@@ -50,7 +50,9 @@ impl TextReporter {
         }
     }
 
+    /// The one way text reaches the output: secrets masked.
     fn line(&self, text: &str) {
+        let text = crate::secrets::redact(text);
         let mut out = self.out.lock().unwrap();
         let mut write = || {
             let _ = writeln!(out, "{text}");
