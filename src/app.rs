@@ -363,12 +363,13 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
 
 /// The JSON `ansible-inventory --list` prints (groups with hosts/children, `_meta.hostvars`).
 pub fn inventory_list(inv: &Inventory, hosts: &[String], extra: &Vars) -> Json {
+    let selected: std::collections::HashSet<&String> = hosts.iter().collect();
     let mut out = serde_json::Map::new();
     let mut seen = std::collections::HashSet::new();
     fn format_group(
         inv: &Inventory,
         name: &str,
-        hosts: &[String],
+        hosts: &std::collections::HashSet<&String>,
         out: &mut serde_json::Map<String, Json>,
         seen: &mut std::collections::HashSet<String>,
     ) {
@@ -392,7 +393,7 @@ pub fn inventory_list(inv: &Inventory, hosts: &[String], extra: &Vars) -> Json {
             out.insert(name.into(), Json::Object(entry));
         }
     }
-    format_group(inv, "all", hosts, &mut out, &mut seen);
+    format_group(inv, "all", &selected, &mut out, &mut seen);
     let mut hostvars = serde_json::Map::new();
     for h in hosts {
         let v = host_vars_for_display(inv, h, extra);
@@ -416,7 +417,8 @@ fn host_vars_for_display(inv: &Inventory, host: &str, extra: &Vars) -> Vars {
 
 /// `ansible-inventory --graph`: groups and hosts sorted by name.
 pub fn inventory_graph(inv: &Inventory, group: &str, hosts: &[String]) -> Vec<String> {
-    fn walk(inv: &Inventory, group: &str, depth: usize, hosts: &[String], out: &mut Vec<String>) {
+    let selected: std::collections::HashSet<&String> = hosts.iter().collect();
+    fn walk(inv: &Inventory, group: &str, depth: usize, hosts: &std::collections::HashSet<&String>, out: &mut Vec<String>) {
         let name = |n: &str, d: usize| if d == 0 { n.to_string() } else { format!("{}--{n}", "  |".repeat(d)) };
         out.push(name(&format!("@{group}:"), depth));
         let g = &inv.groups[group];
@@ -434,7 +436,7 @@ pub fn inventory_graph(inv: &Inventory, group: &str, hosts: &[String]) -> Vec<St
         }
     }
     let mut out = Vec::new();
-    walk(inv, group, 0, hosts, &mut out);
+    walk(inv, group, 0, &selected, &mut out);
     out
 }
 

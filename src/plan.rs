@@ -61,7 +61,7 @@ pub struct Overrides {
 pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &Overrides) -> Result<Plan, PlanError> {
     let resolved = book.resolve(roles).map_err(PlanError::Roles)?;
     let subset = match &overrides.limit {
-        Some(limit) => Some(inventory::select(inv, limit)?),
+        Some(limit) => Some(inventory::select(inv, limit)?.into_iter().collect::<std::collections::HashSet<String>>()),
         None => None,
     };
     let mut plays = Vec::new();

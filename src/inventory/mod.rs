@@ -281,12 +281,12 @@ impl Inventory {
         if let Some(port) = port {
             host.vars.insert("ansible_port".into(), Json::from(port));
         }
+        // A host is in few groups, so its own list is scanned; a group may hold 100,000
+        // hosts, but a host joins it only when it was not already in it (the host's list
+        // says so), which keeps loading linear.
         if !host.groups.iter().any(|g| g == group) {
             host.groups.push(group.into());
-        }
-        let group = self.groups.get_mut(group).expect("group exists");
-        if !group.hosts.iter().any(|h| h == name) {
-            group.hosts.push(name.into());
+            self.groups.get_mut(group).expect("group exists").hosts.push(name.into());
         }
     }
 
@@ -329,15 +329,19 @@ impl Inventory {
             self.add_child("all", &g);
         }
         let names: Vec<String> = self.hosts.keys().cloned().collect();
+        let mut leave_ungrouped = HashSet::new();
         for name in names {
-            let groups = self.hosts[&name].groups.clone();
-            let real: Vec<&String> = groups.iter().filter(|g| *g != "all" && *g != "ungrouped").collect();
-            if real.is_empty() {
+            let groups = &self.hosts[&name].groups;
+            let real = groups.iter().any(|g| g != "all" && g != "ungrouped");
+            if !real {
                 self.add_host(&name, "ungrouped", None, &self.hosts[&name].location.clone());
             } else if groups.iter().any(|g| g == "ungrouped") {
                 self.hosts.get_mut(&name).unwrap().groups.retain(|g| g != "ungrouped");
-                self.groups.get_mut("ungrouped").unwrap().hosts.retain(|h| h != &name);
+                leave_ungrouped.insert(name);
             }
+        }
+        if !leave_ungrouped.is_empty() {
+            self.groups.get_mut("ungrouped").unwrap().hosts.retain(|h| !leave_ungrouped.contains(h));
         }
     }
 

@@ -90,12 +90,11 @@ fn expand_files(patterns: Vec<String>) -> Result<Vec<String>, PatternError> {
 /// the name of an empty group) is an error naming it.
 pub fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>, PatternError> {
     let patterns = order(expand_files(split(pattern))?);
-    let mut hosts: Vec<String> = Vec::new();
+    // Ordered and hashed: `all` of a 100,000-host inventory is selected in linear time.
+    let mut hosts: indexmap::IndexSet<String> = indexmap::IndexSet::new();
     for p in &patterns {
         if inv.hosts.contains_key(p.as_str()) {
-            if !hosts.contains(p) {
-                hosts.push(p.clone());
-            }
+            hosts.insert(p.clone());
             continue;
         }
         let (kind, body) = match p.as_bytes()[0] {
@@ -116,16 +115,10 @@ pub fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>, PatternErro
                 let that: HashSet<&String> = matched.iter().collect();
                 hosts.retain(|h| that.contains(h));
             }
-            _ => {
-                for h in matched {
-                    if !hosts.contains(&h) {
-                        hosts.push(h);
-                    }
-                }
-            }
+            _ => hosts.extend(matched),
         }
     }
-    Ok(hosts)
+    Ok(hosts.into_iter().collect())
 }
 
 fn is_localhost(p: &str) -> bool {
@@ -245,24 +238,20 @@ pub fn fnmatch_to_regex(glob: &str) -> String {
 fn match_one(inv: &Inventory, pattern: &str) -> Result<Vec<String>, PatternError> {
     let (base, subscript) = split_subscript(pattern);
     let regex = compile(base)?;
-    let mut results: Vec<String> = Vec::new();
+    let mut results: indexmap::IndexSet<String> = indexmap::IndexSet::new();
     let matching_groups: Vec<&String> = inv.groups.keys().filter(|g| regex.is_match(g)).collect();
     for g in &matching_groups {
-        for h in inv.hosts_of_group(g) {
-            if !results.contains(&h) {
-                results.push(h);
-            }
-        }
+        results.extend(inv.hosts_of_group(g));
     }
     let special = base.starts_with('~') || base.contains(['.', '?', '*', '[']);
     if matching_groups.is_empty() || special {
         for h in inv.hosts.keys().filter(|h| regex.is_match(h)) {
             if !results.contains(h) {
-                results.push(h.clone());
+                results.insert(h.clone());
             }
         }
     }
-    Ok(apply_subscript(results, subscript))
+    Ok(apply_subscript(results.into_iter().collect(), subscript))
 }
 
 #[cfg(test)]

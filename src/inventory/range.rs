@@ -17,7 +17,13 @@ pub enum RangeError {
     Step(String),
     #[error("invalid port '{0}'")]
     Port(String),
+    #[error("host range '{pattern}' expands to {count} hosts, more than the {MAX_HOSTS} a pattern may name")]
+    TooMany { pattern: String, count: u128 },
 }
+
+/// How many hosts one range pattern may expand to: far more than any fleet, far less than
+/// what would exhaust memory.
+pub const MAX_HOSTS: u128 = 1_000_000;
 
 /// Splits `name:port` (and `[v6]:port`); a bare IPv6 address has no port.
 pub fn split_port(pattern: &str) -> Result<(&str, Option<u16>), RangeError> {
@@ -95,12 +101,24 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, RangeError> {
         _ => {
             let parse = |s: &str| s.parse::<u64>().map_err(|_| RangeError::Bound { bound: s.into(), range: range.into() });
             let (b, e) = (parse(begin)?, parse(end)?);
+            // Counted before anything is built: `h[0:9999999999]` is an error, not an
+            // out-of-memory abort.
+            let count = if e < b { 0 } else { u128::from((e - b) / step as u64) + 1 };
+            if count > MAX_HOSTS {
+                return Err(RangeError::TooMany { pattern: pattern.into(), count });
+            }
             (b..=e).step_by(step).map(|n| format!("{n:0width$}")).collect()
         }
     };
     let mut hosts = Vec::new();
-    for item in items {
-        hosts.extend(expand(&format!("{head}{item}{tail}"))?);
+    for item in &items {
+        let expanded = expand(&format!("{head}{item}{tail}"))?;
+        // Every item has the same tail, so the first one tells the whole count.
+        let count = items.len() as u128 * expanded.len() as u128;
+        if count > MAX_HOSTS {
+            return Err(RangeError::TooMany { pattern: pattern.into(), count });
+        }
+        hosts.extend(expanded);
     }
     Ok(hosts)
 }
@@ -130,6 +148,22 @@ mod tests {
         assert_eq!(expand("w[1:]"), Err(RangeError::NoEnd("1:".into())));
         assert!(matches!(expand("w[1]"), Err(RangeError::Shape(_))));
         assert!(matches!(expand("w[1:x1]"), Err(RangeError::Bound { .. })));
+    }
+
+    #[test]
+    fn absurd_ranges_are_refused_with_their_count() {
+        let started = std::time::Instant::now();
+        let err = expand("h[0:9999999999]").unwrap_err();
+        assert_eq!(err, RangeError::TooMany { pattern: "h[0:9999999999]".into(), count: 10_000_000_000 });
+        assert!(err.to_string().contains("10000000000 hosts"), "{err}");
+        assert_eq!(
+            expand("a[0:1999]b[0:999]"),
+            Err(RangeError::TooMany { pattern: "a[0:1999]b[0:999]".into(), count: 2_000_000 }),
+            "the product counts too"
+        );
+        assert!(matches!(expand("h[0:18446744073709551615]"), Err(RangeError::TooMany { .. })));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(expand("h[0:99999]").unwrap().len(), 100_000);
     }
 
     #[test]

@@ -146,3 +146,26 @@ fn secrets_are_masked() {
     mask_secrets(&mut vars);
     assert_eq!(Json::Object(vars), json!({"ansible_become_password": MASK, "nested": {"ansible_password": MASK, "ok": 1}}));
 }
+
+#[test]
+fn symlink_loops_in_vars_directories_are_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hosts.yml"), "all:\n  hosts:\n    h1:\n").unwrap();
+    let all = dir.path().join("group_vars/all");
+    std::fs::create_dir_all(&all).unwrap();
+    std::fs::write(all.join("main.yml"), "x: 1\n").unwrap();
+    std::os::unix::fs::symlink(&all, all.join("again")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("group_vars"), all.join("up")).unwrap();
+    let inv = Inventory::load(dir.path().join("hosts.yml").to_str().unwrap()).unwrap();
+    assert_eq!(inv.host_vars("h1")["x"], json!(1));
+    assert!(inv.warnings.iter().any(|w| w.message.contains("symlink loop")), "{:?}", inv.warnings);
+}
+
+#[test]
+fn a_large_flat_group_loads_every_host_once() {
+    let text: String = "all:\n  hosts:\n".to_string() + &(0..20_000).map(|i| format!("    h{i}:\n")).collect::<String>();
+    let inv = load(&text);
+    assert_eq!(inv.all_hosts().len(), 20_000);
+    assert_eq!(inv.groups["ungrouped"].hosts.len(), 20_000);
+    assert_eq!(crate::inventory::select(&inv, "all:!h1*").unwrap().len(), 20_000 - 11_111);
+}

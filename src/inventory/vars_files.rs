@@ -15,7 +15,7 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
     if group_dir.is_dir() {
         let names: Vec<String> = inv.groups.keys().cloned().collect();
         for name in names {
-            let vars = load_entity(&group_dir, &name, &mut errors);
+            let vars = load_entity(&group_dir, &name, &mut errors, &mut inv.warnings);
             inv.groups.get_mut(&name).unwrap().file_vars = vars;
         }
     }
@@ -23,7 +23,7 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
     if host_dir.is_dir() {
         let names: Vec<String> = inv.hosts.keys().cloned().collect();
         for name in names {
-            let vars = load_entity(&host_dir, &name, &mut errors);
+            let vars = load_entity(&host_dir, &name, &mut errors, &mut inv.warnings);
             inv.hosts.get_mut(&name).unwrap().file_vars = vars;
         }
     }
@@ -34,9 +34,9 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
     }
 }
 
-fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>) -> Vars {
+fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>, warnings: &mut Vec<Diagnostic>) -> Vars {
     let mut vars = Vars::new();
-    for file in find_files(base, name) {
+    for file in find_files(base, name, warnings) {
         match yaml::load_file(&file) {
             Ok(None) => {}
             Ok(Some(node)) => match &node.value {
@@ -58,12 +58,12 @@ fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>) -> Vars {
     vars
 }
 
-fn find_files(base: &Path, name: &str) -> Vec<PathBuf> {
+fn find_files(base: &Path, name: &str, warnings: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for ext in EXTENSIONS {
         let candidate = base.join(format!("{name}{ext}"));
         if candidate.is_dir() && ext.is_empty() {
-            walk_dir(&candidate, &mut found);
+            walk_dir(&candidate, &mut found, &mut Vec::new(), warnings);
         } else if candidate.is_file() {
             found.push(candidate);
         }
@@ -72,10 +72,22 @@ fn find_files(base: &Path, name: &str) -> Vec<PathBuf> {
 }
 
 /// Files of a vars directory, sorted by name at each level, recursing into subdirectories.
-fn walk_dir(dir: &Path, found: &mut Vec<PathBuf>) {
+/// A directory that contains itself through a symlink is walked once, with a warning.
+fn walk_dir(dir: &Path, found: &mut Vec<PathBuf>, ancestors: &mut Vec<PathBuf>, warnings: &mut Vec<Diagnostic>) {
+    let Ok(real) = std::fs::canonicalize(dir) else {
+        return;
+    };
+    if ancestors.contains(&real) {
+        warnings.push(Diagnostic::new(
+            &Location::synthetic(&dir.display().to_string()),
+            format!("not following this directory: a symlink loop leads back to {}", real.display()),
+        ));
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    ancestors.push(real);
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
@@ -84,7 +96,7 @@ fn walk_dir(dir: &Path, found: &mut Vec<PathBuf>) {
             continue;
         }
         if path.is_dir() {
-            walk_dir(&path, found);
+            walk_dir(&path, found, ancestors, warnings);
         } else {
             let ext = path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
             if EXTENSIONS.contains(&ext.as_str()) {
@@ -92,4 +104,5 @@ fn walk_dir(dir: &Path, found: &mut Vec<PathBuf>) {
             }
         }
     }
+    ancestors.pop();
 }
