@@ -318,8 +318,28 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
             None
         }
     };
-    if let Err(f) = parse_extra_vars(&args.common.extra_vars) {
-        problems.push(f.message);
+    let extra_vars = match parse_extra_vars(&args.common.extra_vars) {
+        Ok(v) => v,
+        Err(f) => {
+            problems.push(f.message);
+            Vars::new()
+        }
+    };
+    // Every host's connection settings, checked as `converge` reads them.
+    if let Some(inv) = &inv {
+        let templar = crate::template::Templar::new();
+        let hosts = match &args.common.limit {
+            Some(l) => inventory::select(inv, l).unwrap_or_default(),
+            None => inv.all_hosts(),
+        };
+        for h in hosts {
+            if let Err(e) = engine::connection_for(&h, inv, &extra_vars, HostKeyPolicy::Strict, None, &templar) {
+                problems.push(match e.place {
+                    Some(place) => format!("{place}: host {h}: {}", e.message),
+                    None => format!("host {h}: {}", e.message),
+                });
+            }
+        }
     }
     let loaded = match args.playbook.as_deref() {
         None => Ok(Playbook::default_plan()),

@@ -92,11 +92,11 @@ pub struct ConvergeArgs {
     pub diff: bool,
 
     /// Seconds to wait for an SSH connection.
-    #[arg(short = 'T', long = "timeout", default_value_t = 10)]
+    #[arg(short = 'T', long = "timeout", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=crate::module::spec::MAX_SECONDS))]
     pub timeout: u64,
 
     /// Seconds a single remote command may run (package transactions are never interrupted).
-    #[arg(long = "command-timeout", default_value_t = 1800)]
+    #[arg(long = "command-timeout", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=crate::module::spec::MAX_SECONDS))]
     pub command_timeout: u64,
 
     /// SSH host key checking: yes (default, like Ansible), accept-new (first contact), off.

@@ -387,13 +387,9 @@ impl MarkedEventReceiver for Builder {
                 self.fail(location, format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"));
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq { items: Vec::new(), location, anchor }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                entries: MapEntries::default(),
-                key: None,
-                merges: Vec::new(),
-                location,
-                anchor,
-            }),
+            Event::MappingStart(anchor, _) => {
+                self.stack.push(Frame::Map { entries: MapEntries::default(), key: None, merges: Vec::new(), location, anchor })
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
                     Some(Frame::Seq { items, location, anchor }) => (Node { value: Value::Seq(items), location }, anchor),

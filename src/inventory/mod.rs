@@ -34,6 +34,8 @@ pub struct Host {
     /// Groups that list this host directly, in the order they did.
     pub groups: Vec<String>,
     pub location: Location,
+    /// Where each of its variables is set (a `host_vars/` file over the inventory file).
+    pub var_locations: HashMap<String, Location>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Group {
     pub parents: Vec<String>,
     /// `ansible_group_priority` from the inventory file: an attribute, not a variable.
     pub priority: i64,
+    /// Where each of its variables is set (a `group_vars/` file over the inventory file).
+    pub var_locations: HashMap<String, Location>,
 }
 
 impl Group {
@@ -58,6 +62,7 @@ impl Group {
             children: Vec::new(),
             parents: Vec::new(),
             priority: 1,
+            var_locations: HashMap::new(),
         }
     }
 }
@@ -209,6 +214,7 @@ impl Inventory {
                             continue;
                         }
                         group.vars.insert(k.key_string(), v.to_json());
+                        group.var_locations.insert(k.key_string(), k.location.clone());
                     }
                 }
                 "children" => {
@@ -266,6 +272,9 @@ impl Inventory {
                 for (k, v) in map {
                     host.vars.insert(k.clone(), v.clone());
                 }
+                for (k, _) in vars.as_map().unwrap_or_default() {
+                    host.var_locations.insert(k.key_string(), k.location.clone());
+                }
             }
         }
     }
@@ -277,6 +286,7 @@ impl Inventory {
             file_vars: Vars::new(),
             groups: Vec::new(),
             location: location.clone(),
+            var_locations: HashMap::new(),
         });
         if let Some(port) = port {
             host.vars.insert("ansible_port".into(), Json::from(port));
@@ -413,6 +423,19 @@ impl Inventory {
         extend(&mut vars, &h.vars);
         extend(&mut vars, &h.file_vars);
         vars
+    }
+
+    /// Where the value a host sees for `var` is set: the place with the highest precedence,
+    /// as in [`Inventory::host_vars`].
+    pub fn var_location(&self, host: &str, var: &str) -> Option<Location> {
+        let h = self.hosts.get(host)?;
+        if let Some(l) = h.var_locations.get(var) {
+            return Some(l.clone());
+        }
+        let groups: Vec<String> = self.groups_of(host).into_iter().filter(|g| g != "all").collect();
+        let mut ordered = vec!["all".to_string()];
+        ordered.extend(self.sort_groups(&groups));
+        ordered.iter().rev().find_map(|g| self.groups[g].var_locations.get(var).cloned())
     }
 
     /// The hosts of a group and its descendants, in Ansible's order, without duplicates.

@@ -15,16 +15,20 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
     if group_dir.is_dir() {
         let names: Vec<String> = inv.groups.keys().cloned().collect();
         for name in names {
-            let vars = load_entity(&group_dir, &name, &mut errors, &mut inv.warnings);
-            inv.groups.get_mut(&name).unwrap().file_vars = vars;
+            let (vars, locations) = load_entity(&group_dir, &name, &mut errors, &mut inv.warnings);
+            let group = inv.groups.get_mut(&name).unwrap();
+            group.file_vars = vars;
+            group.var_locations.extend(locations);
         }
     }
     let host_dir = dir.join("host_vars");
     if host_dir.is_dir() {
         let names: Vec<String> = inv.hosts.keys().cloned().collect();
         for name in names {
-            let vars = load_entity(&host_dir, &name, &mut errors, &mut inv.warnings);
-            inv.hosts.get_mut(&name).unwrap().file_vars = vars;
+            let (vars, locations) = load_entity(&host_dir, &name, &mut errors, &mut inv.warnings);
+            let host = inv.hosts.get_mut(&name).unwrap();
+            host.file_vars = vars;
+            host.var_locations.extend(locations);
         }
     }
     if errors.is_empty() {
@@ -34,13 +38,16 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
     }
 }
 
-fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>, warnings: &mut Vec<Diagnostic>) -> Vars {
+/// The variables of one group or host from its files, with where each is set.
+fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>, warnings: &mut Vec<Diagnostic>) -> (Vars, Vec<(String, Location)>) {
     let mut vars = Vars::new();
+    let mut locations = Vec::new();
     for file in find_files(base, name, warnings) {
         match yaml::load_file(&file) {
             Ok(None) => {}
             Ok(Some(node)) => match &node.value {
-                Value::Map(_) => {
+                Value::Map(entries) => {
+                    locations.extend(entries.iter().map(|(k, _)| (k.key_string(), k.location.clone())));
                     if let serde_json::Value::Object(map) = node.to_json() {
                         vars.extend(map);
                     }
@@ -55,7 +62,7 @@ fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>, warnings: 
             }),
         }
     }
-    vars
+    (vars, locations)
 }
 
 fn find_files(base: &Path, name: &str, warnings: &mut Vec<Diagnostic>) -> Vec<PathBuf> {

@@ -14,7 +14,7 @@ pub static SPEC: Spec = Spec {
         arg_choices("state", &["present", "installed", "latest", "absent", "removed"]),
         arg_aliases("update_cache", Kind::Bool, &["expire-cache"]),
         arg("autoremove", Kind::Bool),
-        arg("lock_timeout", Kind::Int),
+        arg("lock_timeout", Kind::Seconds),
         arg("security", Kind::Bool),
         arg("bugfix", Kind::Bool),
     ],

@@ -13,9 +13,15 @@ pub enum Kind {
     List,
     Bool,
     Int,
+    /// A duration in whole seconds, from 0 to [`MAX_SECONDS`].
+    Seconds,
     /// Anything (structured data).
     Any,
 }
+
+/// The longest duration any option takes (ten years): beyond it a value is a mistake, and
+/// near the integer limits it would overflow the clock arithmetic.
+pub const MAX_SECONDS: u64 = 315_360_000;
 
 pub struct Arg {
     pub name: &'static str,
@@ -120,6 +126,10 @@ pub fn check_value(arg: &Arg, v: &Json) -> Result<(), String> {
         Kind::List => v.is_string() || v.as_array().is_some_and(|a| a.iter().all(|i| !i.is_object() && !i.is_array())),
         Kind::Bool => json_bool(v).is_some(),
         Kind::Int => v.as_i64().is_some() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok()),
+        Kind::Seconds => v
+            .as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse::<i64>().ok()))
+            .is_some_and(|n| (0..=MAX_SECONDS as i64).contains(&n)),
         Kind::Any => true,
     };
     if !ok {
@@ -128,6 +138,7 @@ pub fn check_value(arg: &Arg, v: &Json) -> Result<(), String> {
             Kind::List => "a string or a list of strings",
             Kind::Bool => "a boolean (true/false, yes/no)",
             Kind::Int => "an integer",
+            Kind::Seconds => "a number of seconds from 0 to 315360000 (ten years)",
             Kind::Any => "a value",
         };
         return Err(format!("'{}' must be {expected}, found {}", arg.name, describe(v)));
@@ -205,28 +216,81 @@ pub fn parse_args(spec: &Spec, value: &Node, extra: Option<&Node>, errors: &mut 
     args
 }
 
-/// `name=foo state=present` and, for free-form modules, `creates=/x some command`.
+/// `name=foo state=present` and, for free-form modules, `creates=/x some command`. The
+/// command text is kept exactly as written, minus the `k=v` options taken out of it: its
+/// quoting and spacing are the command's business (`printf '[%s]' "a   b"`).
 fn split_free_form(spec: &Spec, text: &str) -> Result<Vec<(String, Json)>, String> {
-    let words = shlex::split(text).ok_or_else(|| format!("cannot split the arguments of '{}': unbalanced quotes", spec.name))?;
+    let unbalanced = || format!("cannot split the arguments of '{}': unbalanced quotes", spec.name);
     let mut pairs = Vec::new();
-    let mut rest = Vec::new();
-    for word in &words {
-        match word.split_once('=') {
-            Some((k, v)) if spec.find(k).is_some() && Some(k) != spec.free_form => pairs.push((k.to_string(), plain_json(v))),
-            _ => rest.push(word.as_str()),
+    let mut kept = String::new();
+    let mut rest: Vec<&str> = Vec::new();
+    let mut last = 0;
+    for (start, end) in word_spans(text).ok_or_else(unbalanced)? {
+        let word = &text[start..end];
+        let option = word.split_once('=').filter(|(k, _)| spec.find(k).is_some() && Some(*k) != spec.free_form);
+        match option {
+            Some((key, _)) => {
+                // The value as the shell would read it: `chdir="/dir with space"`.
+                let value = shlex::split(word).and_then(|w| w.into_iter().next()).ok_or_else(unbalanced)?;
+                let value = value.split_once('=').map(|(_, v)| v.to_string()).unwrap_or_default();
+                pairs.push((key.to_string(), plain_json(&value)));
+                kept.push_str(&text[last..start]);
+                last = end;
+            }
+            None => rest.push(word),
         }
     }
+    kept.push_str(&text[last..]);
     match spec.free_form {
-        Some(free) if !rest.is_empty() => {
-            // Keep the command text as written, minus the k=v options we took out.
-            let kept: Vec<&str> =
-                text.split_whitespace().filter(|w| !w.split_once('=').is_some_and(|(k, _)| spec.find(k).is_some() && k != free)).collect();
-            pairs.push((free.to_string(), Json::String(kept.join(" "))));
-        }
+        Some(free) if !rest.is_empty() => pairs.push((free.to_string(), Json::String(kept.trim().to_string()))),
         None if !rest.is_empty() => return Err(format!("'{}' takes name=value arguments, found '{}'", spec.name, rest.join(" "))),
         _ => {}
     }
     Ok(pairs)
+}
+
+/// The byte spans of the shell words of `text` (quotes and backslashes respected, nothing
+/// removed); `None` when a quote is left open.
+fn word_spans(text: &str) -> Option<Vec<(usize, usize)>> {
+    let mut spans = Vec::new();
+    let mut start = None;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (quote, c) {
+            (Some('\''), '\'') => quote = None,
+            (Some('\''), _) => {}
+            (_, '\\') => {
+                escaped = true;
+                start.get_or_insert(i);
+            }
+            (Some('"'), '"') => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                start.get_or_insert(i);
+            }
+            (None, c) if c.is_whitespace() => {
+                if let Some(s) = start.take() {
+                    spans.push((s, i));
+                }
+            }
+            (None, _) => {
+                start.get_or_insert(i);
+            }
+        }
+    }
+    if quote.is_some() {
+        return None;
+    }
+    if let Some(s) = start {
+        spans.push((s, text.len()));
+    }
+    Some(spans)
 }
 
 /// A `k=v` value resolves like a plain YAML scalar (`enabled=yes` is a boolean).
@@ -242,4 +306,57 @@ pub fn validate_rendered(spec: &Spec, args: &Args) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::command::{desired, COMMAND_SPEC, SHELL_SPEC};
+
+    fn free_form(spec: &Spec, text: &str) -> Args {
+        let mut errors = Vec::new();
+        let node = Node { value: Value::String(text.into()), location: yaml::Location::synthetic("t") };
+        let args = parse_args(spec, &node, None, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        args
+    }
+
+    fn sh(script: &str) -> String {
+        let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn free_form_text_is_kept_exactly() {
+        let args = free_form(&COMMAND_SPEC, r#"printf '[%s]' "a   b""#);
+        assert_eq!(args.str("_raw_params").unwrap(), r#"printf '[%s]' "a   b""#);
+        assert_eq!(sh(&desired(&args, false).unwrap().script), "[a   b]");
+        let args = free_form(&SHELL_SPEC, r#"printf '[%s]' "a   b"  | cat"#);
+        assert_eq!(sh(&desired(&args, true).unwrap().script), "[a   b]");
+    }
+
+    #[test]
+    fn options_are_taken_out_with_their_quoted_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let spaced = dir.path().join("dir with space");
+        std::fs::create_dir(&spaced).unwrap();
+        let text = format!(r#"chdir="{}" creates=/nonexistent/x pwd"#, spaced.display());
+        let args = free_form(&COMMAND_SPEC, &text);
+        assert_eq!(args.str("chdir").unwrap(), spaced.display().to_string());
+        assert_eq!(args.str("creates").unwrap(), "/nonexistent/x");
+        assert_eq!(args.str("_raw_params").unwrap(), "pwd");
+        assert_eq!(sh(&desired(&args, false).unwrap().script).trim(), spaced.display().to_string());
+        // A quoted `k=v` is part of the command, not an option.
+        let args = free_form(&COMMAND_SPEC, "echo 'creates=/x' \"chdir=/y\"");
+        assert_eq!(args.get("creates"), None);
+        assert_eq!(sh(&desired(&args, false).unwrap().script), "creates=/x chdir=/y\n");
+    }
+
+    #[test]
+    fn word_spans_respect_quotes_and_escapes() {
+        let t = r#"a 'b c' d\ e "f\"g" "#;
+        let words: Vec<&str> = word_spans(t).unwrap().into_iter().map(|(s, e)| &t[s..e]).collect();
+        assert_eq!(words, ["a", "'b c'", r"d\ e", r#""f\"g""#]);
+        assert!(word_spans("echo 'open").is_none());
+    }
 }

@@ -45,6 +45,8 @@ pub struct ConnectionSpec {
 pub struct ConnectionSpecError {
     pub host: String,
     pub message: String,
+    /// The variable at fault, so that the caller can say where it is set.
+    pub var: Option<&'static str>,
 }
 
 fn text(v: &Json) -> String {
@@ -59,42 +61,53 @@ impl ConnectionSpec {
         host_key_policy: HostKeyPolicy,
         cli_password: Option<&Secret>,
     ) -> Result<Self, ConnectionSpecError> {
-        let err = |message: String| ConnectionSpecError { host: name.into(), message };
+        let err_in = |var: &'static str, message: String| ConnectionSpecError { host: name.into(), message, var: Some(var) };
         let get = |k: &str| vars.get(k).filter(|v| !v.is_null());
+        // Which of two spellings is set (for the error's location).
+        let which = |a: &'static str, b: &'static str| if get(a).is_some() { a } else { b };
         let connection = get("ansible_connection").map(text).unwrap_or_else(|| "ssh".into());
         let local = match connection.as_str() {
             "ssh" | "smart" | "paramiko" => false,
             "local" => true,
-            other => return Err(err(format!("ansible_connection '{other}' is not supported (use ssh or local)"))),
+            other => return Err(err_in("ansible_connection", format!("ansible_connection '{other}' is not supported (use ssh or local)"))),
         };
         let port = match get("ansible_port").or_else(|| get("ansible_ssh_port")) {
             None => None,
-            Some(v) => Some(text(v).parse::<u16>().map_err(|_| err(format!("ansible_port '{}' is not a port number", text(v))))?),
+            Some(v) => Some(text(v).parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                err_in(which("ansible_port", "ansible_ssh_port"), format!("ansible_port '{}' is not a port number (1-65535)", text(v)))
+            })?),
         };
         let mut ssh_args = Vec::new();
         for key in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
             if let Some(v) = get(key) {
-                let words = shlex::split(&text(v)).ok_or_else(|| err(format!("{key}: unbalanced quotes")))?;
+                let key: &'static str = if key == "ansible_ssh_common_args" { "ansible_ssh_common_args" } else { "ansible_ssh_extra_args" };
+                let words = shlex::split(&text(v)).ok_or_else(|| err_in(key, format!("{key}: unbalanced quotes")))?;
+                super::ssh::config_lines(&words).map_err(|m| err_in(key, format!("{key}: {m}")))?;
                 ssh_args.extend(words);
             }
         }
         if let Some(m) = get("ansible_become_method").map(text) {
             if m != "sudo" {
-                return Err(err(format!("ansible_become_method '{m}' is not supported (only sudo)")));
+                return Err(err_in("ansible_become_method", format!("ansible_become_method '{m}' is not supported (only sudo)")));
             }
         }
         let address = get("ansible_host").or_else(|| get("ansible_ssh_host")).map(text).unwrap_or_else(|| name.to_string());
-        if address.starts_with('-') || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(err(format!("ansible_host '{address}' is not a valid host name or address")));
+        if let Err(why) = check_address(&address) {
+            let var = if get("ansible_host").is_some() || get("ansible_ssh_host").is_some() {
+                which("ansible_host", "ansible_ssh_host")
+            } else {
+                "inventory_hostname"
+            };
+            return Err(err_in(var, format!("ansible_host '{address}' {why}")));
         }
         let user = get("ansible_user").or_else(|| get("ansible_ssh_user")).map(text);
         if let Some(u) = &user {
             if u.starts_with('-') || u.chars().any(|c| c.is_whitespace() || c.is_control() || c == '@') {
-                return Err(err(format!("ansible_user '{u}' is not a valid user name")));
+                return Err(err_in(which("ansible_user", "ansible_ssh_user"), format!("ansible_user '{u}' is not a valid user name")));
             }
         }
         let become_user = get("ansible_become_user").map(text).unwrap_or_else(|| "root".into());
-        validate_user(&become_user).map_err(|m| err(format!("ansible_become_user: {m}")))?;
+        validate_user(&become_user).map_err(|m| err_in("ansible_become_user", format!("ansible_become_user: {m}")))?;
         let inventory_password = get("ansible_become_password").or_else(|| get("ansible_become_pass")).map(|v| Secret::new(text(v)));
         Ok(ConnectionSpec {
             name: name.into(),
@@ -113,6 +126,28 @@ impl ConnectionSpec {
 
     pub fn become_for(&self, user: Option<&str>) -> Become {
         Become { user: user.unwrap_or(&self.become_user).to_string(), password: self.become_password.clone() }
+    }
+}
+
+/// A host name, IPv4 or IPv6 address, as ssh takes it: not a URL, not `user@host`, not
+/// `host:port` (each of which ssh would read differently from what was meant).
+fn check_address(address: &str) -> Result<(), &'static str> {
+    let without_zone = address.split_once('%').map_or(address, |(a, _)| a);
+    let ipv6 = without_zone.matches(':').count() >= 2 && without_zone.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+    if address.is_empty() || address.starts_with('-') || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err("is not a valid host name or address")
+    } else if address.contains("://") {
+        Err("is a URL: give the host name in ansible_host, and ansible_user/ansible_port separately")
+    } else if address.contains('@') {
+        Err("holds a user: give the host name in ansible_host and the user in ansible_user")
+    } else if address.contains(':') && !ipv6 {
+        Err("holds a port: give the host name in ansible_host and the port in ansible_port")
+    } else if address
+        .contains(['/', '\\', '\'', '"', '`', '$', ';', '|', '&', '<', '>', '(', ')', '*', '?', '[', ']', '{', '}', '!', '#', ','])
+    {
+        Err("is not a valid host name or address")
+    } else {
+        Ok(())
     }
 }
 
@@ -203,6 +238,16 @@ mod tests {
         assert!(ConnectionSpec::from_vars("h", &vars(json!({"ansible_connection": "winrm"})), HostKeyPolicy::Strict, None).is_err());
         assert!(ConnectionSpec::from_vars("h", &vars(json!({"ansible_host": "-oProxyCommand=x"})), HostKeyPolicy::Strict, None).is_err());
         assert!(ConnectionSpec::from_vars("h", &vars(json!({"ansible_port": "ssh"})), HostKeyPolicy::Strict, None).is_err());
+        for bad in ["ssh://ops@10.0.0.5:2222", "ops@10.0.0.5", "10.0.0.5:2222", "host;reboot", "", "a/b"] {
+            let e = ConnectionSpec::from_vars("h", &vars(json!({"ansible_host": bad})), HostKeyPolicy::Strict, None).unwrap_err();
+            assert_eq!(e.var, Some("ansible_host"), "{bad}: {e}");
+        }
+        for good in ["10.0.0.5", "fe80::1", "::1", "web-1.example.com", "fe80::1%eth0"] {
+            let s = ConnectionSpec::from_vars("h", &vars(json!({"ansible_host": good})), HostKeyPolicy::Strict, None).unwrap();
+            assert_eq!(s.address, good);
+        }
+        let e = ConnectionSpec::from_vars("h", &vars(json!({"ansible_ssh_common_args": "-X"})), HostKeyPolicy::Strict, None).unwrap_err();
+        assert_eq!(e.var, Some("ansible_ssh_common_args"), "{e}");
     }
 
     #[test]
