@@ -3,8 +3,6 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
@@ -244,20 +242,10 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
         reporter = reporter.with_progress();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::error(e.to_string()))?;
-    let interrupted = Arc::new(AtomicBool::new(false));
+    let interrupt = engine::Interrupt::default();
     let report = runtime.block_on(async {
-        let flag = interrupted.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: finishing the tasks in flight (package transactions are never cut short), then stopping");
-                flag.store(true, Ordering::SeqCst);
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("interrupted twice: exiting now");
-                    std::process::exit(99);
-                }
-            }
-        });
-        engine::run(&plan, &inv, &opts, &reporter, interrupted.clone()).await
+        interrupt.listen();
+        engine::run(&plan, &inv, &opts, &reporter, &interrupt).await
     });
     reporter.recap(&report);
     if json_stdout {

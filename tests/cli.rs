@@ -186,3 +186,84 @@ fn a_batch_over_max_fail_percentage_stops_the_play() {
     assert_eq!(code, 2);
     assert!(out.contains("changed: [h4] check"), "{out}");
 }
+
+fn spawn_gafix(args: &[&str], dir: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_gafix"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+}
+
+/// Processes whose command line holds `marker` (left-overs of a run).
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(marker) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn ctrl_c_stops_connecting_at_once() {
+    let fleet = Fleet::new();
+    // Fifty hosts whose connection hangs (a proxy that never answers), ten at a time: without
+    // the interruption this run would take five rounds of the 10 s connect timeout.
+    let marker = format!("sleep 41.{}", std::process::id());
+    let hosts: String = (0..50).map(|i| format!("    h{i}:\n")).collect();
+    fleet.write("hosts.yml", &format!("all:\n  vars:\n    ansible_ssh_common_args: '-o ProxyCommand=\"{marker}\"'\n  hosts:\n{hosts}"));
+    let started = std::time::Instant::now();
+    let child =
+        spawn_gafix(&["converge", "-i", "hosts.yml", "-f", "10", "--json", "r.json", "--host-key-checking", "off"], fleet.dir.path());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "took {:?}: {stdout}", started.elapsed());
+    assert_eq!(out.status.code(), Some(99), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("PLAY RECAP") && !stdout.contains("unreachable=1"), "interrupted hosts are not unreachable: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(&support::read(&fleet.path("r.json"))).unwrap();
+    assert_eq!(report["interrupted"], true);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(processes_with(&marker), Vec::<String>::new(), "nothing of the run is left");
+}
+
+#[test]
+fn a_second_ctrl_c_or_sigterm_aborts_and_still_writes_the_reports() {
+    for signals in [&["-INT", "-INT"][..], &["-TERM"][..]] {
+        let fleet = Fleet::new();
+        let marker = format!("sleep 42.{}", std::process::id());
+        fleet.write("hosts.yml", "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n");
+        fleet.write("site.yml", &format!("- hosts: all\n  tasks:\n    - name: hangs\n      command: {marker}\n"));
+        let started = std::time::Instant::now();
+        let child = spawn_gafix(&["converge", "-i", "hosts.yml", "site.yml", "--json", "r.json", "--junit", "j.xml"], fleet.dir.path());
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        for s in signals {
+            signal(&child, s);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{signals:?} took {:?}", started.elapsed());
+        assert_eq!(out.status.code(), Some(99), "{signals:?}: {stdout}");
+        assert!(stdout.contains("PLAY RECAP"), "{stdout}");
+        let report: serde_json::Value = serde_json::from_str(&support::read(&fleet.path("r.json"))).unwrap();
+        assert_eq!(report["interrupted"], true);
+        assert_eq!(report["plays"][0]["outcomes"]["localhost"]["result"], "not_run", "{report}");
+        assert!(support::read(&fleet.path("j.xml")).contains("run interrupted"));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(processes_with(&marker), Vec::<String>::new(), "{signals:?}: the aborted command's group is gone");
+    }
+}

@@ -6,10 +6,10 @@
 pub mod events;
 pub mod exec;
 pub mod host;
+pub mod interrupt;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
@@ -27,6 +27,7 @@ use crate::transport::{ConnectionSpec, HostKeyPolicy, Secret};
 use events::{Event, PlayOutcome, PlayReport, Reporter, RunReport, Stats, Status, TaskRecord};
 use exec::{Ctx, Outcome};
 use host::{HostRun, Timeouts};
+pub use interrupt::Interrupt;
 
 pub struct Options {
     pub forks: usize,
@@ -38,8 +39,8 @@ pub struct Options {
     pub extra_vars: Vars,
 }
 
-/// Runs the plan; `interrupted` (Ctrl-C) stops new work from starting.
-pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Reporter, interrupted: Arc<AtomicBool>) -> RunReport {
+/// Runs the plan; `interrupt` stops new work from starting, or aborts work in flight.
+pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Reporter, interrupt: &Interrupt) -> RunReport {
     let started = Instant::now();
     let templar = Templar::new();
     let mut report = RunReport {
@@ -117,7 +118,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
         }
         let mut stopped = None;
         for (index, batch) in batches.iter().enumerate() {
-            if interrupted.load(Ordering::SeqCst) || stopped.is_some() {
+            if interrupt.is_stopping() || stopped.is_some() {
                 let reason = stopped.clone().unwrap_or_else(|| "interrupted".to_string());
                 for h in batch {
                     outcomes.insert(h.clone(), PlayOutcome::NotRun { reason: reason.clone() });
@@ -128,9 +129,36 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
                 reporter.event(&Event::BatchStart { play: &play.name, index: index + 1, count: batches.len(), hosts: batch });
             }
             let runs: Vec<HostRun> = batch.iter().filter_map(|h| hosts.shift_remove(h)).collect();
-            let ctx = PlayCtx { run_started: started, planned, inv, opts, templar: &templar, reporter, interrupted: &interrupted };
-            let results: Vec<(HostRun, PlayOutcome, Vec<TaskRecord>)> =
-                stream::iter(runs).map(|h| run_play_on_host(h, &ctx)).buffer_unordered(opts.forks.max(1)).collect().await;
+            let ctx = PlayCtx {
+                run_started: started,
+                planned,
+                inv,
+                opts,
+                templar: &templar,
+                reporter,
+                interrupt,
+                records: Mutex::new(Vec::new()),
+            };
+            let running = stream::iter(runs).map(|h| run_play_on_host(h, &ctx)).buffer_unordered(opts.forks.max(1)).collect();
+            let results: Vec<(HostRun, PlayOutcome, Vec<TaskRecord>)> = tokio::select! {
+                results = running => results,
+                () = interrupt.aborted() => {
+                    // The hosts' futures are dropped here: their connections close (a package
+                    // transaction goes on on its host); what they recorded is kept.
+                    let records = std::mem::take(&mut *ctx.records.lock().unwrap());
+                    for h in batch {
+                        let mine: Vec<TaskRecord> = records.iter().filter(|r| &r.host == h).cloned().collect();
+                        let outcome = mine.iter().find_map(leaves_play).unwrap_or(PlayOutcome::NotRun { reason: "aborted".into() });
+                        for r in &mine {
+                            report.stats.get_mut(h).unwrap().add(r);
+                        }
+                        report.tasks.extend(mine);
+                        outcomes.insert(h.clone(), outcome);
+                    }
+                    interrupt::kill_connecting_ssh();
+                    Vec::new()
+                }
+            };
             let mut failed = 0;
             for (host, outcome, records) in results {
                 reporter.event(&Event::HostDone { play: &play.name, host: &host.name });
@@ -155,7 +183,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
                 stopped = Some(reason);
             }
         }
-        if interrupted.load(Ordering::SeqCst) {
+        if interrupt.is_stopping() {
             report.interrupted = true;
         }
         outcomes_by_play.insert(play.name.clone(), outcomes.clone());
@@ -188,7 +216,9 @@ struct PlayCtx<'a> {
     opts: &'a Options,
     templar: &'a Templar,
     reporter: &'a dyn Reporter,
-    interrupted: &'a AtomicBool,
+    interrupt: &'a Interrupt,
+    /// Every record as it is made, for the report of an aborted batch.
+    records: Mutex<Vec<TaskRecord>>,
 }
 
 fn prepare_host(name: &str, plan: &Plan, inv: &Inventory, opts: &Options, templar: &Templar) -> Result<HostRun, String> {
@@ -336,10 +366,18 @@ async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, Pla
     let t0 = Instant::now();
     let emit = |records: &mut Vec<TaskRecord>, r: TaskRecord| {
         ctx.reporter.event(&Event::Task(&r));
+        ctx.records.lock().unwrap().push(r.clone());
         records.push(r);
     };
+    if ctx.interrupt.is_stopping() {
+        return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
+    }
     // Facts first: one round trip reads everything the plan needs.
     if let Err(e) = host.ensure_facts(&ProbeRequest::default(), &ctx.opts.timeouts).await {
+        if ctx.interrupt.is_stopping() {
+            // The connection was cut by the interruption: the host was not tried.
+            return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
+        }
         let r = record(&host.name, &play.name, None, "Gathering Facts", "", None, &Outcome::from_transport(e), t0, ctx.run_started);
         let outcome = leaves_play(&r).expect("a failed probe fails the host");
         host.out = true;
@@ -360,7 +398,7 @@ async fn run_play_on_host(mut host: HostRun, ctx: &PlayCtx<'_>) -> (HostRun, Pla
             );
             continue;
         }
-        if ctx.interrupted.load(Ordering::SeqCst) {
+        if ctx.interrupt.is_stopping() {
             return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
         }
         let started = Instant::now();

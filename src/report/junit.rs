@@ -68,6 +68,17 @@ pub fn render(report: &RunReport) -> std::io::Result<String> {
             }
         }
     }
+    if report.interrupted {
+        // The run did not finish: say so where CI tools look, as a failing case.
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+        if let TestCaseStatus::NonSuccess { message, ty, .. } = &mut s {
+            *message = Some("the run was interrupted before every host finished".into());
+            *ty = Some("interrupted".into());
+        }
+        let mut case = TestCase::new("gafix: run interrupted", s);
+        case.set_classname("gafix");
+        suite.add_test_case(case);
+    }
     junit.add_test_suite(suite);
     junit.to_string().map(|xml| crate::secrets::redact(&xml).into_owned()).map_err(std::io::Error::other)
 }

@@ -113,7 +113,10 @@ impl TextReporter {
             }
         }
         if report.interrupted {
-            lines.push("interrupted: no new work was started after Ctrl-C; running package transactions were let finish".into());
+            lines.push(
+                "interrupted: no new work was started after the interruption; hosts not finished are reported 'not run' (package transactions go on on their hosts)"
+                    .into(),
+            );
         }
         lines.push(format!("finished in {:.1} s, exit code {}", report.duration_s, report.exit_code));
         self.line(&lines.join("\n"));

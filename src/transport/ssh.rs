@@ -218,12 +218,29 @@ impl LocalTransport {
             .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| TransportError::Other(format!("cannot run sh: {e}")))?;
+        let mut guard = GroupGuard(child.id().map(|p| p as i32));
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let out = exchange(stdin, stdout, stderr, wrapped.password.as_ref(), input, pgid)
             .await
             .map_err(|e| TransportError::Other(format!("reading the command's output: {e}")))?;
         let status = child.wait().await.map_err(|e| TransportError::Other(e.to_string()))?;
+        guard.0 = None;
         Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
+    }
+}
+
+/// Ends a local command's process group when its run is abandoned (aborted or timed out)
+/// before it finished; a package transaction runs in a session of its own and is spared.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.filter(|p| *p > 1) {
+            // SAFETY: kill(2) on the process group we created for this command.
+            unsafe {
+                libc::kill(-pid, libc::SIGTERM);
+            }
+        }
     }
 }
 
