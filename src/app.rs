@@ -138,8 +138,26 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, Failure> {
     Ok(vars)
 }
 
-fn role_source(common: &CommonArgs) -> RoleSource {
-    RoleSource::new(common.roles_path.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+/// Where roles come from. The built-in plan uses the built-in roles unless a roles path is
+/// given: a `./roles/qemu_ga_fix` that happens to be in the current directory must not
+/// replace the role that the gate relies on without anyone asking (a warning names it).
+fn role_source(common: &CommonArgs, builtin_plan: bool) -> RoleSource {
+    match (&common.roles_path, builtin_plan) {
+        (Some(paths), _) => RoleSource::new(paths.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect()),
+        (None, false) => RoleSource::new(vec![PathBuf::from("./roles")]),
+        (None, true) => {
+            for name in crate::role::embedded_role_names() {
+                let shadow = Path::new("roles").join(name);
+                if shadow.join("tasks").is_dir() {
+                    eprintln!(
+                        "[WARNING]: ./{} is not used: the built-in plan runs the built-in '{name}' role; pass --roles-path roles to run yours",
+                        shadow.display()
+                    );
+                }
+            }
+            RoleSource::new(Vec::new())
+        }
+    }
 }
 
 fn load_playbook(path: Option<&Path>) -> Result<Playbook, Failure> {
@@ -162,6 +180,15 @@ fn use_color(choice: ColorChoice) -> bool {
 }
 
 fn host_key_policy(choice: Option<HostKeyChecking>) -> HostKeyPolicy {
+    let policy = host_key_policy_of(choice);
+    if policy == HostKeyPolicy::Off {
+        let why = if choice.is_some() { "--host-key-checking off" } else { "ANSIBLE_HOST_KEY_CHECKING=False" };
+        eprintln!("[WARNING]: SSH host keys are not checked ({why}): a host that is not the one you meant would not be noticed");
+    }
+    policy
+}
+
+fn host_key_policy_of(choice: Option<HostKeyChecking>) -> HostKeyPolicy {
     match choice {
         Some(HostKeyChecking::Yes) => HostKeyPolicy::Strict,
         Some(HostKeyChecking::AcceptNew) => HostKeyPolicy::AcceptNew,
@@ -216,12 +243,16 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
             return Err(Failure::options("--max-fail-percentage must be from 0 to 100"));
         }
     }
-    let plan = plan::build(&inv, &book, &role_source(&args.common), &overrides);
+    let plan = plan::build(&inv, &book, &role_source(&args.common, args.playbook.is_none()), &overrides);
     print_yaml_warnings();
     let plan = plan.map_err(|e| Failure::error(e.to_string()))?;
     if args.list_hosts || args.list_tasks {
         print_plan(&plan, args.list_hosts, args.list_tasks);
         return Ok(EXIT_OK);
+    }
+    // Reports go where they were asked to, or the run does not start.
+    for path in [&args.json, &args.junit, &args.retry_file].into_iter().flatten() {
+        report::check_path(path).map_err(Failure::options)?;
     }
     let opts = engine::Options {
         forks: args.forks as usize,
@@ -251,16 +282,25 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
     if json_stdout {
         println!("{}", report::to_json(&report));
     }
+    // Every report is attempted; one that cannot be written is an error on its own line,
+    // and a run that was otherwise fine exits 1 instead of 0 (never silently).
+    let mut unwritten = 0;
+    let mut note = |path: &Path, result: std::io::Result<()>| {
+        if let Err(e) = result {
+            eprintln!("ERROR: report {}: {e}", path.display());
+            unwritten += 1;
+        }
+    };
     if let Some(path) = &args.json {
-        report::write_json(&report, path).map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+        note(path, report::write_json(&report, path));
     }
     if let Some(path) = &args.junit {
-        report::junit::write(&report, path).map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+        note(path, report::junit::write(&report, path));
     }
     if let Some(path) = &args.retry_file {
-        report::write_retry(&report, path).map_err(|e| Failure::error(format!("{}: {e}", path.display())))?;
+        note(path, report::write_retry(&report, path, |h| inv.hosts.contains_key(h)));
     }
-    Ok(report.exit_code)
+    Ok(if unwritten > 0 && report.exit_code == EXIT_OK { EXIT_ERROR } else { report.exit_code })
 }
 
 fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool) {
@@ -339,7 +379,7 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
     };
     match loaded {
         Ok(book) => {
-            if let Err(errors) = book.resolve(&role_source(&args.common)) {
+            if let Err(errors) = book.resolve(&role_source(&args.common, args.playbook.is_none())) {
                 problems.extend(errors.iter().map(|e| e.to_string()));
             } else if let Some(inv) = &inv {
                 for play in &book.plays {

@@ -53,9 +53,10 @@ pub struct CommonArgs {
     #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
 
-    /// Where to look for roles before the embedded ones (colon-separated).
-    #[arg(long = "roles-path", value_name = "DIRS", env = "ANSIBLE_ROLES_PATH", default_value = "./roles")]
-    pub roles_path: String,
+    /// Where to look for roles before the embedded ones (colon-separated); default ./roles
+    /// for a playbook, only the embedded roles for the built-in plan.
+    #[arg(long = "roles-path", value_name = "DIRS", env = "ANSIBLE_ROLES_PATH")]
+    pub roles_path: Option<String>,
 
     /// More output: -v task timings, -vv the commands run on each host, -vvv debugging.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]

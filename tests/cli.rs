@@ -267,3 +267,138 @@ fn a_second_ctrl_c_or_sigterm_aborts_and_still_writes_the_reports() {
         assert_eq!(processes_with(&marker), Vec::<String>::new(), "{signals:?}: the aborted command's group is gone");
     }
 }
+
+#[test]
+fn hostile_yaml_is_a_located_error_in_bounded_time() {
+    let fleet = Fleet::new();
+    let mut bomb = String::from("all:\n  vars:\n    a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        bomb.push_str(&format!("    a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", ")));
+    }
+    fleet.write("bomb.yml", &bomb);
+    let deep: String = (0..20_000).map(|i| format!("{}- \n", "  ".repeat(i))).collect();
+    fleet.write("deep.yml", &format!("all:\n  vars:\n    x:\n{}", deep.lines().map(|l| format!("      {l}\n")).collect::<String>()));
+    fleet.write("range.yml", "all:\n  hosts:\n    h[0:9999999999]:\n");
+    let mut bad_utf8 = b"all:\n  hosts:\n    caf".to_vec();
+    bad_utf8.extend_from_slice(b"\xe9:\n");
+    std::fs::write(fleet.path("utf8.yml"), bad_utf8).unwrap();
+    for (file, expected) in [
+        ("bomb.yml", "bomb.yml:8:49: invalid YAML: aliases here expand to more than 1000000 nodes"),
+        ("deep.yml", "nest deeper than 256 levels"),
+        ("range.yml", "expands to 10000000000 hosts"),
+        ("utf8.yml", "utf8.yml:3:8: invalid YAML: invalid UTF-8 at byte offset 21"),
+    ] {
+        let started = std::time::Instant::now();
+        let (code, _, err) = gafix(&["inventory", "-i", file, "--list"], fleet.dir.path());
+        assert_eq!(code, 1, "{file}: {err}");
+        assert!(err.contains(expected), "{file}: {err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{file} took {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn duplicate_keys_are_located_warnings() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1:\n      ansible_port: 22\n      ansible_port: 2222\n");
+    let (code, out, err) = gafix(&["inventory", "-i", "hosts.yml", "--host", "h1"], fleet.dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("[WARNING]: hosts.yml:5:7: duplicate key 'ansible_port'"), "{err}");
+    assert!(out.contains("2222"), "the last value wins, as in Ansible: {out}");
+}
+
+#[test]
+fn out_of_range_durations_are_refused_before_anything_runs() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1: {ansible_connection: local}\n");
+    assert_eq!(gafix(&["converge", "-i", "hosts.yml", "-T", "18446744073709551615"], fleet.dir.path()).0, 5);
+    assert_eq!(gafix(&["converge", "-i", "hosts.yml", "--command-timeout", "99999999999999"], fleet.dir.path()).0, 5);
+    fleet.write(
+        "site.yml",
+        "- hosts: all\n  tasks:\n    - reboot: {reboot_timeout: 18446744073709551615}\n    - apt: {name: sudo, lock_timeout: -1}\n",
+    );
+    let (code, _, err) = gafix(&["validate", "-i", "hosts.yml", "site.yml"], fleet.dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("site.yml:3:16: 'reboot_timeout' must be a number of seconds"), "{err}");
+    assert!(err.contains("site.yml:4:25: 'lock_timeout' must be a number of seconds"), "{err}");
+}
+
+#[test]
+fn validate_checks_connection_variables_where_they_are_set() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1:\n      ansible_host: ssh://ops@10.0.0.5:2222\n    h2:\n    h3:\n");
+    std::fs::create_dir_all(fleet.path("host_vars")).unwrap();
+    fleet.write("host_vars/h2.yml", "ansible_port: 70000\n");
+    fleet.write("host_vars/h3.yml", "ansible_ssh_common_args: -X\n");
+    let (code, _, err) = gafix(&["validate", "-i", "hosts.yml"], fleet.dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("hosts.yml:4:7: host h1: ansible_host 'ssh://ops@10.0.0.5:2222' is a URL"), "{err}");
+    assert!(err.contains("host_vars/h2.yml:1:1: host h2: ansible_port '70000' is not a port number"), "{err}");
+    assert!(err.contains("host_vars/h3.yml:1:1: host h3: ansible_ssh_common_args: ssh argument '-X'"), "{err}");
+}
+
+#[test]
+fn reports_are_checked_first_and_never_written_through_a_symlink() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    localhost: {ansible_connection: local}\n");
+    fleet.write("site.yml", "- hosts: all\n  tasks:\n    - command: 'true'\n");
+    let precious = fleet.write("precious.txt", "keep me\n");
+    std::os::unix::fs::symlink(&precious, fleet.path("r.json")).unwrap();
+    let (code, out, err) = gafix(&["converge", "-i", "hosts.yml", "site.yml", "--json", "r.json"], fleet.dir.path());
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(err.contains("r.json: is a symlink"), "{err}");
+    assert!(!out.contains("PLAY"), "nothing ran: {out}");
+    assert_eq!(support::read(&precious), "keep me\n");
+    // A successful run removes a retry file it wrote, never a file that is not one.
+    fleet.write("failed.retry", "localhost\n");
+    fleet.write("notes.txt", "my notes\n");
+    for (file, kept) in [("failed.retry", false), ("notes.txt", true)] {
+        let (code, _, err) = gafix(&["converge", "-i", "hosts.yml", "site.yml", "--retry-file", file], fleet.dir.path());
+        assert_eq!(fleet.path(file).exists(), kept, "{file}: {err}");
+        assert_eq!(code, if kept { 1 } else { 0 }, "{file}: a report left as it was is an error, not silence: {err}");
+    }
+}
+
+#[test]
+fn unsafe_and_secret_values_are_never_templated_nor_shown() {
+    let fleet = Fleet::new();
+    fleet.write(
+        "hosts.yml",
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n      literal: !unsafe 'ab{{ 7*7 }}cd'\n      ansible_become_password: 'S3cr3t{{ nope'\n",
+    );
+    fleet.write("site.yml", "- hosts: all\n  tasks:\n    - name: show\n      command: echo {{ literal }}\n");
+    let (code, out, err) = gafix(&["converge", "-i", "hosts.yml", "site.yml", "--json", "r.json"], fleet.dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("show => ab{{ 7*7 }}cd"), "used as written: {out}");
+    let (code, out, _) = gafix(&["inventory", "-i", "hosts.yml", "--host", "localhost"], fleet.dir.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("\"literal\": \"ab{{ 7*7 }}cd\"") && out.contains("********"), "{out}");
+    let all = format!("{out}{err}{}", support::read(&fleet.path("r.json")));
+    assert!(!all.contains("S3cr3t"), "{all}");
+}
+
+#[test]
+fn disabled_host_key_checking_and_shadowed_roles_are_warned_about() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1:\n");
+    std::fs::create_dir_all(fleet.path("roles/qemu_ga_fix/tasks")).unwrap();
+    fleet.write("roles/qemu_ga_fix/tasks/main.yml", "- command: 'false'\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_gafix"))
+        .args(["converge", "-i", "hosts.yml", "--list-tasks"])
+        .current_dir(fleet.dir.path())
+        .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stderr.contains("./roles/qemu_ga_fix is not used"), "{stderr}");
+    assert!(stdout.contains("<embedded>/roles/qemu_ga_fix/tasks/main.yml"), "the built-in role runs: {stdout}");
+    let (_, stdout, _) = gafix(&["converge", "-i", "hosts.yml", "--list-tasks", "--roles-path", "roles"], fleet.dir.path());
+    assert!(stdout.contains("roles/qemu_ga_fix/tasks/main.yml:1:3"), "asked for: {stdout}");
+    fleet.write("hosts2.yml", "all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1, ansible_port: 9}\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_gafix"))
+        .args(["converge", "-i", "hosts2.yml", "-T", "2"])
+        .current_dir(fleet.dir.path())
+        .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SSH host keys are not checked (ANSIBLE_HOST_KEY_CHECKING=False)"));
+}

@@ -8,7 +8,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use crate::engine::events::{RunReport, Status, TaskRecord};
 
 pub fn write(report: &RunReport, path: &Path) -> std::io::Result<()> {
-    std::fs::write(path, render(report)?)
+    super::write_atomic(path, &render(report)?)
 }
 
 pub fn render(report: &RunReport) -> std::io::Result<String> {

@@ -16,6 +16,25 @@ pub struct TextReporter {
 
 const RESET: &str = "\x1b[0m";
 
+/// Text from hosts and files as the terminal should show it: control characters (an ESC
+/// that would recolour or retitle the terminal, a NUL, a carriage return that would hide
+/// the line) escaped; newlines and tabs kept.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn color_of(status: Status) -> &'static str {
     match status {
         Status::Ok => "\x1b[32m",
@@ -79,7 +98,7 @@ impl TextReporter {
             };
             lines.push(format!(
                 "{} : ok={:<4} changed={:<4} unreachable={:<4} failed={:<4} skipped={:<4} rescued={:<4} ignored={:<4}",
-                self.paint(color_of(status), &format!("{host:<26}")),
+                self.paint(color_of(status), &format!("{:<26}", escape_controls(host))),
                 s.ok,
                 s.changed,
                 s.unreachable,
@@ -104,12 +123,18 @@ impl TextReporter {
                     PlayOutcome::Passed => format!("{} {after}", play.name),
                     other => other.summary(),
                 };
-                lines.push(format!("{} : {} {}", format_args!("{host:<26}"), self.paint(color_of(status), label), detail));
+                let host = escape_controls(host);
+                lines.push(format!(
+                    "{} : {} {}",
+                    format_args!("{host:<26}"),
+                    self.paint(color_of(status), label),
+                    escape_controls(&detail)
+                ));
             }
         }
         for play in &report.plays {
             if let Some(reason) = &play.stopped {
-                lines.push(format!("play '{}' stopped early: {reason}", play.name));
+                lines.push(format!("play '{}' stopped early: {}", escape_controls(&play.name), escape_controls(reason)));
             }
         }
         if report.interrupted {
@@ -129,6 +154,7 @@ impl Reporter for TextReporter {
             Event::PlayStart { name, hosts, batches, check_mode } => {
                 let mode = if *check_mode { ", check mode" } else { "" };
                 let b = if *batches > 1 { format!(", {batches} batches") } else { String::new() };
+                let name = escape_controls(name);
                 self.line(&format!("\nPLAY [{name}] ({hosts} host{}{b}{mode})", if *hosts == 1 { "" } else { "s" }));
                 if let Some(bar) = &self.progress {
                     bar.set_length(*hosts as u64);
@@ -138,49 +164,99 @@ impl Reporter for TextReporter {
             }
             Event::BatchStart { index, count, hosts, .. } => self.line(&format!("batch {index}/{count}: {}", hosts.join(", "))),
             Event::Task(r) => {
+                let c = escape_controls;
                 let label = if r.ignored { "failed (ignored)".to_string() } else { r.status.label().to_string() };
-                let role = r.role.as_deref().map(|r| format!("{r} : ")).unwrap_or_default();
-                let mut text = format!("{}: [{}] {role}{}", self.paint(color_of(r.status), &label), r.host, r.task);
+                let role = r.role.as_deref().map(|r| format!("{} : ", c(r))).unwrap_or_default();
+                let mut text = format!("{}: [{}] {role}{}", self.paint(color_of(r.status), &label), c(&r.host), c(&r.task));
                 if !r.msg.is_empty() {
                     text.push_str(" => ");
-                    text.push_str(&r.msg);
+                    text.push_str(&c(&r.msg));
                 }
                 if self.verbose > 0 {
                     text.push_str(&format!(" ({:.2} s)", r.duration_s));
                 }
                 if r.status == Status::Failed {
                     if !r.location.is_empty() {
-                        text.push_str(&format!("\n    task: {}", r.location));
+                        text.push_str(&format!("\n    task: {}", c(&r.location)));
                     }
                     if let Some(rc) = r.rc {
                         text.push_str(&format!("\n    exit code: {rc}"));
                     }
                     if let Some(tail) = &r.stderr_tail {
                         for l in tail.lines() {
-                            text.push_str(&format!("\n    | {l}"));
+                            text.push_str(&format!("\n    | {}", c(l)));
                         }
                     }
                 }
                 if let Some(d) = &r.diff {
                     for l in d.before.lines() {
-                        text.push_str(&format!("\n    {}", self.paint("\x1b[31m", &format!("- {l}"))));
+                        text.push_str(&format!("\n    {}", self.paint("\x1b[31m", &format!("- {}", c(l)))));
                     }
                     for l in d.after.lines() {
-                        text.push_str(&format!("\n    {}", self.paint("\x1b[32m", &format!("+ {l}"))));
+                        text.push_str(&format!("\n    {}", self.paint("\x1b[32m", &format!("+ {}", c(l)))));
                     }
                 }
                 self.line(&text);
             }
-            Event::BatchStopped { play, reason } => self.line(&format!("stopping play '{play}': {reason}")),
+            Event::BatchStopped { play, reason } => {
+                self.line(&format!("stopping play '{}': {}", escape_controls(play), escape_controls(reason)))
+            }
             Event::Gated { host, reason, .. } => {
+                let (host, reason) = (escape_controls(host), escape_controls(reason));
                 self.line(&format!("{}: [{host}] {reason}", self.paint(color_of(Status::Skipped), "gated")));
             }
-            Event::Warning(w) => self.line(&format!("[WARNING]: {w}")),
+            Event::Warning(w) => self.line(&format!("[WARNING]: {}", escape_controls(w))),
             Event::HostDone { .. } => {
                 if let Some(bar) = &self.progress {
                     bar.inc(1);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::TaskRecord;
+
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn host_output_cannot_drive_the_terminal() {
+        let buf = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let reporter = TextReporter::new(Box::new(Captured(buf.clone())), true, 0);
+        let record = TaskRecord {
+            host: "h1".into(),
+            play: "p".into(),
+            role: None,
+            task: "t\x1b]0;owned\x07".into(),
+            module: None,
+            location: "x.yml:1:1".into(),
+            status: Status::Failed,
+            changed: false,
+            ignored: false,
+            msg: "boom\x1b[2J\r\0".into(),
+            rc: Some(1),
+            stderr_tail: Some("\x1b[31mred".into()),
+            diff: None,
+            started_s: 0.0,
+            duration_s: 0.0,
+        };
+        reporter.event(&Event::Task(&record));
+        let out = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert!(out.contains("t\\x1b]0;owned\\x07") && out.contains("boom\\x1b[2J\\x0d\\x00"), "{out:?}");
+        // The only ESC bytes left are our own colours.
+        assert_eq!(out.matches('\x1b').count(), 2, "{out:?}");
     }
 }

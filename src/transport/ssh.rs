@@ -89,15 +89,46 @@ pub fn config_lines(args: &[String]) -> Result<Vec<String>, String> {
     Ok(lines)
 }
 
-fn control_directory() -> PathBuf {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join("gafix-ssh");
-    let _ = std::fs::create_dir_all(&dir);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+/// The directory that holds the master sockets: whoever can write to it can swap a socket
+/// and read or inject commands, so it must be ours alone. Created 0700; an existing one
+/// that is not a directory owned by us with no access for others is refused, never fixed
+/// up (someone else may already be holding it).
+fn control_directory() -> Result<PathBuf, String> {
+    static CHECKED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+            private_directory(&base.join("gafix-ssh"))
+        })
+        .clone()
+}
+
+pub fn private_directory(dir: &std::path::Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create the SSH control directory {}: {e}", dir.display())),
     }
-    dir
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // SAFETY: geteuid(2) has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let why = if !meta.file_type().is_dir() {
+        Some("is not a directory (a symlink?)".to_string())
+    } else if meta.uid() != me {
+        Some(format!("is owned by uid {}, not by us (uid {me})", meta.uid()))
+    } else if meta.permissions().mode() & 0o077 != 0 {
+        Some(format!("has mode {:o}: others can reach the sockets in it", meta.permissions().mode() & 0o7777))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!(
+            "the SSH control directory {} {why}; refusing to use it. Remove it (or set XDG_RUNTIME_DIR/TMPDIR to a private directory)",
+            dir.display()
+        )),
+        None => Ok(dir.to_path_buf()),
+    }
 }
 
 impl SshTransport {
@@ -110,7 +141,7 @@ impl SshTransport {
         });
         b.connect_timeout(timeout.max(Duration::from_secs(1)));
         b.server_alive_interval(Duration::from_secs(15));
-        b.control_directory(control_directory());
+        b.control_directory(control_directory().map_err(TransportError::Other)?);
         if let Some(p) = spec.port {
             b.port(p);
         }
@@ -261,6 +292,27 @@ mod tests {
         );
         assert!(config_lines(&["-X".to_string()]).is_err());
         assert!(config_lines(&["-o".to_string()]).is_err());
+    }
+
+    #[test]
+    fn the_control_directory_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let fresh = base.path().join("fresh");
+        assert_eq!(private_directory(&fresh).unwrap(), fresh);
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(private_directory(&open).unwrap_err().contains("others can reach"));
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        assert!(private_directory(&link).unwrap_err().contains("not a directory"));
+        let theirs = base.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+        assert!(private_directory(&theirs).unwrap_err().contains("owned by uid 65534"));
     }
 
     #[test]

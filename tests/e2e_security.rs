@@ -1,0 +1,102 @@
+//! Hostile input against a real systemd container (sshd, sudo, dpkg): paths that try to
+//! run commands, become passwords that must reach sudo's prompt and nothing else, secrets
+//! that must appear in no output. Needs systemd-nspawn (tests/vm/install-deps).
+
+mod support;
+use support::{Fleet, Host, Kind, Run};
+
+/// Every output of a run, to grep for what must not be there.
+fn everything(run: &Run, fleet: &Fleet) -> String {
+    let mut all = format!("{}\n{}\n{}", run.stdout, run.stderr, run.report);
+    for extra in ["j.xml", "r.retry"] {
+        if let Ok(text) = std::fs::read_to_string(fleet.path(extra)) {
+            all.push_str(&text);
+        }
+    }
+    all
+}
+
+#[test]
+fn paths_are_data_and_passwords_reach_only_sudo() {
+    let ct = Host::start("sec", Kind::Container);
+    // A user whose sudo asks for a password; `tester` (the image's user) has NOPASSWD.
+    let password = "M4rk3r-pw{{ 7*7 }}'\"$(x)";
+    ct.sh(&format!(
+        "sudo useradd -m -s /bin/sh pwuser && printf '%s\\n' {} | sudo chpasswd && \
+         echo 'pwuser ALL=(ALL) ALL' | sudo tee /etc/sudoers.d/pwuser >/dev/null && \
+         sudo install -d -o pwuser -m 700 /home/pwuser/.ssh && sudo install -o pwuser -m 600 /home/tester/.ssh/authorized_keys /home/pwuser/.ssh/",
+        gafix::shell::quote(&format!("pwuser:{password}"))
+    ));
+    let fleet = Fleet::new();
+    let inv = fleet.inventory(&[&ct]);
+    let hostile = "/tmp/x'; touch /tmp/pwned-quote; echo '";
+    let inventory_text = support::read(&inv);
+    // The hostile path also comes from an inventory variable; the secret var is !unsafe-free
+    // on purpose: secrets are never templated anyway.
+    std::fs::write(&inv, inventory_text.replace("all:\n", &format!("all:\n  vars:\n    evil_path: {}\n", serde_json::json!(hostile))))
+        .unwrap();
+
+    // 1. Injection through paths: from a task, an inventory variable and -e, in check mode
+    //    and behind `when: false` (the probe reads every task's paths before any task runs).
+    let book = fleet.write(
+        "paths.yml",
+        &format!(
+            "- hosts: all\n  tasks:\n\
+             \x20   - name: literal\n      stat: {{path: {}}}\n      when: false\n\
+             \x20   - name: from inventory\n      stat: {{path: '{{{{ evil_path }}}}'}}\n\
+             \x20   - name: from -e\n      command: 'true'\n      args: {{creates: '{{{{ evil_e }}}}'}}\n\
+             \x20   - name: dollar\n      stat: {{path: '/tmp/$(touch /tmp/pwned-dollar)'}}\n",
+            serde_json::json!(hostile)
+        ),
+    );
+    for check in [true, false] {
+        let mut args = vec!["-i", inv.to_str().unwrap(), book.to_str().unwrap(), "-e", r#"{"evil_e": "/tmp/`touch /tmp/pwned-e`"}"#];
+        if check {
+            args.push("--check");
+        }
+        let run = fleet.gafix(&args);
+        assert_eq!(run.code, 0, "{}", run.explain());
+        assert_eq!(run.task(&ct.name, "from inventory")["msg"], format!("{hostile} does not exist"), "{}", run.explain());
+    }
+    assert_eq!(ct.sh("ls /tmp | grep -c pwned || true"), "0", "a path ran a command on the host");
+
+    // 2. The become password reaches sudo's prompt only: a command that reads stdin reads
+    //    nothing (or its own stdin), whether sudo asks (pwuser) or not (tester, NOPASSWD).
+    let tasks = "- name: reads stdin\n  command: cat\n  register: r\n\
+                 - name: own stdin\n  command: cat\n  args: {stdin: hello}\n\
+                 - name: whoami\n  command: id -un\n\
+                 - name: secret task\n  command: echo {{ token }}\n  no_log: true\n  vars: {token: T0ken-M4rk3r}\n";
+    let book = fleet.write("become.yml", &format!("- hosts: all\n  become: true\n  tasks:\n{}", indent(tasks)));
+    for user in ["tester", "pwuser"] {
+        std::fs::write(&inv, support::read(&inv).replace("ansible_user: tester", &format!("ansible_user: {user}"))).unwrap();
+        let args = ["-i", inv.to_str().unwrap(), book.to_str().unwrap(), "-vv", "--junit", "j.xml"];
+        let run = fleet.gafix_env(&args, &[("GAFIX_BECOME_PASSWORD", password)]);
+        assert_eq!(run.code, 0, "{user}: {}", run.explain());
+        assert_eq!(run.task(&ct.name, "reads stdin")["msg"], "", "{user}: the command read something: {}", run.explain());
+        assert_eq!(run.task(&ct.name, "own stdin")["msg"], "hello", "{user}");
+        assert_eq!(run.task(&ct.name, "whoami")["msg"], "root", "{user}");
+        let all = everything(&run, &fleet);
+        assert!(!all.contains("M4rk3r-pw"), "{user}: the password reached an output:\n{all}");
+        assert!(!all.contains("T0ken-M4rk3r"), "{user}: a no_log value reached an output:\n{all}");
+        std::fs::write(&inv, support::read(&inv).replace(&format!("ansible_user: {user}"), "ansible_user: tester")).unwrap();
+    }
+
+    // 3. The password as an inventory variable holding `{{`: used as written, never
+    //    templated (sudo accepts it), never shown, not even by `inventory --host`.
+    std::fs::write(
+        &inv,
+        support::read(&inv).replace(
+            "ansible_user: tester",
+            &format!("ansible_user: pwuser\n      ansible_become_password: {}", serde_json::json!(password)),
+        ),
+    )
+    .unwrap();
+    let run = fleet.gafix(&["-i", inv.to_str().unwrap(), book.to_str().unwrap(), "-vvv"]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.task(&ct.name, "whoami")["msg"], "root");
+    assert!(!everything(&run, &fleet).contains("M4rk3r-pw"), "{}", run.explain());
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
