@@ -100,3 +100,67 @@ fn paths_are_data_and_passwords_reach_only_sudo() {
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
 }
+
+/// Processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(marker) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn timeouts_and_aborts_leave_nothing_running() {
+    let ct = Host::start("sec-timeout", Kind::Container);
+    let fleet = Fleet::new();
+    let inv = fleet.inventory(&[&ct]);
+
+    // --command-timeout ends the command's whole process group on the host, a background
+    // child included (as root: the kill goes through sudo like the command).
+    let book = fleet.write(
+        "slow.yml",
+        "- hosts: all\n  become: true\n  tasks:\n    - name: slow\n      shell: sleep 301 & echo $! > /tmp/bgpid; wait\n",
+    );
+    let run = fleet.gafix(&["-i", inv.to_str().unwrap(), book.to_str().unwrap(), "--command-timeout", "3"]);
+    assert_eq!(run.code, 2, "{}", run.explain());
+    assert!(run.task(&ct.name, "slow")["msg"].as_str().unwrap().contains("did not finish within 3 s"), "{}", run.explain());
+    let pid = ct.sh("cat /tmp/bgpid");
+    assert_eq!(ct.sh(&format!("test -e /proc/{pid} && echo alive || echo gone")), "gone", "the background child outlived the timeout");
+    assert_eq!(ct.sh("pgrep -f 'sleep 30[1]' || true"), "");
+
+    // SIGTERM mid-task: the recap and reports are written, and no ssh master nor control
+    // socket directory of this run is left on the controller.
+    let runtime = tempfile::tempdir().unwrap();
+    let book = fleet.write("hang.yml", "- hosts: all\n  tasks:\n    - name: hang\n      command: sleep 302\n");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gafix"))
+        .args(["converge", "-i", inv.to_str().unwrap(), book.to_str().unwrap(), "--json"])
+        .arg(fleet.path("term.json"))
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ct.sh("pgrep -f 'sleep 30[2]' || true").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the task never started");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(99), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("PLAY RECAP"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&support::read(&fleet.path("term.json"))).unwrap();
+    assert_eq!(report["interrupted"], true);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let control = runtime.path().join("gafix-ssh");
+    assert_eq!(processes_with(&control.display().to_string()), Vec::<String>::new(), "an ssh master of the run is left");
+    let left: Vec<_> = std::fs::read_dir(&control).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "control directories left: {left:?}");
+}
