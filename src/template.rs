@@ -292,6 +292,17 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_expressions_are_errors_not_stack_overflows() {
+        let t = Templar::new();
+        let v = vars(json!({"x": 1}));
+        let deep = "(".repeat(20_000) + "x" + &")".repeat(20_000);
+        assert!(t.condition(&deep, &v).is_err());
+        assert!(t.render(&json!(format!("{{{{ {deep} }}}}")), &v).is_err());
+        let list = "[".repeat(20_000) + &"]".repeat(20_000);
+        assert!(t.condition(&list, &v).is_err());
+    }
+
+    #[test]
     fn version_ordering() {
         use std::cmp::Ordering::*;
         assert_eq!(compare_versions("1.10", "1.9"), Greater);
