@@ -42,3 +42,66 @@ fn vms_with_and_without_the_agent_channel_and_a_container() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(!noga.ssh("true").status.success());
 }
+
+/// Several `ct-up --python` at once (as `bench/run` does): each takes the python rootfs
+/// lock (building the rootfs if the cache is cold), and none of the containers keeps it.
+/// Before the fix, a waiter returned with the lock's descriptor open and its container
+/// held the lock for its whole life, so every later `ct-up --python` hung.
+#[test]
+fn python_containers_start_together_and_release_the_lock() {
+    // A cold cache: the python rootfs is rebuilt while the others wait for it.
+    let cache = std::env::var("GAFIX_TESTVM_CACHE").unwrap_or_else(|_| "/var/cache/gafix-testvm".into());
+    let image = std::fs::canonicalize(format!("{cache}/current")).expect("testvm build ran");
+    let _ = std::fs::remove_file(image.join("rootfs-py.ready"));
+    let started = std::time::Instant::now();
+    let names: Vec<String> = (0..3).map(|i| format!("self-py{i}-{}", std::process::id())).collect();
+    let _down = Teardown(names.clone());
+    let children: Vec<_> = names
+        .iter()
+        .map(|n| {
+            std::process::Command::new(support::testvm())
+                .args(["ct-up", n, "--python"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("testvm runs")
+        })
+        .collect();
+    for (name, child) in names.iter().zip(children) {
+        let status = wait_at_most(child, Duration::from_secs(300));
+        assert!(status.success(), "{name} failed");
+    }
+    // A fourth one, started after them, does not wait on a lock held by a running container.
+    let late = format!("self-py-late-{}", std::process::id());
+    let _late_down = Teardown(vec![late.clone()]);
+    let child = std::process::Command::new(support::testvm())
+        .args(["ct-up", &late, "--python"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_at_most(child, Duration::from_secs(120)).success(), "the late container failed");
+    eprintln!("python containers started in {:?} (cold cache)", started.elapsed());
+}
+
+/// Waits for a child, failing the test (not hanging it) past `limit`.
+fn wait_at_most(mut child: std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ct-up --python hangs after {limit:?}: a running container holds the python rootfs lock");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops these hosts when dropped (also when the test fails).
+struct Teardown(Vec<String>);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(support::testvm()).arg("down").args(&self.0).output();
+    }
+}
