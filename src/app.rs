@@ -148,7 +148,12 @@ fn role_source(common: &CommonArgs, builtin_plan: bool) -> RoleSource {
         (None, true) => {
             for name in crate::role::embedded_role_names() {
                 let shadow = Path::new("roles").join(name);
-                if shadow.join("tasks").is_dir() {
+                // A copy identical to the built-in role (this project's own tree) changes nothing.
+                let differs = crate::role::EMBEDDED
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(&format!("roles/{name}/")))
+                    .any(|(p, text)| std::fs::read_to_string(p).ok().as_deref() != Some(*text));
+                if shadow.join("tasks").is_dir() && differs {
                     eprintln!(
                         "[WARNING]: ./{} is not used: the built-in plan runs the built-in '{name}' role; pass --roles-path roles to run yours",
                         shadow.display()
