@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use crate::cli::{Cli, ColorChoice, Command, CommonArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, ValidateArgs};
 use crate::diag::Diagnostic;
@@ -384,19 +384,18 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
     };
     match loaded {
         Ok(book) => {
-            if let Err(errors) = book.resolve(&role_source(&args.common, args.playbook.is_none())) {
-                problems.extend(errors.iter().map(|e| e.to_string()));
-            } else if let Some(inv) = &inv {
-                for play in &book.plays {
-                    if let Err(e) = inventory::select(inv, &play.hosts) {
-                        problems.push(format!("{}: {e}", play.location));
-                    }
+            // The plan `converge` would run, built the same way (roles, host patterns, --limit,
+            // and a plan left without hosts).
+            let roles = role_source(&args.common, args.playbook.is_none());
+            let built = match &inv {
+                Some(inv) => {
+                    let overrides = Overrides { limit: args.common.limit.clone(), ..Default::default() };
+                    plan::build(inv, &book, &roles, &overrides).map(drop)
                 }
-                if let Some(limit) = &args.common.limit {
-                    if let Err(e) = inventory::select(inv, limit) {
-                        problems.push(format!("--limit: {e}"));
-                    }
-                }
+                None => book.resolve(&roles).map(drop).map_err(plan::PlanError::Roles),
+            };
+            if let Err(e) = built {
+                problems.push(e.to_string());
             }
         }
         Err(f) => problems.push(f.message),
@@ -414,85 +413,6 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
     }
 }
 
-/// The JSON `ansible-inventory --list` prints (groups with hosts/children, `_meta.hostvars`).
-pub fn inventory_list(inv: &Inventory, hosts: &[String], extra: &Vars) -> Json {
-    let selected: std::collections::HashSet<&String> = hosts.iter().collect();
-    let mut out = serde_json::Map::new();
-    let mut seen = std::collections::HashSet::new();
-    fn format_group(
-        inv: &Inventory,
-        name: &str,
-        hosts: &std::collections::HashSet<&String>,
-        out: &mut serde_json::Map<String, Json>,
-        seen: &mut std::collections::HashSet<String>,
-    ) {
-        let group = &inv.groups[name];
-        let mut entry = serde_json::Map::new();
-        if name != "all" {
-            let hs: Vec<&String> = group.hosts.iter().filter(|h| hosts.contains(h)).collect();
-            if !hs.is_empty() {
-                entry.insert("hosts".into(), json!(hs));
-            }
-        }
-        if !group.children.is_empty() {
-            entry.insert("children".into(), json!(group.children));
-        }
-        for c in &group.children {
-            if seen.insert(c.clone()) {
-                format_group(inv, c, hosts, out, seen);
-            }
-        }
-        if !entry.is_empty() {
-            out.insert(name.into(), Json::Object(entry));
-        }
-    }
-    format_group(inv, "all", &selected, &mut out, &mut seen);
-    let mut hostvars = serde_json::Map::new();
-    for h in hosts {
-        let v = host_vars_for_display(inv, h, extra);
-        if !v.is_empty() {
-            hostvars.insert(h.clone(), Json::Object(v));
-        }
-    }
-    out.insert("_meta".into(), json!({"hostvars": hostvars}));
-    Json::Object(out)
-}
-
-fn host_vars_for_display(inv: &Inventory, host: &str, extra: &Vars) -> Vars {
-    let mut v = inv.host_vars(host);
-    v.extend(extra.clone());
-    inventory::mask_secrets(&mut v);
-    match crate::template::strip_unsafe_marks(&Json::Object(v)) {
-        Json::Object(m) => m,
-        _ => unreachable!("a mapping stays a mapping"),
-    }
-}
-
-/// `ansible-inventory --graph`: groups and hosts sorted by name.
-pub fn inventory_graph(inv: &Inventory, group: &str, hosts: &[String]) -> Vec<String> {
-    let selected: std::collections::HashSet<&String> = hosts.iter().collect();
-    fn walk(inv: &Inventory, group: &str, depth: usize, hosts: &std::collections::HashSet<&String>, out: &mut Vec<String>) {
-        let name = |n: &str, d: usize| if d == 0 { n.to_string() } else { format!("{}--{n}", "  |".repeat(d)) };
-        out.push(name(&format!("@{group}:"), depth));
-        let g = &inv.groups[group];
-        let mut children = g.children.clone();
-        children.sort();
-        for c in children {
-            walk(inv, &c, depth + 1, hosts, out);
-        }
-        if group != "all" {
-            let mut hs: Vec<&String> = g.hosts.iter().filter(|h| hosts.contains(h)).collect();
-            hs.sort();
-            for h in hs {
-                out.push(name(h, depth + 1));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(inv, group, 0, &selected, &mut out);
-    out
-}
-
 fn inventory_command(args: InventoryArgs) -> Result<i32, Failure> {
     let inv = load_inventory(&args.common)?;
     let extra = parse_extra_vars(&args.common.extra_vars)?;
@@ -503,17 +423,17 @@ fn inventory_command(args: InventoryArgs) -> Result<i32, Failure> {
     };
     let as_text = |v: &Json| serde_json::to_string_pretty(v).unwrap_or_default();
     if args.list {
-        println!("{}", as_text(&inventory_list(&inv, &hosts, &extra)));
+        println!("{}", as_text(&inventory::output::list(&inv, &hosts, &extra)));
     } else if let Some(h) = &args.host {
         if !inv.hosts.contains_key(h) {
             return Err(Failure::error(format!("host '{h}' is not in the inventory")));
         }
-        println!("{}", as_text(&Json::Object(host_vars_for_display(&inv, h, &extra))));
+        println!("{}", as_text(&Json::Object(inventory::output::host(&inv, h, &extra))));
     } else if let Some(group) = &args.graph {
         if !inv.groups.contains_key(group) {
             return Err(Failure::error(format!("group '{group}' is not in the inventory")));
         }
-        for line in inventory_graph(&inv, group, &hosts) {
+        for line in inventory::output::graph(&inv, group, &hosts) {
             println!("{line}");
         }
     }

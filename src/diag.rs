@@ -22,6 +22,18 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// The one way a YAML error becomes a diagnostic: its place, and what was wrong there.
+impl From<&crate::yaml::YamlError> for Diagnostic {
+    fn from(e: &crate::yaml::YamlError) -> Self {
+        match e {
+            crate::yaml::YamlError::Syntax { location, message } => Diagnostic::new(location, format!("invalid YAML: {message}")),
+            crate::yaml::YamlError::Io { path, source } => {
+                Diagnostic::new(&Location::synthetic(&path.display().to_string()), format!("cannot read: {source}"))
+            }
+        }
+    }
+}
+
 /// Several diagnostics, printed one per line.
 #[derive(Debug, Default)]
 pub struct Diagnostics(pub Vec<Diagnostic>);

@@ -247,7 +247,7 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
             "dpkg" | "rpm" => {
                 if !saw_packages {
                     for p in &request.packages {
-                        facts.packages.insert(crate::module::names::deb_base_name(p).to_string(), PackageState::default());
+                        facts.packages.insert(crate::names::deb_base_name(p).to_string(), PackageState::default());
                     }
                     saw_packages = true;
                 }

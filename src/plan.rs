@@ -9,8 +9,10 @@ use crate::role::{Play, Role, RoleError, RoleSource, Serial, Task};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("{0}")]
-    Pattern(#[from] PatternError),
+    #[error("--limit: {0}")]
+    Limit(PatternError),
+    #[error("{location}: hosts: {error}")]
+    PlayHosts { location: crate::yaml::Location, error: PatternError },
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Roles(Vec<RoleError>),
     #[error("the inventory, host pattern and --limit leave no hosts to run on")]
@@ -61,12 +63,15 @@ pub struct Overrides {
 pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &Overrides) -> Result<Plan, PlanError> {
     let resolved = book.resolve(roles).map_err(PlanError::Roles)?;
     let subset = match &overrides.limit {
-        Some(limit) => Some(inventory::select(inv, limit)?.into_iter().collect::<std::collections::HashSet<String>>()),
+        Some(limit) => {
+            Some(inventory::select(inv, limit).map_err(PlanError::Limit)?.into_iter().collect::<std::collections::HashSet<String>>())
+        }
         None => None,
     };
     let mut plays = Vec::new();
     for ResolvedPlay { play, roles } in resolved {
-        let mut hosts = inventory::select(inv, &play.hosts)?;
+        let mut hosts =
+            inventory::select(inv, &play.hosts).map_err(|error| PlanError::PlayHosts { location: play.location.clone(), error })?;
         if let Some(subset) = &subset {
             hosts.retain(|h| subset.contains(h));
         }

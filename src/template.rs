@@ -8,7 +8,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value as Json;
 
-use crate::inventory::Vars;
+use crate::vars::Vars;
 use crate::yaml::UNSAFE_MARK;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -402,3 +402,14 @@ fn disabled_host_key_checking_and_shadowed_roles_are_warned_about() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("SSH host keys are not checked (ANSIBLE_HOST_KEY_CHECKING=False)"));
 }
+
+#[test]
+fn validate_builds_the_plan_converge_would() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1:\n");
+    let (code, _, err) = gafix(&["converge", "-i", "hosts.yml", "--list-hosts", "-l", "!all"], fleet.dir.path());
+    assert_eq!(code, 1, "{err}");
+    let (code, _, verr) = gafix(&["validate", "-i", "hosts.yml", "-l", "!all"], fleet.dir.path());
+    assert_eq!(code, 1, "validate says what converge says: {verr}");
+    assert!(verr.contains("leave no hosts to run on") && err.contains("leave no hosts to run on"), "{verr}");
+}

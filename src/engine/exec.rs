@@ -97,7 +97,7 @@ pub async fn execute(
     args: &Args,
     become_: Option<&Become>,
     ctx: &Ctx<'_>,
-    vars: &crate::inventory::Vars,
+    vars: &crate::vars::Vars,
 ) -> Outcome {
     match module {
         ModuleKind::Apt => run_apt(host, try_args!(apt::desired(args)), become_, ctx).await,
@@ -387,7 +387,7 @@ async fn run_stat(host: &mut HostRun, path: String, ctx: &Ctx<'_>) -> Outcome {
     o
 }
 
-fn run_assert(d: assert::Desired, ctx: &Ctx<'_>, vars: &crate::inventory::Vars) -> Outcome {
+fn run_assert(d: assert::Desired, ctx: &Ctx<'_>, vars: &crate::vars::Vars) -> Outcome {
     for cond in &d.that {
         match ctx.templar.condition(cond, vars) {
             Ok(true) => {}

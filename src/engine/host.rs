@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::facts::{self, Facts, ProbeRequest};
-use crate::inventory::Vars;
 use crate::transport::{Become, CommandOutput, ConnectionSpec, Transport, TransportError};
+use crate::vars::Vars;
 
 /// Which facts an earlier change made stale; they are re-read when next needed.
 #[derive(Clone, Copy, Debug, Default)]
@@ -106,7 +106,7 @@ impl HostRun {
         let known = self.facts.as_ref();
         let stale = self.stale;
         for p in &extra.packages {
-            let base = crate::module::names::deb_base_name(p);
+            let base = crate::names::deb_base_name(p);
             if basics || stale.packages || !known.is_some_and(|f| f.packages.contains_key(base)) {
                 request.packages.push(p.clone());
             }

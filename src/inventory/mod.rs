@@ -1,6 +1,7 @@
 //! Ansible-style YAML inventories: groups nested to any depth, host ranges, `group_vars/` and
 //! `host_vars/` beside the file, and Ansible's variable precedence.
 
+pub mod output;
 pub mod pattern;
 pub mod range;
 mod vars_files;
@@ -16,8 +17,7 @@ use crate::yaml::{self, Location, Node, Value};
 
 pub use pattern::{select, PatternError};
 
-/// Variables as Ansible holds them: an ordered JSON-like mapping.
-pub type Vars = serde_json::Map<String, Json>;
+pub use crate::vars::Vars;
 
 /// Variable names whose values are secrets: never printed, never reported.
 pub const SECRET_VARS: &[&str] =

@@ -56,10 +56,7 @@ fn load_entity(base: &Path, name: &str, errors: &mut Vec<Diagnostic>, warnings: 
                 _ => errors
                     .push(Diagnostic::new(&node.location, format!("a variables file must hold a mapping, found {}", node.type_name()))),
             },
-            Err(e) => errors.push(match e.location() {
-                Some(location) => Diagnostic::new(location, e.to_string().split_once(": ").map(|(_, m)| m.to_string()).unwrap_or_default()),
-                None => Diagnostic::new(&Location::synthetic(&file.display().to_string()), e.to_string()),
-            }),
+            Err(e) => errors.push(Diagnostic::from(&e)),
         }
     }
     (vars, locations)

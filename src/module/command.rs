@@ -1,7 +1,7 @@
 //! `command` and `shell`: run a program, with `creates`/`removes`, `chdir`, `stdin`.
 
-use super::names;
 use super::spec::{arg, arg_aliases, Args, Kind, Spec};
+use crate::names;
 use crate::shell::quote;
 
 pub static COMMAND_SPEC: Spec = Spec {

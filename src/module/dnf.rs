@@ -1,9 +1,9 @@
 //! `dnf` (and its `yum` alias): RHEL-family packages.
 
-use super::names;
 use super::spec::{arg, arg_aliases, arg_choices, Args, Kind, Spec};
 use super::{Decision, PackageState};
 use crate::facts::Facts;
+use crate::names;
 use crate::shell::quote;
 
 pub static SPEC: Spec = Spec {

@@ -5,12 +5,12 @@ pub mod apt;
 pub mod assert;
 pub mod command;
 pub mod dnf;
-pub mod names;
 pub mod reboot;
 pub mod spec;
 pub mod stat;
 pub mod systemd;
 
+use crate::names;
 use spec::Spec;
 
 /// What a module decided from facts and desired state.

@@ -4,6 +4,7 @@
 use serde_json::Value as Json;
 
 use crate::diag::Diagnostic;
+use crate::vars::json_bool;
 use crate::yaml::{self, Node, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,15 +101,6 @@ impl Args {
             Some(other) => vec![other.to_string()],
             None => Vec::new(),
         }
-    }
-}
-
-pub fn json_bool(v: &Json) -> Option<bool> {
-    match v {
-        Json::Bool(b) => Some(*b),
-        Json::Number(n) => n.as_i64().map(|i| i != 0),
-        Json::String(s) => yaml::parse_bool_str(s.trim()),
-        _ => None,
     }
 }
 

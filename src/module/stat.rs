@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value as Json};
 
-use super::names;
 use super::spec::{arg_aliases, Args, Kind, Spec};
 use crate::facts::PathStat;
+use crate::names;
 
 pub static SPEC: Spec = Spec {
     name: "stat",

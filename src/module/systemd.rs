@@ -1,9 +1,9 @@
 //! `systemd` / `systemd_service` and `service`: units started, stopped, enabled, masked.
 
-use super::names;
 use super::spec::{arg, arg_aliases, arg_choices, Args, Kind, Spec};
 use super::Decision;
 use crate::facts::UnitState;
+use crate::names;
 use crate::shell::quote;
 
 pub static SPEC: Spec = Spec {

@@ -7,7 +7,7 @@ pub mod task;
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::inventory::Vars;
+use crate::vars::Vars;
 use crate::yaml::{self, Location, Node};
 
 pub use playbook::{Play, Playbook, Serial};
@@ -135,7 +135,7 @@ fn load_embedded(name: &str, tasks_text: &str, meta_text: Option<&str>) -> Resul
     let parse = |text: &str, path: String, errors: &mut Vec<Diagnostic>| match yaml::parse_str(text, Path::new(&path)) {
         Ok(n) => n,
         Err(e) => {
-            errors.push(yaml_diag(&e));
+            errors.push(Diagnostic::from(&e));
             None
         }
     };
@@ -151,20 +151,11 @@ fn load_embedded(name: &str, tasks_text: &str, meta_text: Option<&str>) -> Resul
     Ok(Role { name: name.into(), tasks, defaults: Vars::new(), meta, origin: "<embedded>".into() })
 }
 
-pub(crate) fn yaml_diag(e: &yaml::YamlError) -> Diagnostic {
-    match e {
-        yaml::YamlError::Syntax { location, message } => Diagnostic::new(location, format!("invalid YAML: {message}")),
-        yaml::YamlError::Io { path, source } => {
-            Diagnostic::new(&Location::synthetic(&path.display().to_string()), format!("cannot read: {source}"))
-        }
-    }
-}
-
 pub(crate) fn load_yaml(path: &Path, errors: &mut Vec<Diagnostic>) -> Option<Node> {
     match yaml::load_file(path) {
         Ok(n) => n,
         Err(e) => {
-            errors.push(yaml_diag(&e));
+            errors.push(Diagnostic::from(&e));
             None
         }
     }
@@ -201,7 +192,7 @@ fn parse_meta(node: &Node, errors: &mut Vec<Diagnostic>) -> RoleMeta {
                         "unit_active" => {
                             meta.verify_unit_active = task::string_value(vv, "unit_active", errors);
                             if let Some(u) = &meta.verify_unit_active {
-                                if let Err(e) = crate::module::names::unit(u) {
+                                if let Err(e) = crate::names::unit(u) {
                                     errors.push(Diagnostic::new(&vv.location, e.to_string()));
                                 }
                             }

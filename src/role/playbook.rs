@@ -5,7 +5,7 @@ use std::path::Path;
 use super::task::{self, Task};
 use super::{Role, RoleError, RoleSource};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::inventory::Vars;
+use crate::vars::Vars;
 use crate::yaml::{self, Location, Node, Value};
 
 /// One step of `serial`: a host count or a percentage of the play's hosts.
@@ -133,7 +133,7 @@ impl Playbook {
         let mut errors = Vec::new();
         let node = match yaml::parse_str(text, Path::new(name)) {
             Ok(n) => n,
-            Err(e) => return Err(Diagnostics(vec![super::yaml_diag(&e)])),
+            Err(e) => return Err(Diagnostics(vec![Diagnostic::from(&e)])),
         };
         let book = Self::from_node(node.as_ref(), name, &mut errors);
         if errors.is_empty() {

@@ -3,9 +3,9 @@
 use serde_json::Value as Json;
 
 use crate::diag::Diagnostic;
-use crate::inventory::Vars;
 use crate::module::spec::{self, Args};
 use crate::module::ModuleKind;
+use crate::vars::Vars;
 use crate::yaml::{Location, Node, Value};
 
 #[derive(Clone, Debug)]

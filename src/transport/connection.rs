@@ -2,13 +2,10 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value as Json;
-
 use super::exchange::{preamble, SUDO_PROMPT};
 use super::{CommandOutput, Secret, TransportError};
-use crate::inventory::Vars;
-use crate::module::spec::json_bool;
 use crate::shell::quote;
+use crate::vars::{json_bool, text, Vars};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostKeyPolicy {
@@ -47,10 +44,6 @@ pub struct ConnectionSpecError {
     pub message: String,
     /// The variable at fault, so that the caller can say where it is set.
     pub var: Option<&'static str>,
-}
-
-fn text(v: &Json) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
 
 impl ConnectionSpec {
@@ -208,7 +201,7 @@ pub fn check_become(out: &CommandOutput, become_: Option<&Become>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value as Json};
 
     fn vars(v: Json) -> Vars {
         v.as_object().unwrap().clone()
