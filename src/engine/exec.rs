@@ -11,7 +11,7 @@ use crate::facts::{PkgMgr, ProbeRequest};
 use crate::module::spec::Args;
 use crate::module::{apt, assert, command, dnf, reboot, stat, systemd, Decision, ModuleKind};
 use crate::template::Templar;
-use crate::transport::{Become, CommandOutput, ConnectionSpec, Transport, TransportError};
+use crate::transport::{Become, CommandOutput, Connection, ConnectionSpec, TransportError};
 
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -457,9 +457,9 @@ enum ProbeError {
 }
 
 /// One reconnection attempt: a new connection, and a boot id that differs from before.
-async fn probe_new_boot(spec: &ConnectionSpec, d: &reboot::Desired, boot_before: &str, ctx: &Ctx<'_>) -> Result<Transport, ProbeError> {
+async fn probe_new_boot(spec: &ConnectionSpec, d: &reboot::Desired, boot_before: &str, ctx: &Ctx<'_>) -> Result<Connection, ProbeError> {
     let timeout = Duration::from_secs(d.connect_timeout.max(1));
-    let transport = match Transport::connect(spec, timeout).await {
+    let transport = match Connection::connect(spec, timeout).await {
         Ok(t) => t,
         Err(TransportError::HostKeyChanged(m)) => return Err(ProbeError::HostKey(format!("after the reboot: {m}"))),
         Err(e) => return Err(ProbeError::NotYet(e.to_string())),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::facts::{self, Facts, ProbeRequest};
-use crate::transport::{Become, CommandOutput, ConnectionSpec, Transport, TransportError};
+use crate::transport::{Become, CommandOutput, Connection, ConnectionSpec, TransportError};
 use crate::vars::Vars;
 
 /// Which facts an earlier change made stale; they are re-read when next needed.
@@ -20,7 +20,7 @@ pub struct HostRun {
     pub name: String,
     pub spec: ConnectionSpec,
     pub inventory_vars: Vars,
-    pub transport: Option<Transport>,
+    pub transport: Option<Connection>,
     pub facts: Option<Facts>,
     pub facts_vars: Vars,
     pub stale: Stale,
@@ -62,7 +62,7 @@ impl HostRun {
 
     pub async fn connect(&mut self, t: &Timeouts) -> Result<(), TransportError> {
         if self.transport.is_none() {
-            self.transport = Some(Transport::connect(&self.spec, t.connect).await?);
+            self.transport = Some(Connection::connect(&self.spec, t.connect).await?);
         }
         Ok(())
     }

@@ -3,12 +3,15 @@
 
 mod connection;
 pub mod exchange;
+pub mod local;
 pub mod ssh;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use connection::{validate_user as connection_validate_user, Become, ConnectionSpec, ConnectionSpecError, HostKeyPolicy};
+pub use connection::{validate_user as connection_validate_user, Become, ConnectionSpec, ConnectionSpecError, HostKeyPolicy, Wrapped};
+
+use futures::future::BoxFuture;
 
 /// A secret (the become password): never printed, never serialized.
 #[derive(Clone)]
@@ -80,18 +83,49 @@ impl TransportError {
     }
 }
 
-/// A connected host.
-pub enum Transport {
-    Ssh(ssh::SshTransport),
-    Local(ssh::LocalTransport),
+/// Where a timed-out command's process group is written as soon as the command reports it.
+pub type Pgid = Arc<Mutex<Option<i32>>>;
+
+/// A way to run commands on a host: SSH ([`ssh::SshTransport`]), the controller itself
+/// ([`local::LocalTransport`]), or a test's own. It only carries a wrapped command and its
+/// pipes; [`Connection`] adds what every transport shares (sudo, timeouts, kills).
+pub trait Transport: Send + Sync {
+    /// Runs one wrapped command (see `connection::wrap_command`) to its end.
+    fn run<'a>(
+        &'a self,
+        wrapped: &'a Wrapped,
+        input: Option<&'a str>,
+        pgid: &'a Pgid,
+    ) -> BoxFuture<'a, Result<CommandOutput, TransportError>>;
+
+    /// Ends the connection (an SSH master); nothing to do by default.
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+
+    /// Whether commands run on the controller (whose own process group must never be killed).
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
-impl Transport {
-    pub async fn connect(spec: &ConnectionSpec, timeout: Duration) -> Result<Transport, TransportError> {
+/// A connected host: a transport and the rules every command follows on it.
+pub struct Connection {
+    transport: Box<dyn Transport>,
+}
+
+impl Connection {
+    /// Connects as the spec says: locally, or over SSH.
+    pub async fn connect(spec: &ConnectionSpec, timeout: Duration) -> Result<Connection, TransportError> {
         if spec.local {
-            return Ok(Transport::Local(ssh::LocalTransport::new(spec.clone())));
+            return Ok(Connection::over(Box::new(local::LocalTransport)));
         }
-        Ok(Transport::Ssh(ssh::SshTransport::connect(spec, timeout).await?))
+        Ok(Connection::over(Box::new(ssh::SshTransport::connect(spec, timeout).await?)))
+    }
+
+    /// A connection over any transport (tests bring their own).
+    pub fn over(transport: Box<dyn Transport>) -> Connection {
+        Connection { transport }
     }
 
     /// Runs a POSIX `sh` script, as root through sudo when `become` says so. Past `timeout`
@@ -106,12 +140,7 @@ impl Transport {
     ) -> Result<CommandOutput, TransportError> {
         let wrapped = connection::wrap_command(script, become_);
         let pgid = Arc::new(Mutex::new(None));
-        let running = async {
-            match self {
-                Transport::Ssh(t) => t.run(&wrapped, stdin, &pgid).await,
-                Transport::Local(t) => t.run(&wrapped, stdin, &pgid).await,
-            }
-        };
+        let running = self.transport.run(&wrapped, stdin, &pgid);
         let out = match tokio::time::timeout(timeout, running).await {
             Ok(out) => out?,
             Err(_) => {
@@ -128,18 +157,13 @@ impl Transport {
 
     /// Ends a timed-out command: TERM to its process group, then KILL to what is left.
     async fn kill_group(&self, group: i32, become_: Option<&Become>) {
-        if matches!(self, Transport::Local(_)) && group == own_process_group() {
+        if self.transport.is_local() && group == own_process_group() {
             return;
         }
         let script = format!("kill -TERM -{group} 2>/dev/null && sleep 2 && kill -KILL -{group} 2>/dev/null; exit 0");
         let wrapped = connection::wrap_command(&script, become_);
         let pgid = Arc::new(Mutex::new(None));
-        let killing = async {
-            match self {
-                Transport::Ssh(t) => t.run(&wrapped, None, &pgid).await,
-                Transport::Local(t) => t.run(&wrapped, None, &pgid).await,
-            }
-        };
+        let killing = self.transport.run(&wrapped, None, &pgid);
         if let Ok(Err(e)) | Err(e) =
             tokio::time::timeout(Duration::from_secs(15), killing).await.map_err(|_| TransportError::Timeout(Duration::from_secs(15)))
         {
@@ -148,9 +172,7 @@ impl Transport {
     }
 
     pub async fn close(self) {
-        if let Transport::Ssh(t) = self {
-            t.close().await;
-        }
+        self.transport.close().await;
     }
 }
 
@@ -166,15 +188,8 @@ fn own_process_group() -> i32 {
 mod tests {
     use super::*;
 
-    fn local() -> Transport {
-        let spec = ConnectionSpec::from_vars(
-            "localhost",
-            &serde_json::json!({"ansible_connection": "local"}).as_object().unwrap().clone(),
-            HostKeyPolicy::Strict,
-            None,
-        )
-        .unwrap();
-        Transport::Local(ssh::LocalTransport::new(spec))
+    fn local() -> Connection {
+        Connection::over(Box::new(local::LocalTransport))
     }
 
     fn alive(pid: &str) -> bool {

@@ -1,17 +1,17 @@
 //! SSH through the system's OpenSSH via the `openssh` crate: one master connection per host
 //! (so `~/.ssh/config`, agents, ProxyJump and known_hosts work as for `ssh`), every command
-//! a new channel on it. And the local transport for `ansible_connection: local`.
+//! a new channel on it.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use openssh::{KnownHosts, Session, SessionBuilder};
-use std::sync::{Arc, Mutex};
 
 use super::connection::Wrapped;
 use super::exchange::exchange;
-use super::{CommandOutput, ConnectionSpec, HostKeyPolicy, TransportError};
+use futures::future::BoxFuture;
+
+use super::{CommandOutput, ConnectionSpec, HostKeyPolicy, Pgid, Transport, TransportError};
 
 pub struct SshTransport {
     session: Session,
@@ -187,12 +187,7 @@ impl SshTransport {
     }
 
     /// Runs a wrapped command on a new channel of the master; the caller bounds its time.
-    pub(super) async fn run(
-        &self,
-        wrapped: &Wrapped,
-        input: Option<&str>,
-        pgid: &Arc<Mutex<Option<i32>>>,
-    ) -> Result<CommandOutput, TransportError> {
+    async fn exec(&self, wrapped: &Wrapped, input: Option<&str>, pgid: &Pgid) -> Result<CommandOutput, TransportError> {
         let started = Instant::now();
         let mut cmd = self.session.raw_command(&wrapped.command);
         cmd.stdin(openssh::Stdio::piped());
@@ -206,9 +201,22 @@ impl SshTransport {
         let status = child.wait().await.map_err(map_run_error)?;
         Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
     }
+}
 
-    pub async fn close(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
+impl Transport for SshTransport {
+    fn run<'a>(
+        &'a self,
+        wrapped: &'a Wrapped,
+        input: Option<&'a str>,
+        pgid: &'a Pgid,
+    ) -> BoxFuture<'a, Result<CommandOutput, TransportError>> {
+        Box::pin(self.exec(wrapped, input, pgid))
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
+        })
     }
 }
 
@@ -218,60 +226,6 @@ fn map_run_error(e: openssh::Error) -> TransportError {
             TransportError::Unreachable(format!("the SSH connection broke: {}", error_text(&e)))
         }
         other => TransportError::Other(error_text(&other)),
-    }
-}
-
-/// Runs commands on the controller (`ansible_connection: local`).
-pub struct LocalTransport {
-    _spec: ConnectionSpec,
-}
-
-impl LocalTransport {
-    pub fn new(spec: ConnectionSpec) -> Self {
-        LocalTransport { _spec: spec }
-    }
-
-    /// Runs a wrapped command in its own process group (so that a timeout can kill the
-    /// command's whole group without touching gafix); the caller bounds its time.
-    pub(super) async fn run(
-        &self,
-        wrapped: &Wrapped,
-        input: Option<&str>,
-        pgid: &Arc<Mutex<Option<i32>>>,
-    ) -> Result<CommandOutput, TransportError> {
-        let started = Instant::now();
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(&wrapped.command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| TransportError::Other(format!("cannot run sh: {e}")))?;
-        let mut guard = GroupGuard(child.id().map(|p| p as i32));
-        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let out = exchange(stdin, stdout, stderr, wrapped.password.as_ref(), input, pgid)
-            .await
-            .map_err(|e| TransportError::Other(format!("reading the command's output: {e}")))?;
-        let status = child.wait().await.map_err(|e| TransportError::Other(e.to_string()))?;
-        guard.0 = None;
-        Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
-    }
-}
-
-/// Ends a local command's process group when its run is abandoned (aborted or timed out)
-/// before it finished; a package transaction runs in a session of its own and is spared.
-struct GroupGuard(Option<i32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.filter(|p| *p > 1) {
-            // SAFETY: kill(2) on the process group we created for this command.
-            unsafe {
-                libc::kill(-pid, libc::SIGTERM);
-            }
-        }
     }
 }
 
