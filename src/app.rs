@@ -10,11 +10,12 @@ use serde_json::Value as Json;
 
 use crate::cli::{Cli, ColorChoice, Command, CommonArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, ValidateArgs};
 use crate::diag::Diagnostic;
-use crate::engine::{self, host::Timeouts};
+use crate::engine;
 use crate::inventory::{self, Inventory, Vars};
 use crate::plan::{self, Overrides};
 use crate::report::{self, text::TextReporter};
 use crate::role::{Playbook, RoleSource, Serial};
+use crate::session::Timeouts;
 use crate::transport::{HostKeyPolicy, Secret};
 use crate::yaml;
 

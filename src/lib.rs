@@ -15,6 +15,7 @@ pub mod plan;
 pub mod report;
 pub mod role;
 pub mod secrets;
+pub mod session;
 pub mod shell;
 pub mod template;
 pub mod transport;

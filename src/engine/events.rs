@@ -5,37 +5,10 @@ use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
 use serde::Serialize;
-use serde_json::Value as Json;
 
-use crate::module::ModuleKind;
+use crate::module::{ModuleRef, Outcome};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    Changed,
-    Failed,
-    Skipped,
-    Unreachable,
-}
-
-impl Status {
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Changed => "changed",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-            Status::Unreachable => "unreachable",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Diff {
-    pub before: String,
-    pub after: String,
-}
+pub use crate::module::outcome::{Diff, Status};
 
 /// The result of one task on one host.
 #[derive(Clone, Debug, Serialize)]
@@ -44,7 +17,7 @@ pub struct TaskRecord {
     pub play: String,
     pub role: Option<String>,
     pub task: String,
-    pub module: Option<ModuleKind>,
+    pub module: Option<ModuleRef>,
     /// Where the task is written (`file:line:column`).
     pub location: String,
     pub status: Status,
@@ -62,6 +35,43 @@ pub struct TaskRecord {
     /// When the task started, in seconds from the start of the run.
     pub started_s: f64,
     pub duration_s: f64,
+}
+
+/// Which task, on which host, a record is about.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskRef<'a> {
+    pub host: &'a str,
+    pub play: &'a str,
+    pub role: Option<&'a str>,
+    pub task: &'a str,
+    /// `file:line:column` of the task.
+    pub location: &'a str,
+    pub module: Option<ModuleRef>,
+}
+
+impl TaskRecord {
+    /// The record of an outcome; `started` is when the task began, `origin` when the run did.
+    /// Messages are masked for secrets here, once, for every report.
+    pub fn new(of: TaskRef<'_>, o: &Outcome, started: std::time::Instant, origin: std::time::Instant) -> TaskRecord {
+        let mask = |s: &str| crate::secrets::redact(s).into_owned();
+        TaskRecord {
+            host: of.host.into(),
+            play: of.play.into(),
+            role: of.role.map(str::to_string),
+            task: mask(of.task),
+            module: of.module,
+            location: of.location.into(),
+            status: o.status,
+            changed: o.changed,
+            ignored: false,
+            msg: mask(&o.msg),
+            rc: o.rc,
+            stderr_tail: o.stderr_tail.as_deref().map(mask),
+            diff: o.diff.as_ref().map(|d| Diff { before: mask(&d.before), after: mask(&d.after) }),
+            started_s: started.saturating_duration_since(origin).as_secs_f64(),
+            duration_s: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// How a host ended a play; the gate reads this.
@@ -145,6 +155,29 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// An empty report for a run starting now.
+    pub fn new(playbook: String, check_mode: bool) -> RunReport {
+        RunReport {
+            gafix_version: env!("CARGO_PKG_VERSION"),
+            playbook,
+            check_mode,
+            started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            duration_s: 0.0,
+            interrupted: false,
+            plays: Vec::new(),
+            stats: IndexMap::new(),
+            round_trips: IndexMap::new(),
+            tasks: Vec::new(),
+            exit_code: 0,
+        }
+    }
+
+    /// Adds a task's record, counting it in its host's stats.
+    pub fn add(&mut self, record: TaskRecord) {
+        self.stats.entry(record.host.clone()).or_default().add(&record);
+        self.tasks.push(record);
+    }
+
     /// ansible-playbook's exit code: unreachable wins over failed; 99 when interrupted.
     pub fn compute_exit_code(&self) -> i32 {
         if self.interrupted {
@@ -198,19 +231,4 @@ pub enum Event<'a> {
 
 pub trait Reporter: Send + Sync {
     fn event(&self, event: &Event);
-}
-
-/// The JSON shape of a registered result, for templates.
-pub fn registered_result(r: &TaskRecord, extra: Json) -> Json {
-    let mut m = match extra {
-        Json::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    m.insert("changed".into(), Json::Bool(r.changed));
-    m.insert("failed".into(), Json::Bool(r.status == Status::Failed));
-    if r.status == Status::Skipped {
-        m.insert("skipped".into(), Json::Bool(true));
-    }
-    m.entry("msg").or_insert(Json::String(r.msg.clone()));
-    Json::Object(m)
 }

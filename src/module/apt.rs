@@ -1,9 +1,13 @@
 //! `apt`: Debian/Ubuntu packages, with Ansible's options and semantics.
 
-use super::spec::{arg, arg_aliases, arg_choices, Args, Kind, Spec};
-use super::{Decision, PackageState};
-use crate::facts::Facts;
+use futures::future::BoxFuture;
+use serde_json::json;
+
+use super::spec::{arg, arg_aliases, arg_choices, ArgError, Args, Kind, Spec};
+use super::{packages, Decision, Diff, Module, Outcome, PackageState, RunCtx};
+use crate::facts::{Facts, PkgMgr, ProbeRequest};
 use crate::names;
+use crate::session::HostSession;
 use crate::shell::quote;
 
 pub static SPEC: Spec = Spec {
@@ -39,6 +43,131 @@ pub static SPEC: Spec = Spec {
     ],
 };
 
+/// The `apt` module.
+pub struct Apt;
+
+impl Module for Apt {
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn check(&self, args: &Args) -> Result<(), ArgError> {
+        desired(args).map(drop)
+    }
+
+    fn probe(&self, args: &Args, request: &mut ProbeRequest) {
+        if let Ok(d) = desired(args) {
+            request.apt_cache_age |= d.cache_valid_time.is_some();
+            request.packages.extend(d.names);
+        }
+    }
+
+    fn run<'a>(&'a self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match desired(args) {
+                Ok(d) => run(host, d, ctx).await,
+                Err(e) => Outcome::failed(e.to_string()),
+            }
+        })
+    }
+}
+
+/// Runs a decided apt task (also for the `package` module on Debian hosts).
+pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcome {
+    let request = ProbeRequest { packages: d.names.clone(), apt_cache_age: d.cache_valid_time.is_some(), ..Default::default() };
+    if let Err(e) = host.ensure_facts(&request).await {
+        return Outcome::from_transport(e);
+    }
+    if host.facts().pkg_mgr != PkgMgr::Apt {
+        return Outcome::failed("apt is not available on this host (use the package or dnf module)");
+    }
+    let actions = match decide(&d, host.facts()) {
+        Decision::Ok(m) => return Outcome::ok(m),
+        Decision::Fail(m) => return Outcome::failed(m),
+        Decision::Predicted(m) => return Outcome::changed(m),
+        Decision::Change(a) => a,
+    };
+    let mut total = Transaction::default();
+    let mut cache_updated = false;
+    for action in &actions {
+        if ctx.check_mode && *action == Action::UpdateCache {
+            continue;
+        }
+        let script = command(action, &d, ctx.check_mode);
+        // Check mode simulates as the login user; a real transaction runs as root and is
+        // never interrupted (it outlives our timeout on the host).
+        let become_ = if ctx.check_mode { None } else { ctx.become_ };
+        let out = match host.run(&script, become_, None).await {
+            Ok(out) => out,
+            Err(e) => return Outcome::from_transport(e),
+        };
+        if out.rc != 0 {
+            if !ctx.check_mode {
+                host.mark_changed(true, true);
+            }
+            return Outcome::command_failed("apt-get", &out, explain_failure(&format!("{}\n{}", out.stdout, out.stderr), d.lock_timeout));
+        }
+        if *action == Action::UpdateCache {
+            cache_updated = true;
+        }
+        let o = parse_output(&out.stdout);
+        total.installed.extend(o.installed);
+        total.upgraded.extend(o.upgraded);
+        total.removed.extend(o.removed);
+    }
+    let package_ops = actions.iter().any(|a| *a != Action::UpdateCache);
+    let changed = total.changed() || (cache_updated && !package_ops);
+    if !ctx.check_mode && (changed || cache_updated) {
+        host.mark_changed(total.changed(), total.changed());
+    }
+    if ctx.check_mode {
+        host.predict_installed(&total.installed);
+    }
+    let upgrades = total.upgraded.len();
+    let mut out = if !changed {
+        Outcome::ok(if cache_updated { "cache updated, nothing to upgrade".to_string() } else { "nothing to do".to_string() })
+    } else if ctx.check_mode {
+        let mut parts = Vec::new();
+        if !total.installed.is_empty() {
+            parts.push(format!("would install {}", total.installed.join(" ")));
+        }
+        if upgrades > 0 {
+            parts.push(format!("would upgrade {upgrades} package{}", if upgrades == 1 { "" } else { "s" }));
+        }
+        if !total.removed.is_empty() {
+            parts.push(format!("would remove {}", total.removed.join(" ")));
+        }
+        Outcome::changed(parts.join(", "))
+    } else if total.changed() {
+        Outcome::changed(total.summary())
+    } else {
+        Outcome::changed("package cache updated")
+    };
+    if ctx.diff && total.changed() {
+        let mut before = Vec::new();
+        let mut after = Vec::new();
+        for p in &total.installed {
+            before.push(format!("{p}: absent"));
+            after.push(format!("{p}: installed"));
+        }
+        for p in &total.upgraded {
+            before.push(format!(
+                "{p}: {}",
+                host.facts().packages.get(p).and_then(|s| s.installed.clone()).unwrap_or_else(|| "installed".into())
+            ));
+            after.push(format!("{p}: upgraded"));
+        }
+        for p in &total.removed {
+            before.push(format!("{p}: installed"));
+            after.push(format!("{p}: absent"));
+        }
+        out.diff = Some(Diff { before: before.join("\n"), after: after.join("\n") });
+    }
+    out.result =
+        json!({"installed": total.installed, "upgraded": total.upgraded, "removed": total.removed, "cache_updated": cache_updated});
+    out
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upgrade {
     /// `apt-get upgrade --with-new-pkgs` (`yes` / `safe`: like aptitude safe-upgrade, never removes packages).
@@ -63,27 +192,22 @@ pub struct Desired {
     pub default_release: Option<String>,
 }
 
-pub fn desired(args: &Args) -> Result<Desired, String> {
+pub fn desired(args: &Args) -> Result<Desired, ArgError> {
     let names = args.list("name");
     for n in &names {
-        names::deb_package(n).map_err(|e| e.to_string())?;
+        names::deb_package(n)?;
     }
-    let state = match args.str("state").as_deref() {
-        None | Some("present") | Some("installed") => PackageState::Present,
-        Some("latest") => PackageState::Latest,
-        Some("absent") | Some("removed") => PackageState::Absent,
-        Some(other) => return Err(format!("unsupported state '{other}'")),
-    };
+    let state = PackageState::from_arg(args)?;
     let upgrade = match args.get("upgrade").map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).as_deref() {
         None | Some("no") | Some("false") => None,
         Some("yes") | Some("true") | Some("safe") => Some(Upgrade::Safe),
         Some("dist") | Some("full") => Some(Upgrade::Dist),
-        Some(other) => return Err(format!("unsupported upgrade '{other}'")),
+        Some(other) => return Err(ArgError::Invalid { arg: "upgrade", expected: "dist, full, safe, yes or no", found: other.into() }),
     };
     let default_release = args.str("default_release");
     if let Some(r) = &default_release {
         if !r.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(format!("'{r}' is not a valid release name"));
+            return Err(ArgError::Invalid { arg: "default_release", expected: "a release name", found: r.clone() });
         }
     }
     Ok(Desired {
@@ -129,28 +253,22 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
     match d.state {
         PackageState::Present => {
             // `name=version` pins are installed when the installed version differs.
-            let missing: Vec<String> = d
-                .names
-                .iter()
-                .filter(|n| match (installed(n), n.split_once('=')) {
-                    (None, _) => true,
-                    (Some(v), Some((_, want))) => v != want,
-                    (Some(_), None) => false,
-                })
-                .cloned()
-                .collect();
-            let (present, missing_count) = (d.names.len() - missing.len(), missing.len());
-            if present > 0 {
-                notes.push(format!("{present} already installed"));
+            let split = packages::split(&d.names, |n| match (installed(n), n.split_once('=')) {
+                (None, _) => false,
+                (Some(v), Some((_, want))) => v == want,
+                (Some(_), None) => true,
+            });
+            if !split.satisfied.is_empty() {
+                notes.push(format!("{} already installed", split.satisfied.len()));
             }
-            if missing_count > 0 {
-                actions.push(Action::Install(missing));
+            if !split.missing.is_empty() {
+                actions.push(Action::Install(split.missing));
             }
         }
         PackageState::Latest if !d.names.is_empty() => actions.push(Action::InstallLatest(d.names.clone())),
         PackageState::Latest => {}
         PackageState::Absent => {
-            let present: Vec<String> = d.names.iter().filter(|n| installed(n).is_some()).cloned().collect();
+            let present = packages::split(&d.names, |n| installed(n).is_some()).satisfied;
             if present.is_empty() && !d.names.is_empty() {
                 notes.push("not installed".into());
             } else if !present.is_empty() {
@@ -231,13 +349,13 @@ pub fn wrap(lock_timeout: u64, body: &str) -> String {
 
 /// What apt's output says happened, for changed/failed and messages.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Transaction {
     pub installed: Vec<String>,
     pub upgraded: Vec<String>,
     pub removed: Vec<String>,
 }
 
-impl Outcome {
+impl Transaction {
     pub fn changed(&self) -> bool {
         !(self.installed.is_empty() && self.upgraded.is_empty() && self.removed.is_empty())
     }
@@ -262,8 +380,8 @@ fn summarize(list: &[String]) -> String {
 }
 
 /// Parses apt-get output (real or `-s` simulation).
-pub fn parse_output(output: &str) -> Outcome {
-    let mut o = Outcome::default();
+pub fn parse_output(output: &str) -> Transaction {
+    let mut o = Transaction::default();
     for line in output.lines() {
         let mut words = line.split_whitespace();
         let (Some(verb), Some(pkg)) = (words.next(), words.next()) else {
@@ -378,7 +496,7 @@ mod tests {
     #[test]
     fn names_are_validated() {
         let err = desired(&args(json!({"name": "vim; reboot"}))).unwrap_err();
-        assert!(err.contains("not a valid Debian package name"), "{err}");
+        assert!(err.to_string().contains("not a valid Debian package name"), "{err}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `dnf` (and its `yum` alias): RHEL-family packages.
 
-use super::spec::{arg, arg_aliases, arg_choices, Args, Kind, Spec};
-use super::{Decision, PackageState};
-use crate::facts::Facts;
+use futures::future::BoxFuture;
+
+use super::spec::{arg, arg_aliases, arg_choices, ArgError, Args, Kind, Spec};
+use super::{packages, Decision, Module, Outcome, PackageState, RunCtx};
+use crate::facts::{Facts, ProbeRequest};
 use crate::names;
+use crate::session::HostSession;
 use crate::shell::quote;
 
 pub static SPEC: Spec = Spec {
@@ -33,6 +36,71 @@ pub static SPEC: Spec = Spec {
     ],
 };
 
+/// The `dnf` module (`yum`, `dnf5`).
+pub struct Dnf;
+
+impl Module for Dnf {
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn check(&self, args: &Args) -> Result<(), ArgError> {
+        desired(args).map(drop)
+    }
+
+    fn probe(&self, args: &Args, request: &mut ProbeRequest) {
+        if let Ok(d) = desired(args) {
+            request.packages.extend(d.names.into_iter().filter(|n| n != "*"));
+        }
+    }
+
+    fn run<'a>(&'a self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match desired(args) {
+                Ok(d) => run(host, d, ctx).await,
+                Err(e) => Outcome::failed(e.to_string()),
+            }
+        })
+    }
+}
+
+/// Runs a decided dnf task (also for the `package` module on RHEL-family hosts).
+pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcome {
+    let names: Vec<String> = d.names.iter().filter(|n| *n != "*").cloned().collect();
+    if let Err(e) = host.ensure_facts(&ProbeRequest { packages: names, ..Default::default() }).await {
+        return Outcome::from_transport(e);
+    }
+    let actions = match decide(&d, host.facts()) {
+        Decision::Ok(m) => return Outcome::ok(m),
+        Decision::Fail(m) => return Outcome::failed(m),
+        Decision::Predicted(m) => return Outcome::changed(m),
+        Decision::Change(a) => a,
+    };
+    let mut changed = false;
+    for action in &actions {
+        if ctx.check_mode && *action == Action::MakeCache {
+            continue;
+        }
+        let out = match host.run(&command(action, &d, ctx.check_mode), ctx.become_, None).await {
+            Ok(out) => out,
+            Err(e) => return Outcome::from_transport(e),
+        };
+        // --assumeno exits 1 after printing the plan.
+        if out.rc != 0 && !(ctx.check_mode && out.rc == 1) {
+            return Outcome::command_failed("dnf", &out, None);
+        }
+        changed |= *action != Action::MakeCache && self::changed(&out.stdout);
+    }
+    if changed && !ctx.check_mode {
+        host.mark_changed(true, true);
+    }
+    match (changed, ctx.check_mode) {
+        (false, _) => Outcome::ok("nothing to do"),
+        (true, true) => Outcome::changed("would change packages"),
+        (true, false) => Outcome::changed("packages changed"),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
     pub names: Vec<String>,
@@ -49,17 +117,12 @@ pub fn upgrades_all(d: &Desired) -> bool {
     d.state == PackageState::Latest && d.names.iter().any(|n| n == "*")
 }
 
-pub fn desired(args: &Args) -> Result<Desired, String> {
+pub fn desired(args: &Args) -> Result<Desired, ArgError> {
     let names = args.list("name");
-    let state = match args.str("state").as_deref() {
-        None | Some("present") | Some("installed") => PackageState::Present,
-        Some("latest") => PackageState::Latest,
-        Some("absent") | Some("removed") => PackageState::Absent,
-        Some(other) => return Err(format!("unsupported state '{other}'")),
-    };
+    let state = PackageState::from_arg(args)?;
     for n in &names {
         if !(n == "*" && state == PackageState::Latest) {
-            names::rpm_package(n).map_err(|e| e.to_string())?;
+            names::rpm_package(n)?;
         }
     }
     Ok(Desired {
@@ -88,32 +151,21 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
     if d.update_cache {
         actions.push(Action::MakeCache);
     }
-    let installed = |n: &str| facts.packages.get(n).and_then(|p| p.installed.as_ref()).is_some();
+    let split = packages::split(&d.names, |n| facts.packages.get(n).and_then(|p| p.installed.as_ref()).is_some());
     match d.state {
-        PackageState::Present => {
-            let missing: Vec<String> = d.names.iter().filter(|n| !installed(n)).cloned().collect();
-            if !missing.is_empty() {
-                actions.push(Action::Install(missing));
-            }
-        }
+        PackageState::Present if !split.missing.is_empty() => actions.push(Action::Install(split.missing)),
+        PackageState::Present => {}
         PackageState::Latest if upgrades_all(d) => actions.push(Action::UpgradeAll),
-        PackageState::Latest if !d.names.is_empty() => {
-            let missing: Vec<String> = d.names.iter().filter(|n| !installed(n)).cloned().collect();
-            let present: Vec<String> = d.names.iter().filter(|n| installed(n)).cloned().collect();
-            if !missing.is_empty() {
-                actions.push(Action::Install(missing));
+        PackageState::Latest => {
+            if !split.missing.is_empty() {
+                actions.push(Action::Install(split.missing));
             }
-            if !present.is_empty() {
-                actions.push(Action::Upgrade(present));
+            if !split.satisfied.is_empty() {
+                actions.push(Action::Upgrade(split.satisfied));
             }
         }
-        PackageState::Latest => {}
-        PackageState::Absent => {
-            let present: Vec<String> = d.names.iter().filter(|n| installed(n)).cloned().collect();
-            if !present.is_empty() {
-                actions.push(Action::Remove(present));
-            }
-        }
+        PackageState::Absent if !split.satisfied.is_empty() => actions.push(Action::Remove(split.satisfied)),
+        PackageState::Absent => {}
     }
     if d.autoremove {
         actions.push(Action::Autoremove);

@@ -1,17 +1,28 @@
-//! Task modules. Each turns desired state (its arguments) and observed facts into actions
-//! through pure functions that are unit-tested without a host; the engine runs the actions.
+//! Task modules, one file each. Each turns desired state (its arguments) and observed facts
+//! into actions through pure functions unit-tested without a host, then runs them on a
+//! [`HostSession`]. The registry lists them once.
 
 pub mod apt;
 pub mod assert;
 pub mod command;
 pub mod dnf;
+pub mod outcome;
+pub mod package;
+pub mod packages;
 pub mod reboot;
 pub mod spec;
 pub mod stat;
 pub mod systemd;
 
-use crate::names;
-use spec::Spec;
+use futures::future::BoxFuture;
+
+use crate::facts::ProbeRequest;
+use crate::session::HostSession;
+use crate::template::Templar;
+use crate::transport::Become;
+use crate::vars::Vars;
+pub use outcome::{Diff, Outcome, Status};
+use spec::{ArgError, Args, Spec};
 
 /// What a module decided from facts and desired state.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,99 +44,125 @@ pub enum PackageState {
     Absent,
 }
 
-/// Every module gafix runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModuleKind {
-    Apt,
-    Dnf,
-    Package,
-    Systemd,
-    Service,
-    Reboot,
-    Command,
-    Shell,
-    Assert,
-    Stat,
-}
-
-/// `package`: picks apt or dnf from the host's facts.
-pub static PACKAGE_SPEC: Spec = Spec {
-    name: "package",
-    aliases: &[],
-    args: &[spec::arg("name", spec::Kind::List), spec::arg_choices("state", &["present", "installed", "latest", "absent", "removed"])],
-    free_form: None,
-    required: &["name"],
-    unsupported: &["use"],
-};
-
-pub const ALL: &[ModuleKind] = &[
-    ModuleKind::Apt,
-    ModuleKind::Dnf,
-    ModuleKind::Package,
-    ModuleKind::Systemd,
-    ModuleKind::Service,
-    ModuleKind::Reboot,
-    ModuleKind::Command,
-    ModuleKind::Shell,
-    ModuleKind::Assert,
-    ModuleKind::Stat,
-];
-
-impl ModuleKind {
-    pub fn spec(self) -> &'static Spec {
-        match self {
-            ModuleKind::Apt => &apt::SPEC,
-            ModuleKind::Dnf => &dnf::SPEC,
-            ModuleKind::Package => &PACKAGE_SPEC,
-            ModuleKind::Systemd => &systemd::SPEC,
-            ModuleKind::Service => &systemd::SERVICE_SPEC,
-            ModuleKind::Reboot => &reboot::SPEC,
-            ModuleKind::Command => &command::COMMAND_SPEC,
-            ModuleKind::Shell => &command::SHELL_SPEC,
-            ModuleKind::Assert => &assert::SPEC,
-            ModuleKind::Stat => &stat::SPEC,
+impl PackageState {
+    /// `state:` of a package module (Ansible's spellings).
+    pub fn from_arg(args: &Args) -> Result<PackageState, ArgError> {
+        match args.str("state").as_deref() {
+            None | Some("present") | Some("installed") => Ok(PackageState::Present),
+            Some("latest") => Ok(PackageState::Latest),
+            Some("absent") | Some("removed") => Ok(PackageState::Absent),
+            Some(other) => Err(ArgError::Invalid { arg: "state", expected: "present, latest or absent", found: other.into() }),
         }
     }
+}
 
-    pub fn name(self) -> &'static str {
-        self.spec().name
-    }
+/// Everything gafix knows about one module, in the module's own file: its arguments, the
+/// facts it needs, its check-mode prediction and its run. The engine names no module; it
+/// finds them in [`REGISTRY`].
+pub trait Module: Send + Sync {
+    /// The argument schema (names, aliases, kinds), checked at load and after templating.
+    fn spec(&self) -> &'static Spec;
 
+    /// Checks literal arguments when the role loads (name grammars, values), so that a bad
+    /// package name is an error at `file:line:column` before anything connects.
+    fn check(&self, args: &Args) -> Result<(), ArgError>;
+
+    /// Adds what this task needs to the host's one facts probe (rendered arguments).
+    fn probe(&self, _args: &Args, _request: &mut ProbeRequest) {}
+
+    /// Runs the task on a host, check mode included: decide from facts, run commands, read
+    /// their output, return the outcome (and say what the change made stale).
+    fn run<'a>(&'a self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome>;
+}
+
+/// What a module's run may use besides the host.
+pub struct RunCtx<'a> {
+    pub templar: &'a Templar,
+    pub check_mode: bool,
+    pub diff: bool,
+    /// Set when the task runs as another user (sudo).
+    pub become_: Option<&'a Become>,
+    /// The task's variables (for modules that evaluate expressions, like `assert`).
+    pub vars: &'a Vars,
+}
+
+/// Every module, once: adding a module is its file and a line here.
+pub static REGISTRY: &[&dyn Module] = &[
+    &apt::Apt,
+    &dnf::Dnf,
+    &package::Package,
+    &systemd::Systemd,
+    &systemd::Service,
+    &reboot::Reboot,
+    &command::Command,
+    &command::Shell,
+    &assert::Assert,
+    &stat::Stat,
+];
+
+/// A module from the registry: cheap to copy, compared and printed by name.
+#[derive(Clone, Copy)]
+pub struct ModuleRef(&'static dyn Module);
+
+impl ModuleRef {
     /// Resolves a task key: short name, alias, or `ansible.builtin.` / `ansible.legacy.` FQCN.
-    pub fn lookup(key: &str) -> Option<ModuleKind> {
+    pub fn lookup(key: &str) -> Option<ModuleRef> {
         let short = key.strip_prefix("ansible.builtin.").or_else(|| key.strip_prefix("ansible.legacy.")).unwrap_or(key);
-        ALL.iter().copied().find(|m| m.spec().name == short || m.spec().aliases.contains(&short))
+        REGISTRY.iter().copied().find(|m| m.spec().name == short || m.spec().aliases.contains(&short)).map(ModuleRef)
     }
 
-    /// Checks literal (untemplated) arguments with the module's own validation, so that a bad
-    /// package or unit name is an error when the role loads, before anything connects.
-    pub fn check_static(self, args: &spec::Args) -> Result<(), String> {
+    /// The module's short name.
+    pub fn name(self) -> &'static str {
+        self.0.spec().name
+    }
+
+    /// The argument schema.
+    pub fn spec(self) -> &'static Spec {
+        self.0.spec()
+    }
+
+    /// Checks literal arguments; templated ones are checked after rendering, at run time.
+    pub fn check_static(self, args: &Args) -> Result<(), String> {
         let templated = args.0.values().any(|v| serde_json::to_string(v).is_ok_and(|s| s.contains("{{") || s.contains("{%")));
         if templated {
             return Ok(());
         }
-        match self {
-            ModuleKind::Apt => apt::desired(args).map(drop),
-            ModuleKind::Dnf => dnf::desired(args).map(drop),
-            ModuleKind::Package => {
-                let names = args.list("name");
-                match names.iter().find(|n| names::deb_package(n).is_err() && names::rpm_package(n).is_err()) {
-                    Some(bad) => Err(format!("'{bad}' is not a valid package name")),
-                    None => Ok(()),
-                }
-            }
-            ModuleKind::Systemd | ModuleKind::Service => systemd::desired(args).map(drop),
-            ModuleKind::Command => command::desired(args, false).map(drop),
-            ModuleKind::Shell => command::desired(args, true).map(drop),
-            ModuleKind::Stat => stat::desired(args).map(drop),
-            ModuleKind::Reboot => reboot::desired(args).map(drop),
-            ModuleKind::Assert => assert::desired(args).map(drop),
-        }
+        self.0.check(args).map_err(|e| e.to_string())
     }
 
+    /// Adds what the task needs to a facts probe.
+    pub fn probe(self, args: &Args, request: &mut ProbeRequest) {
+        self.0.probe(args, request)
+    }
+
+    /// Runs the task.
+    pub fn run<'a>(self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome> {
+        self.0.run(host, args, ctx)
+    }
+
+    /// Every module's name, for error messages.
     pub fn supported_list() -> String {
-        ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+        REGISTRY.iter().map(|m| m.spec().name).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl PartialEq for ModuleRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for ModuleRef {}
+
+impl std::fmt::Debug for ModuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for ModuleRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -135,11 +172,22 @@ mod tests {
 
     #[test]
     fn lookup_by_short_name_fqcn_and_alias() {
-        assert_eq!(ModuleKind::lookup("apt"), Some(ModuleKind::Apt));
-        assert_eq!(ModuleKind::lookup("ansible.builtin.systemd"), Some(ModuleKind::Systemd));
-        assert_eq!(ModuleKind::lookup("ansible.builtin.systemd_service"), Some(ModuleKind::Systemd));
-        assert_eq!(ModuleKind::lookup("yum"), Some(ModuleKind::Dnf));
-        assert_eq!(ModuleKind::lookup("ansible.legacy.command"), Some(ModuleKind::Command));
-        assert_eq!(ModuleKind::lookup("community.general.apk"), None);
+        let name = |k: &str| ModuleRef::lookup(k).map(ModuleRef::name);
+        assert_eq!(name("apt"), Some("apt"));
+        assert_eq!(name("ansible.builtin.systemd"), Some("systemd"));
+        assert_eq!(name("ansible.builtin.systemd_service"), Some("systemd"));
+        assert_eq!(name("yum"), Some("dnf"));
+        assert_eq!(name("ansible.legacy.command"), Some("command"));
+        assert_eq!(name("community.general.apk"), None);
+    }
+
+    #[test]
+    fn the_registry_names_each_module_once() {
+        let mut names: Vec<&str> =
+            REGISTRY.iter().flat_map(|m| std::iter::once(m.spec().name).chain(m.spec().aliases.iter().copied())).collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "a name or alias is claimed twice");
     }
 }

@@ -20,6 +20,26 @@ pub enum Kind {
     Any,
 }
 
+/// What is wrong with a module's arguments.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArgError {
+    /// A package, unit or path that fails its grammar.
+    #[error(transparent)]
+    Name(#[from] crate::names::NameError),
+    /// A value outside what the argument takes.
+    #[error("'{arg}' must be {expected}, found '{found}'")]
+    Invalid { arg: &'static str, expected: &'static str, found: String },
+    /// A required argument is absent.
+    #[error("{module} needs {what}")]
+    Missing { module: &'static str, what: &'static str },
+    /// Command text whose quotes do not close.
+    #[error("cannot split '{0}': unbalanced quotes")]
+    Unbalanced(String),
+    /// A command with no words.
+    #[error("{0} is empty")]
+    Empty(&'static str),
+}
+
 /// The longest duration any option takes (ten years): beyond it a value is a mistake, and
 /// near the integer limits it would overflow the clock arithmetic.
 pub const MAX_SECONDS: u64 = 315_360_000;

@@ -2,9 +2,13 @@
 
 use serde_json::{json, Value as Json};
 
-use super::spec::{arg_aliases, Args, Kind, Spec};
-use crate::facts::PathStat;
+use futures::future::BoxFuture;
+
+use super::spec::{arg_aliases, ArgError, Args, Kind, Spec};
+use super::{Module, Outcome, RunCtx};
+use crate::facts::{PathStat, ProbeRequest};
 use crate::names;
+use crate::session::HostSession;
 
 pub static SPEC: Spec = Spec {
     name: "stat",
@@ -21,10 +25,46 @@ pub static SPEC: Spec = Spec {
     unsupported: &["checksum_algorithm"],
 };
 
-pub fn desired(args: &Args) -> Result<String, String> {
-    let path = args.str("path").ok_or("stat needs 'path'")?;
-    names::path(&path).map_err(|e| e.to_string())?;
+pub fn desired(args: &Args) -> Result<String, ArgError> {
+    let path = args.str("path").ok_or(ArgError::Missing { module: "stat", what: "'path'" })?;
+    names::path(&path)?;
     Ok(path)
+}
+
+/// The `stat` module: the path is read with the facts probe, so a `stat` costs no round
+/// trip of its own.
+pub struct Stat;
+
+impl Module for Stat {
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn check(&self, args: &Args) -> Result<(), ArgError> {
+        desired(args).map(drop)
+    }
+
+    fn probe(&self, args: &Args, request: &mut ProbeRequest) {
+        if let Ok(p) = desired(args) {
+            request.paths.push(p);
+        }
+    }
+
+    fn run<'a>(&'a self, host: &'a mut HostSession, args: &'a Args, _ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let path = match desired(args) {
+                Ok(p) => p,
+                Err(e) => return Outcome::failed(e.to_string()),
+            };
+            if let Err(e) = host.ensure_facts(&ProbeRequest { paths: vec![path.clone()], ..Default::default() }).await {
+                return Outcome::from_transport(e);
+            }
+            let s = host.facts().paths.get(&path).cloned().unwrap_or_default();
+            let mut o = Outcome::ok(if s.exists { format!("{path} exists") } else { format!("{path} does not exist") });
+            o.result = result(&path, &s);
+            o
+        })
+    }
 }
 
 /// The `stat` result in Ansible's shape.

@@ -1,9 +1,12 @@
 //! `systemd` / `systemd_service` and `service`: units started, stopped, enabled, masked.
 
-use super::spec::{arg, arg_aliases, arg_choices, Args, Kind, Spec};
-use super::Decision;
-use crate::facts::UnitState;
+use futures::future::BoxFuture;
+
+use super::spec::{arg, arg_aliases, arg_choices, ArgError, Args, Kind, Spec};
+use super::{Decision, Diff, Module, Outcome, RunCtx};
+use crate::facts::{ProbeRequest, UnitState};
 use crate::names;
+use crate::session::HostSession;
 use crate::shell::quote;
 
 pub static SPEC: Spec = Spec {
@@ -33,6 +36,131 @@ pub static SERVICE_SPEC: Spec = Spec {
     unsupported: &["sleep", "pattern", "runlevel", "arguments", "args", "use"],
 };
 
+/// The `systemd` module (`systemd_service`).
+pub struct Systemd;
+
+/// The `service` module: on the systemd hosts gafix supports, the same as `systemd`.
+pub struct Service;
+
+impl Module for Systemd {
+    fn spec(&self) -> &'static Spec {
+        &SPEC
+    }
+
+    fn check(&self, args: &Args) -> Result<(), ArgError> {
+        desired(args).map(drop)
+    }
+
+    fn probe(&self, args: &Args, request: &mut ProbeRequest) {
+        if let Ok(Desired { name: Some(n), .. }) = desired(args) {
+            request.units.push(n);
+        }
+    }
+
+    fn run<'a>(&'a self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match desired(args) {
+                Ok(d) => run(host, d, ctx).await,
+                Err(e) => Outcome::failed(e.to_string()),
+            }
+        })
+    }
+}
+
+impl Module for Service {
+    fn spec(&self) -> &'static Spec {
+        &SERVICE_SPEC
+    }
+
+    fn check(&self, args: &Args) -> Result<(), ArgError> {
+        Systemd.check(args)
+    }
+
+    fn probe(&self, args: &Args, request: &mut ProbeRequest) {
+        Systemd.probe(args, request)
+    }
+
+    fn run<'a>(&'a self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome> {
+        Systemd.run(host, args, ctx)
+    }
+}
+
+async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcome {
+    let units: Vec<String> = d.name.iter().cloned().collect();
+    if let Err(e) = host.ensure_facts(&ProbeRequest { units, ..Default::default() }).await {
+        return Outcome::from_transport(e);
+    }
+    if !host.facts().is_systemd() {
+        return Outcome::failed(format!("systemd is not the init system on this host (PID 1 is {})", host.facts().pid1));
+    }
+    let name = d.name.clone();
+    let unit = name.as_ref().and_then(|n| host.facts().units.get(n)).cloned();
+    let arriving = ctx.check_mode && host.packages_arriving();
+    let actions = match decide(&d, unit.as_ref(), arriving) {
+        Decision::Ok(m) => return Outcome::ok(m),
+        Decision::Fail(m) => return Outcome::failed(m),
+        Decision::Predicted(m) => return Outcome::changed(m),
+        Decision::Change(a) => a,
+    };
+    let label = name.clone().unwrap_or_else(|| "systemd".into());
+    let described: Vec<String> = actions.iter().map(|a| describe(a, &label)).collect();
+    let changed = actions.iter().any(Action::is_change);
+    let diff = ctx.diff.then(|| unit_diff(unit.as_ref(), &actions));
+    if ctx.check_mode {
+        let mut o =
+            if changed { Outcome::changed(format!("would be {}", described.join(", "))) } else { Outcome::ok(described.join(", ")) };
+        o.diff = diff;
+        return o;
+    }
+    // The actions and a fresh read of the unit, in one round trip.
+    let mut script = actions.iter().map(|a| command(a, name.as_deref(), d.no_block)).collect::<Vec<_>>().join(" && ");
+    let reread = name.as_ref().map(|n| ProbeRequest { units: vec![n.clone()], ..Default::default() });
+    if let Some(request) = &reread {
+        script = format!("{{ {script}; }}; rc=$?\n{}exit $rc", crate::facts::probe_body(request, false));
+    }
+    let out = match host.run(&script, ctx.become_, None).await {
+        Ok(out) => out,
+        Err(e) => return Outcome::from_transport(e),
+    };
+    host.mark_changed(false, true);
+    if let Some(request) = &reread {
+        host.absorb_reread(&out.stdout, request);
+    }
+    if out.rc != 0 {
+        let explanation =
+            name.as_ref().map(|n| format!("systemctl failed for {n} (exit {}): {}; see `journalctl -u {n}`", out.rc, out.tail(1)));
+        return Outcome::command_failed("systemctl", &out, explanation);
+    }
+    if let (Some(n), Some(State::Started | State::Restarted | State::Reloaded)) = (&name, d.state) {
+        let now = host.facts().units.get(n).cloned().unwrap_or_default();
+        if !now.is_active() && !d.no_block {
+            return Outcome::failed(format!("{n} was started but is {} ({}); see `journalctl -u {n}`", now.active_state, now.sub_state));
+        }
+    }
+    let mut o = if changed { Outcome::changed(described.join(", ")) } else { Outcome::ok(described.join(", ")) };
+    o.diff = diff;
+    o
+}
+
+fn unit_diff(unit: Option<&UnitState>, actions: &[Action]) -> Diff {
+    let before =
+        unit.map(|u| format!("active: {}\nenabled: {}", u.active_state, u.unit_file_state)).unwrap_or_else(|| "not installed".into());
+    let mut active = unit.map(|u| u.active_state.clone()).unwrap_or_default();
+    let mut enabled = unit.map(|u| u.unit_file_state.clone()).unwrap_or_default();
+    for a in actions {
+        match a {
+            Action::Start | Action::Restart | Action::Reload => active = "active".into(),
+            Action::Stop => active = "inactive".into(),
+            Action::Enable => enabled = "enabled".into(),
+            Action::Disable => enabled = "disabled".into(),
+            Action::Mask => enabled = "masked".into(),
+            Action::Unmask => enabled = "disabled".into(),
+            _ => {}
+        }
+    }
+    Diff { before, after: format!("active: {active}\nenabled: {enabled}") }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Started,
@@ -52,10 +180,10 @@ pub struct Desired {
     pub no_block: bool,
 }
 
-pub fn desired(args: &Args) -> Result<Desired, String> {
+pub fn desired(args: &Args) -> Result<Desired, ArgError> {
     let name = args.str("name");
     if let Some(n) = &name {
-        names::unit(n).map_err(|e| e.to_string())?;
+        names::unit(n)?;
     }
     let state = match args.str("state").as_deref() {
         None => None,
@@ -63,7 +191,9 @@ pub fn desired(args: &Args) -> Result<Desired, String> {
         Some("stopped") => Some(State::Stopped),
         Some("restarted") => Some(State::Restarted),
         Some("reloaded") => Some(State::Reloaded),
-        Some(other) => return Err(format!("unsupported state '{other}'")),
+        Some(other) => {
+            return Err(ArgError::Invalid { arg: "state", expected: "started, stopped, restarted or reloaded", found: other.into() })
+        }
     };
     let d = Desired {
         name,
@@ -75,10 +205,10 @@ pub fn desired(args: &Args) -> Result<Desired, String> {
         no_block: args.bool("no_block").unwrap_or(false),
     };
     if d.name.is_none() && (d.state.is_some() || d.enabled.is_some() || d.masked.is_some()) {
-        return Err("'name' is required with state, enabled or masked".into());
+        return Err(ArgError::Missing { module: "systemd", what: "'name' with state, enabled or masked" });
     }
     if d.name.is_none() && !d.daemon_reload && !d.daemon_reexec {
-        return Err("needs 'name', or 'daemon_reload'/'daemon_reexec'".into());
+        return Err(ArgError::Missing { module: "systemd", what: "'name', or 'daemon_reload'/'daemon_reexec'" });
     }
     Ok(d)
 }

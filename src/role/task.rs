@@ -4,14 +4,14 @@ use serde_json::Value as Json;
 
 use crate::diag::Diagnostic;
 use crate::module::spec::{self, Args};
-use crate::module::ModuleKind;
+use crate::module::ModuleRef;
 use crate::vars::Vars;
 use crate::yaml::{Location, Node, Value};
 
 #[derive(Clone, Debug)]
 pub struct Task {
     pub name: Option<String>,
-    pub module: ModuleKind,
+    pub module: ModuleRef,
     pub args: Args,
     pub become_: Option<bool>,
     pub become_user: Option<String>,
@@ -167,11 +167,11 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
         return None;
     };
     let before = errors.len();
-    let mut module: Option<(ModuleKind, &Node, &Node)> = None;
+    let mut module: Option<(ModuleRef, &Node, &Node)> = None;
     let mut extra_args = None;
     let mut task = Task {
         name: None,
-        module: ModuleKind::Command,
+        module: ModuleRef::lookup("command").expect("command is registered"),
         args: Args::default(),
         become_: None,
         become_user: None,
@@ -217,7 +217,7 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
             "args" => extra_args = Some(value),
             "diff" | "timeout" => {}
             _ => {
-                if let Some(kind) = ModuleKind::lookup(&key) {
+                if let Some(kind) = ModuleRef::lookup(&key) {
                     if let Some((other, _, _)) = module {
                         errors.push(Diagnostic::new(
                             &key_node.location,
@@ -234,7 +234,7 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
                 } else {
                     errors.push(Diagnostic::new(
                         &key_node.location,
-                        format!("unknown module or task keyword '{key}'; supported modules: {}", ModuleKind::supported_list()),
+                        format!("unknown module or task keyword '{key}'; supported modules: {}", ModuleRef::supported_list()),
                     ));
                 }
             }
@@ -255,7 +255,7 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
         None if errors.len() == before => {
             errors.push(Diagnostic::new(
                 &node.location,
-                format!("this task has no module; supported modules: {}", ModuleKind::supported_list()),
+                format!("this task has no module; supported modules: {}", ModuleRef::supported_list()),
             ));
         }
         None => {}

@@ -1,5 +1,4 @@
 use super::*;
-use crate::module::ModuleKind;
 
 fn parse_tasks(text: &str) -> Result<Vec<Task>, Vec<Diagnostic>> {
     let node = yaml::parse_str(text, Path::new("tasks.yml")).unwrap();
@@ -25,10 +24,10 @@ fn the_seed_role_ships_byte_for_byte_and_parses() {
     }
     let role = RoleSource { paths: vec![], embedded: true }.load("qemu_ga_fix", &Location::synthetic("test")).unwrap();
     assert_eq!(role.tasks.len(), 2);
-    assert_eq!(role.tasks[0].module, ModuleKind::Apt);
+    assert_eq!(role.tasks[0].module.name(), "apt");
     assert_eq!(role.tasks[0].args.list("name"), ["qemu-guest-agent"]);
     assert_eq!(role.tasks[0].become_, Some(true));
-    assert_eq!(role.tasks[1].module, ModuleKind::Systemd);
+    assert_eq!(role.tasks[1].module.name(), "systemd");
     assert_eq!(role.tasks[1].args.bool("enabled"), Some(true));
     assert_eq!(role.tasks[1].location.line, 10);
     assert_eq!(role.meta.verify_unit_active.as_deref(), Some("qemu-guest-agent"));
@@ -38,8 +37,8 @@ fn the_seed_role_ships_byte_for_byte_and_parses() {
 #[test]
 fn the_patch_role_and_default_plan_parse() {
     let role = RoleSource { paths: vec![], embedded: true }.load("patch_reboot", &Location::synthetic("test")).unwrap();
-    assert!(role.tasks.iter().any(|t| t.module == ModuleKind::Reboot));
-    assert!(role.tasks.iter().any(|t| t.module == ModuleKind::Stat && t.register.as_deref() == Some("reboot_required_file")));
+    assert!(role.tasks.iter().any(|t| t.module.name() == "reboot"));
+    assert!(role.tasks.iter().any(|t| t.module.name() == "stat" && t.register.as_deref() == Some("reboot_required_file")));
     let plan = Playbook::default_plan();
     assert_eq!(plan.plays.len(), 2);
     assert_eq!(plan.plays[1].gate.as_deref(), Some("qemu_ga_fix"));
@@ -114,7 +113,7 @@ fn a_role_on_disk_overrides_the_embedded_one() {
     std::fs::write(tasks.join("main.yaml"), "- command: 'true'\n").unwrap();
     let source = RoleSource::new(vec![dir.path().to_path_buf()]);
     let role = source.load("qemu_ga_fix", &Location::synthetic("t")).unwrap();
-    assert_eq!(role.tasks[0].module, ModuleKind::Command);
+    assert_eq!(role.tasks[0].module.name(), "command");
     assert!(role.meta.verify_unit_active.is_none(), "metadata comes with the role that was loaded");
     let missing = source.load("nosuch", &Location::new(&std::sync::Arc::from(Path::new("site.yml")), 3, 7)).unwrap_err().to_string();
     assert!(missing.starts_with("site.yml:3:7: role 'nosuch' not found in"), "{missing}");

@@ -1,0 +1,94 @@
+//! Before anything connects: each host's connection settings and variables, checked, and
+//! what its one facts probe will read.
+
+use serde_json::{json, Value as Json};
+
+use crate::facts::ProbeRequest;
+use crate::inventory::{self, Inventory};
+use crate::module::spec::Args;
+use crate::plan::Plan;
+use crate::session::HostSession;
+use crate::template::Templar;
+use crate::transport::{ConnectionSpec, HostKeyPolicy, Secret};
+use crate::vars::Vars;
+
+use super::Options;
+
+/// A host ready to run, or why it cannot.
+pub fn prepare_host(name: &str, plan: &Plan, inv: &Inventory, opts: &Options, templar: &Templar) -> Result<HostSession, String> {
+    let (spec, rendered) = connection_for(name, inv, &opts.extra_vars, opts.host_key_policy, opts.become_password.as_ref(), templar)
+        .map_err(|e| match e.place {
+            Some(place) => format!("{place}: {}", e.message),
+            None => e.message,
+        })?;
+    let probe = probe_request(name, plan, &rendered, templar);
+    Ok(HostSession::new(name.into(), spec, rendered, probe, opts.timeouts))
+}
+
+/// A host's connection settings that cannot be used, and where the variable at fault is set.
+#[derive(Debug)]
+pub struct ConnectionError {
+    pub place: Option<String>,
+    pub message: String,
+}
+
+/// How to reach a host, from its inventory variables and `-e` (rendered; secrets used as
+/// written), and those variables. An error names the file and line of the variable at
+/// fault. `validate` calls this too, so it checks exactly what `converge` would use.
+pub fn connection_for(
+    name: &str,
+    inv: &Inventory,
+    extra_vars: &Vars,
+    host_key_policy: HostKeyPolicy,
+    become_password: Option<&Secret>,
+    templar: &Templar,
+) -> Result<(ConnectionSpec, Vars), ConnectionError> {
+    let mut vars = inv.host_vars(name);
+    for (k, v) in extra_vars {
+        vars.insert(k.clone(), v.clone());
+    }
+    vars.insert("inventory_hostname".into(), json!(name));
+    vars.insert("inventory_hostname_short".into(), json!(name.split('.').next().unwrap_or(name)));
+    // Secret values are used as written, never templated: a password may hold `{{`.
+    let (secret, ordinary): (Vars, Vars) = vars.clone().into_iter().partition(|(k, _)| inventory::SECRET_VARS.contains(&k.as_str()));
+    for value in secret.values() {
+        crate::secrets::register_json(value);
+    }
+    let mut rendered = match templar.render(&Json::Object(ordinary), &vars) {
+        Ok(Json::Object(m)) => m,
+        Ok(_) => vars.clone(),
+        Err(e) => return Err(ConnectionError { place: None, message: format!("cannot render the host's variables: {e}") }),
+    };
+    rendered.extend(secret);
+    match ConnectionSpec::from_vars(name, &rendered, host_key_policy, become_password) {
+        Ok(spec) => Ok((spec, rendered)),
+        Err(e) => {
+            let place = match e.var {
+                Some(var) if extra_vars.contains_key(var) => Some("-e (extra vars)".to_string()),
+                Some("inventory_hostname") => inv.hosts.get(name).map(|h| h.location.to_string()),
+                Some(var) => inv.var_location(name, var).map(|l| l.to_string()),
+                None => None,
+            };
+            Err(ConnectionError { place, message: e.message })
+        }
+    }
+}
+
+/// The packages, units and paths the plan names for this host, so that one probe reads
+/// them all. Arguments that depend on facts are read later, when their task runs.
+fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> ProbeRequest {
+    let mut req = ProbeRequest::default();
+    for planned in plan.plays.iter().filter(|p| p.hosts.iter().any(|h| h == name)) {
+        for role in &planned.roles {
+            if let Some(u) = &role.meta.verify_unit_active {
+                req.units.push(u.clone());
+            }
+        }
+        for task in planned.tasks() {
+            let Ok(Json::Object(args)) = templar.render(&Json::Object(task.args.0.clone()), vars) else { continue };
+            task.module.probe(&Args(args), &mut req);
+        }
+    }
+    req.normalize();
+    req
+}

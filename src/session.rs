@@ -1,0 +1,274 @@
+//! One host through a run: its connection (made once, reused by every task), its facts and
+//! what earlier changes made stale, its variables. Modules see a host only through this:
+//! run a script, read facts, say what a change made stale, reconnect after a reboot.
+
+use std::time::Duration;
+
+use crate::facts::{self, Facts, ProbeRequest};
+use crate::transport::{Become, CommandOutput, Connection, ConnectionSpec, TransportError};
+use crate::vars::Vars;
+
+/// Time limits for one host.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Making the SSH connection.
+    pub connect: Duration,
+    /// One command.
+    pub command: Duration,
+}
+
+/// Which facts an earlier change made stale; they are re-read when next needed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stale {
+    packages: bool,
+    units: bool,
+    paths: bool,
+    all: bool,
+}
+
+/// A host's session: private state, changed only through its methods.
+pub struct HostSession {
+    name: String,
+    spec: ConnectionSpec,
+    timeouts: Timeouts,
+    vars: Vars,
+    connection: Option<Connection>,
+    facts: Option<Facts>,
+    facts_vars: Vars,
+    stale: Stale,
+    registered: Vars,
+    out: bool,
+    predicted_packages: Vec<String>,
+    probe: ProbeRequest,
+    round_trips: u32,
+    log_commands: bool,
+}
+
+impl HostSession {
+    /// A host not yet connected: `vars` are its rendered inventory variables, `probe` what
+    /// its first facts probe reads (every name the plan mentions for it).
+    pub fn new(name: String, spec: ConnectionSpec, vars: Vars, probe: ProbeRequest, timeouts: Timeouts) -> Self {
+        HostSession {
+            name,
+            spec,
+            timeouts,
+            vars,
+            connection: None,
+            facts: None,
+            facts_vars: Vars::new(),
+            stale: Stale::default(),
+            registered: Vars::new(),
+            out: false,
+            predicted_packages: Vec::new(),
+            probe,
+            round_trips: 0,
+            log_commands: true,
+        }
+    }
+
+    /// A host on a connection made elsewhere (tests bring their own transport).
+    pub fn with_connection(mut self, connection: Connection) -> Self {
+        self.connection = Some(connection);
+        self
+    }
+
+    /// The host's time limits.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The inventory name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How the host is reached (address, user, become settings).
+    pub fn spec(&self) -> &ConnectionSpec {
+        &self.spec
+    }
+
+    /// The host's inventory and `-e` variables, rendered.
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    /// Its facts under Ansible's names (empty before the first probe).
+    pub fn facts_vars(&self) -> &Vars {
+        &self.facts_vars
+    }
+
+    /// Its registered results.
+    pub fn registered(&self) -> &Vars {
+        &self.registered
+    }
+
+    /// Registers a task's result under `name`.
+    pub fn register(&mut self, name: &str, value: serde_json::Value) {
+        self.registered.insert(name.to_string(), value);
+    }
+
+    /// Whether the host left the run (a failed task, or unreachable), as in Ansible.
+    pub fn is_out(&self) -> bool {
+        self.out
+    }
+
+    /// Takes the host out of the run.
+    pub fn leave(&mut self) {
+        self.out = true;
+    }
+
+    /// Commands sent so far (the probe included): SSH round trips.
+    pub fn round_trips(&self) -> u32 {
+        self.round_trips
+    }
+
+    /// Whether `-vv` shows this host's commands (off while a `no_log` task runs).
+    pub fn set_log_commands(&mut self, on: bool) {
+        self.log_commands = on;
+    }
+
+    async fn connect(&mut self) -> Result<(), TransportError> {
+        if self.connection.is_none() {
+            self.connection = Some(Connection::connect(&self.spec, self.timeouts.connect).await?);
+        }
+        Ok(())
+    }
+
+    /// Closes the connection; the next command reconnects.
+    pub async fn disconnect(&mut self) {
+        if let Some(c) = self.connection.take() {
+            c.close().await;
+        }
+    }
+
+    /// A new connection, replacing any old one (after a reboot): `timeout` bounds the connect.
+    pub async fn reconnect(&mut self, timeout: Duration) -> Result<(), TransportError> {
+        self.disconnect().await;
+        self.connection = Some(Connection::connect(&self.spec, timeout).await?);
+        Ok(())
+    }
+
+    /// Runs a script on the host within the command timeout.
+    pub async fn run(&mut self, script: &str, become_: Option<&Become>, stdin: Option<&str>) -> Result<CommandOutput, TransportError> {
+        self.run_within(script, become_, stdin, self.timeouts.command).await
+    }
+
+    /// Runs a script on the host within `timeout`.
+    pub async fn run_within(
+        &mut self,
+        script: &str,
+        become_: Option<&Become>,
+        stdin: Option<&str>,
+        timeout: Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        self.connect().await?;
+        self.round_trips += 1;
+        // -vv: what runs where (the script's first lines, never its stdin; nothing of a
+        // no_log task; secrets masked).
+        if self.log_commands {
+            let head = script.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" | ");
+            tracing::info!(host = %self.name, become_ = become_.is_some(), "run: {}", crate::secrets::redact(&head));
+        } else {
+            tracing::info!(host = %self.name, become_ = become_.is_some(), "run: (hidden: no_log)");
+        }
+        let connection = self.connection.as_ref().expect("connected");
+        let result = connection.run(script, become_, stdin, timeout).await;
+        if matches!(result, Err(TransportError::Unreachable(_))) {
+            // The master is gone; a later attempt (after a reboot) reconnects.
+            self.disconnect().await;
+        }
+        result
+    }
+
+    /// Reads facts: everything on first use, then only what is stale or not yet known.
+    pub async fn ensure_facts(&mut self, extra: &ProbeRequest) -> Result<(), TransportError> {
+        let basics = self.facts.is_none() || self.stale.all;
+        let mut request = if basics { self.probe.clone() } else { ProbeRequest::default() };
+        let known = self.facts.as_ref();
+        let stale = self.stale;
+        for p in &extra.packages {
+            let base = crate::names::deb_base_name(p);
+            if basics || stale.packages || !known.is_some_and(|f| f.packages.contains_key(base)) {
+                request.packages.push(p.clone());
+            }
+        }
+        for u in &extra.units {
+            if basics || stale.units || !known.is_some_and(|f| f.units.contains_key(u)) {
+                request.units.push(u.clone());
+            }
+        }
+        for p in &extra.paths {
+            if basics || stale.paths || !known.is_some_and(|f| f.paths.contains_key(p)) {
+                request.paths.push(p.clone());
+            }
+        }
+        if extra.apt_cache_age && (basics || stale.packages || known.is_none_or(|f| f.apt_cache_age.is_none())) {
+            request.apt_cache_age = true;
+        }
+        if !basics && request.is_empty() {
+            return Ok(());
+        }
+        request.normalize();
+        let out = self.run(&facts::probe_script(&request, basics), None, None).await?;
+        if out.rc != 0 {
+            return Err(TransportError::Other(format!("the facts probe failed (exit {}): {}", out.rc, out.tail(3))));
+        }
+        self.absorb_probe(&out.stdout, &request, basics);
+        if basics {
+            self.stale = Stale::default();
+        } else {
+            self.stale.packages &= extra.packages.is_empty();
+            self.stale.units &= extra.units.is_empty();
+            self.stale.paths &= extra.paths.is_empty();
+        }
+        Ok(())
+    }
+
+    /// Folds the output of a probe that ran with a change (`facts::probe_body` appended to
+    /// the change's script) into the facts: what it re-read is current again.
+    pub fn absorb_reread(&mut self, output: &str, request: &ProbeRequest) {
+        self.absorb_probe(output, request, false);
+        if !request.units.is_empty() {
+            self.stale.units = false;
+        }
+        if !request.packages.is_empty() {
+            self.stale.packages = false;
+        }
+    }
+
+    fn absorb_probe(&mut self, output: &str, request: &ProbeRequest, basics: bool) {
+        let mut f = if basics { Facts::default() } else { self.facts.take().unwrap_or_default() };
+        facts::parse_probe(output, request, &mut f);
+        self.facts_vars = f.ansible_vars();
+        self.facts = Some(f);
+    }
+
+    /// The facts; read before the first task runs.
+    pub fn facts(&self) -> &Facts {
+        self.facts.as_ref().expect("facts gathered before tasks run")
+    }
+
+    /// After a change on the host, the facts that may have moved: packages (which also
+    /// bring units), units, and always paths.
+    pub fn mark_changed(&mut self, packages: bool, units: bool) {
+        self.stale.packages |= packages;
+        self.stale.units |= units || packages;
+        self.stale.paths = true;
+    }
+
+    /// After a reboot: everything is re-read.
+    pub fn mark_all_stale(&mut self) {
+        self.stale.all = true;
+    }
+
+    /// Check mode: packages an earlier task would have installed.
+    pub fn predict_installed(&mut self, packages: &[String]) {
+        self.predicted_packages.extend(packages.iter().cloned());
+    }
+
+    /// Check mode: whether an earlier task would have installed packages (a unit may arrive
+    /// with them).
+    pub fn packages_arriving(&self) -> bool {
+        !self.predicted_packages.is_empty()
+    }
+}
