@@ -268,6 +268,7 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
         host_key_policy: host_key_policy(args.host_key_checking),
         become_password: become_password(args.ask_become_pass)?,
         extra_vars,
+        connect_with: None,
     };
     let json_stdout = args.common.format == Format::Json;
     let mut reporter = TextReporter::new(

@@ -111,12 +111,9 @@ fn patterns() -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs ansible-core: tests/run installs it into .venv and runs this (cargo test -- --include-ignored)"]
 fn inventory_and_limit_parity_with_ansible() {
-    let Some(bin) = ansible_inventory() else {
-        assert!(std::env::var_os("CI").is_none(), "ansible-inventory is required under CI (.ci/run installs it)");
-        eprintln!("skipped: ansible-inventory not found (set GAFIX_ANSIBLE_INVENTORY)");
-        return;
-    };
+    let bin = ansible_inventory().expect("ansible-inventory is required: run tests/run, or set GAFIX_ANSIBLE_INVENTORY");
     let mut mismatches = Vec::new();
     let inventories = fixtures();
     assert!(inventories.len() >= 8, "at least 8 inventory fixtures");
@@ -132,7 +129,8 @@ fn inventory_and_limit_parity_with_ansible() {
     for inv in ["nested.yml", "ranges.yml"].map(|f| root().join("tests/fixtures/inventory").join(f)) {
         for p in &pats {
             let a = normalize(&ansible(&bin, &inv, Some(p))).0;
-            // Patterns that select nothing are an error in gafix, a warning in Ansible.
+            // Patterns that select nothing are an error in gafix (exit 1, naming the pattern),
+            // a warning in Ansible; anything else from gafix (hosts, a crash) is a mismatch.
             if a.is_empty() {
                 let out = Command::new(env!("CARGO_BIN_EXE_gafix"))
                     .args(["inventory", "--list", "-i"])
@@ -140,8 +138,15 @@ fn inventory_and_limit_parity_with_ansible() {
                     .args(["--limit", p])
                     .output()
                     .unwrap();
-                if out.status.success() && !normalize(&serde_json::from_slice(&out.stdout).unwrap()).0.is_empty() {
-                    mismatches.push(format!("{} --limit '{p}': ansible selects nothing, gafix selects hosts", inv.display()));
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let empty_success = out.status.success() && normalize(&serde_json::from_slice(&out.stdout).unwrap()).0.is_empty();
+                let named_error = out.status.code() == Some(1) && (stderr.contains("matches no host") || stderr.contains("leave no hosts"));
+                if !empty_success && !named_error {
+                    mismatches.push(format!(
+                        "{} --limit '{p}': ansible selects nothing, gafix: exit {:?} {stderr}",
+                        inv.display(),
+                        out.status.code()
+                    ));
                 }
             } else {
                 let g = normalize(&gafix(&inv, Some(p))).0;

@@ -65,10 +65,14 @@ fn shell_metacharacters_are_rejected_before_any_ssh() {
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("site.yml:3:7: apt: 'vim; touch /tmp/pwned' is not a valid Debian package name"), "{err}");
     assert!(!out.contains("unreachable"), "nothing connected: {out}");
-    // Templated names are checked after rendering, still before their command is built.
-    fleet.write("site2.yml", "- hosts: all\n  gather_facts: false\n  tasks:\n    - systemd: {name: '{{ unit }}', state: started}\n");
-    let (code, out, _) = gafix(&["converge", "-i", "hosts.yml", "site2.yml", "-e", "unit=x;reboot"], fleet.dir.path());
-    assert_eq!(code, 4, "the host is unreachable, and nothing was built from the bad name: {out}");
+    // Templated names are checked after rendering, still before their command is built: on
+    // a host that is reached (the controller itself), the task fails on the name.
+    fleet.write("local.yml", "all:\n  hosts:\n    localhost: {ansible_connection: local}\n");
+    fleet.write("site2.yml", "- hosts: all\n  tasks:\n    - systemd: {name: '{{ unit }}', state: started}\n");
+    let (code, out, _) = gafix(&["converge", "-i", "local.yml", "site2.yml", "-e", r#"{"unit": "x;touch pwned"}"#], fleet.dir.path());
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("'x;touch pwned' is not a valid systemd unit name"), "the rendered name was refused: {out}");
+    assert!(!fleet.path("pwned").exists());
 }
 
 #[test]

@@ -3,15 +3,13 @@
 
 mod support;
 use std::time::Duration;
-use support::{vm_tests_enabled, Fleet, Host, Kind};
+use support::{Fleet, Host, Kind};
 
 const GA_PLAYBOOK: &str = "- hosts: all\n  roles:\n    - qemu_ga_fix\n";
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn the_seed_role_converges_a_fresh_vm_and_a_second_run_changes_nothing() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let vm = Host::start("conv-fresh", Kind::Vm);
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[&vm]);
@@ -31,10 +29,8 @@ fn the_seed_role_converges_a_fresh_vm_and_a_second_run_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn a_vm_without_the_channel_fails_fast_and_is_gated_while_a_healthy_vm_is_patched() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let hosts = Host::start_all(&[("conv-noga", Kind::VmWithoutChannel), ("conv-healthy", Kind::Vm)]);
     let (noga, healthy) = (&hosts[0], &hosts[1]);
     let boot_before = healthy.boot_id();
@@ -71,10 +67,8 @@ fn a_vm_without_the_channel_fails_fast_and_is_gated_while_a_healthy_vm_is_patche
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn check_mode_reports_what_would_change_and_changes_nothing() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let vm = Host::start("conv-check", Kind::Vm);
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[&vm]);
@@ -96,10 +90,8 @@ fn check_mode_reports_what_would_change_and_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn containers_are_not_applicable_and_nothing_runs_on_them() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let ct = Host::start("conv-ct", Kind::Container);
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[&ct]);
@@ -115,10 +107,8 @@ fn containers_are_not_applicable_and_nothing_runs_on_them() {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn an_unreachable_host_exits_4_and_the_others_converge() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let ct = Host::start("conv-reach", Kind::Container);
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[&ct]);
@@ -136,10 +126,8 @@ fn an_unreachable_host_exits_4_and_the_others_converge() {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn a_masked_unit_is_a_clear_error_until_unmasked() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let ct = Host::start("conv-mask", Kind::Container);
     ct.sh("printf '[Service]\\nExecStart=/bin/sleep infinity\\n' | sudo tee /lib/systemd/system/gafix-demo.service >/dev/null && sudo systemctl daemon-reload && sudo systemctl mask gafix-demo");
     let fleet = Fleet::new();
@@ -162,10 +150,8 @@ sleep($ARGV[0]);
 "#;
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn the_dpkg_lock_is_waited_for_and_a_holder_past_lock_timeout_is_named() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let ct = Host::start("conv-lock", Kind::Container);
     ct.sh(&format!("cat > /tmp/holdlock.pl <<'EOF'\n{HOLD_LOCK}EOF"));
     // Like unattended-upgrades after boot: something else holds the dpkg lock for 20 s.
@@ -184,10 +170,8 @@ fn the_dpkg_lock_is_waited_for_and_a_holder_past_lock_timeout_is_named() {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn sudo_that_needs_a_password_fails_fast_and_a_given_password_stays_secret() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let ct = Host::start("conv-sudo", Kind::Container);
     ct.sh(
         "sudo useradd -m -s /bin/sh pwuser && echo 'pwuser:s3cret-Pw' | sudo chpasswd && \
@@ -213,10 +197,8 @@ fn sudo_that_needs_a_password_fails_fast_and_a_given_password_stays_secret() {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn host_keys_are_checked_by_default_and_accept_new_records_them() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let ct = Host::start("conv-hostkey", Kind::Container);
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[&ct]);

@@ -2,13 +2,11 @@
 
 mod support;
 use std::time::Duration;
-use support::{vm_tests_enabled, Fleet, Host, Kind};
+use support::{Fleet, Host, Kind};
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn serial_1_reboots_one_vm_at_a_time() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let hosts = Host::start_all(&[("patch-a", Kind::Vm), ("patch-b", Kind::Vm)]);
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[&hosts[0], &hosts[1]]);
@@ -31,10 +29,8 @@ fn serial_1_reboots_one_vm_at_a_time() {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn a_vm_that_does_not_come_back_fails_with_the_timeout_and_the_other_is_unaffected() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let hosts = Host::start_all(&[("patch-lost", Kind::Vm), ("patch-fine", Kind::Vm)]);
     let (lost, fine) = (&hosts[0], &hosts[1]);
     let fleet = Fleet::new();
@@ -75,10 +71,8 @@ fn a_vm_that_does_not_come_back_fails_with_the_timeout_and_the_other_is_unaffect
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn check_mode_says_it_would_upgrade_and_reboot_and_does_neither() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let vm = Host::start("patch-check", Kind::Vm);
     vm.sh("sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-guest-agent >/dev/null && sudo systemctl start qemu-guest-agent && sudo touch /var/run/reboot-required");
     let boot = vm.boot_id();

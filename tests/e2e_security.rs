@@ -17,6 +17,7 @@ fn everything(run: &Run, fleet: &Fleet) -> String {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn paths_are_data_and_passwords_reach_only_sudo() {
     let ct = Host::start("sec", Kind::Container);
     // A user whose sudo asks for a password; `tester` (the image's user) has NOPASSWD.
@@ -116,6 +117,7 @@ fn processes_with(marker: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn timeouts_and_aborts_leave_nothing_running() {
     let ct = Host::start("sec-timeout", Kind::Container);
     let fleet = Fleet::new();

@@ -2,13 +2,11 @@
 
 mod support;
 use std::time::Duration;
-use support::{vm_tests_enabled, Host, Kind};
+use support::{Host, Kind};
 
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn vms_with_and_without_the_agent_channel_and_a_container() {
-    if !vm_tests_enabled() {
-        return;
-    }
     let hosts = Host::start_all(&[("self-ga", Kind::Vm), ("self-noga", Kind::VmWithoutChannel), ("self-ct", Kind::Container)]);
     let (ga, noga, ct) = (&hosts[0], &hosts[1], &hosts[2]);
 
@@ -48,7 +46,9 @@ fn vms_with_and_without_the_agent_channel_and_a_container() {
 /// Before the fix, a waiter returned with the lock's descriptor open and its container
 /// held the lock for its whole life, so every later `ct-up --python` hung.
 #[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn python_containers_start_together_and_release_the_lock() {
+    support::require(Kind::Container);
     // A cold cache: the python rootfs is rebuilt while the others wait for it.
     let cache = std::env::var("GAFIX_TESTVM_CACHE").unwrap_or_else(|_| "/var/cache/gafix-testvm".into());
     let image = std::fs::canonicalize(format!("{cache}/current")).expect("testvm build ran");

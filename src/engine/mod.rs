@@ -10,6 +10,8 @@ pub mod events;
 pub mod interrupt;
 mod play;
 mod prepare;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -38,7 +40,12 @@ pub struct Options {
     pub host_key_policy: HostKeyPolicy,
     pub become_password: Option<Secret>,
     pub extra_vars: Vars,
+    /// A transport for each host by name, instead of SSH or local (tests).
+    pub connect_with: Option<ConnectWith>,
 }
+
+/// Makes a host's transport from its name.
+pub type ConnectWith = std::sync::Arc<dyn Fn(&str) -> Box<dyn crate::transport::Transport> + Send + Sync>;
 
 /// Every host of the plan: ready to run, or why not (bad connection settings).
 struct Fleet {

@@ -22,7 +22,11 @@ pub fn prepare_host(name: &str, plan: &Plan, inv: &Inventory, opts: &Options, te
             None => e.message,
         })?;
     let probe = probe_request(name, plan, &rendered, templar);
-    Ok(HostSession::new(name.into(), spec, rendered, probe, opts.timeouts))
+    let session = HostSession::new(name.into(), spec, rendered, probe, opts.timeouts);
+    Ok(match &opts.connect_with {
+        Some(make) => session.with_connection(crate::transport::Connection::over(make(name))),
+        None => session,
+    })
 }
 
 /// A host's connection settings that cannot be used, and where the variable at fault is set.

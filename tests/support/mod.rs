@@ -17,14 +17,17 @@ pub fn testvm() -> PathBuf {
     root().join("tests/vm/testvm")
 }
 
-/// VM tests run wherever QEMU is installed; without it they are skipped, except under CI.
-pub fn vm_tests_enabled() -> bool {
-    let qemu = Command::new("sh").args(["-c", "command -v qemu-system-x86_64"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if !qemu {
-        assert!(std::env::var_os("CI").is_none(), "qemu-system-x86_64 is required under CI (tests/vm/install-deps installs it)");
-        eprintln!("skipped: qemu-system-x86_64 is not installed");
-    }
-    qemu
+/// The tool a kind of test host needs: QEMU for VMs, systemd-nspawn for containers. These
+/// tests are `#[ignore]`d (so a plain `cargo test` lists them as ignored, never as passed);
+/// `tests/run` runs them with `--include-ignored`, and then a missing tool is a failure
+/// that says what to install, never a silent pass.
+pub fn require(kind: Kind) {
+    let tool = match kind {
+        Kind::Vm | Kind::VmWithoutChannel => "qemu-system-x86_64",
+        Kind::Container => "systemd-nspawn",
+    };
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(found, "{tool} is required for this test: run tests/vm/install-deps (as root), or leave out --include-ignored");
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +50,7 @@ fn unique(prefix: &str) -> String {
 
 impl Host {
     pub fn start(prefix: &str, kind: Kind) -> Host {
+        require(kind);
         let name = unique(prefix);
         let mut cmd = Command::new(testvm());
         match kind {

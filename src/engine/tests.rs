@@ -1,0 +1,358 @@
+//! The engine's semantics without hosts: the gate, batches, max_fail_percentage, failed
+//! hosts leaving the run, register/when, check mode, idempotence. Each host is a temporary
+//! directory: the scripts gafix sends run in a real `sh`, with the host's files (os-release,
+//! /proc, the agent channel) under that directory and small `systemctl`, `dpkg-query`,
+//! `apt-get` and `sudo` stand-ins that keep package and unit state in files there. The
+//! end-to-end suite runs the same engine against real systemd, apt and sshd.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::*;
+use crate::engine::events::{Event, Reporter, Status};
+use crate::role::{Playbook, RoleSource};
+use crate::transport::{CommandOutput, Pgid, Transport, TransportError, Wrapped};
+
+/// Paths a script reads that belong to the host, not to the machine running the test
+/// (`/host/` is the fake host's own root, for tests to plant files).
+const HOST_PATHS: &[&str] = &[
+    "/host/",
+    "/etc/os-release",
+    "/proc/sys/kernel/",
+    "/proc/1/comm",
+    "/run/systemd/container",
+    "/.dockerenv",
+    "/dev/virtio-ports/",
+    "/var/run/reboot-required",
+    "/var/lib/apt/",
+];
+
+const SUDO: &str = r#"#!/bin/sh
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do shift; done
+shift
+exec "$@"
+"#;
+
+const DETECT_VIRT: &str = r#"#!/bin/sh
+v=$(cat "$FAKE_ROOT/virt"); echo "$v"; [ "$v" != none ]
+"#;
+
+const DPKG_QUERY: &str = r#"#!/bin/sh
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do shift; done
+shift
+for p in "$@"; do
+  [ -f "$FAKE_ROOT/pkgs/$p" ] && printf '%s|ii |%s\n' "$p" "$(cat "$FAKE_ROOT/pkgs/$p")"
+done
+exit 0
+"#;
+
+const APT_GET: &str = r#"#!/bin/sh
+sim=; verb=; names=
+while [ $# -gt 0 ]; do
+  case $1 in
+    -s) sim=1 ;;
+    -o|-t) shift ;;
+    --) shift; names="$*"; break ;;
+    install|remove|upgrade|dist-upgrade|update|autoremove) verb=$1 ;;
+  esac
+  shift
+done
+case $verb in
+  update) exit 0 ;;
+  upgrade|dist-upgrade|autoremove) echo "0 upgraded, 0 newly installed"; exit 0 ;;
+esac
+for n in $names; do
+  if [ "$verb" = install ]; then
+    [ -f "$FAKE_ROOT/repo/$n" ] || { echo "E: Unable to locate package $n" >&2; exit 100; }
+    [ -f "$FAKE_ROOT/pkgs/$n" ] && continue
+    v=$(cat "$FAKE_ROOT/repo/$n")
+    if [ -n "$sim" ]; then echo "Inst $n ($v stable)"; continue; fi
+    cp "$FAKE_ROOT/repo/$n" "$FAKE_ROOT/pkgs/$n"
+    echo "Unpacking $n ($v) ..."
+    if [ -f "$FAKE_ROOT/repo/$n.unit" ]; then
+      u=$(cat "$FAKE_ROOT/repo/$n.unit"); mkdir -p "$FAKE_ROOT/units/$u"
+      echo static > "$FAKE_ROOT/units/$u/enabled"; echo inactive > "$FAKE_ROOT/units/$u/active"
+    fi
+  elif [ "$verb" = remove ] && [ -f "$FAKE_ROOT/pkgs/$n" ]; then
+    [ -n "$sim" ] && { echo "Remv $n"; continue; }
+    rm -f "$FAKE_ROOT/pkgs/$n"; echo "Removing $n ..."
+  fi
+done
+"#;
+
+const SYSTEMCTL: &str = r#"#!/bin/sh
+[ "$1" = --no-block ] && shift
+verb=$1; shift
+if [ "$verb" = show ]; then
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do shift; done
+  shift
+  first=1
+  for u in "$@"; do
+    u=${u%.service}
+    [ -n "$first" ] || echo; first=
+    d="$FAKE_ROOT/units/$u"
+    if [ -d "$d" ]; then
+      a=$(cat "$d/active")
+      printf 'Id=%s.service\nLoadState=loaded\nUnitFileState=%s\nActiveState=%s\nSubState=%s\n' "$u" "$(cat "$d/enabled")" "$a" "$([ "$a" = active ] && echo running || echo dead)"
+    else
+      printf 'Id=%s.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\n' "$u"
+    fi
+  done
+  exit 0
+fi
+[ "$verb" = daemon-reload ] && exit 0
+if [ "$verb" = is-active ]; then
+  a=$(cat "$FAKE_ROOT/units/${1%.service}/active" 2>/dev/null || echo inactive); echo "$a"; [ "$a" = active ]; exit
+fi
+[ "$1" = -- ] && shift
+u=${1%.service}; d="$FAKE_ROOT/units/$u"
+[ -d "$d" ] || { echo "Failed to $verb $u.service: Unit $u.service not found." >&2; exit 5; }
+case $verb in
+  start|restart|reload-or-restart) echo active > "$d/active" ;;
+  stop) echo inactive > "$d/active" ;;
+  enable) [ "$(cat "$d/enabled")" = static ] || echo enabled > "$d/enabled" ;;
+  disable) echo disabled > "$d/enabled" ;;
+esac
+"#;
+
+/// One fake host: a directory standing for its root file system.
+struct FakeHost {
+    root: tempfile::TempDir,
+}
+
+impl FakeHost {
+    /// A Debian 12 VM with systemd and the agent channel; `repo` packages can be installed.
+    fn vm() -> FakeHost {
+        let host = FakeHost { root: tempfile::tempdir().unwrap() };
+        for (path, text) in [
+            ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n"),
+            ("proc/1/comm", "systemd\n"),
+            ("proc/sys/kernel/osrelease", "6.1.0-fake\n"),
+            ("proc/sys/kernel/arch", "x86_64\n"),
+            ("proc/sys/kernel/hostname", "fake\n"),
+            ("proc/sys/kernel/random/boot_id", "boot-1\n"),
+            ("dev/virtio-ports/org.qemu.guest_agent.0", ""),
+            ("virt", "kvm\n"),
+            ("repo/qemu-guest-agent", "1:7.2\n"),
+            ("repo/qemu-guest-agent.unit", "qemu-guest-agent\n"),
+            ("bin/sudo", SUDO),
+            ("bin/systemd-detect-virt", DETECT_VIRT),
+            ("bin/dpkg-query", DPKG_QUERY),
+            ("bin/apt-get", APT_GET),
+            ("bin/systemctl", SYSTEMCTL),
+        ] {
+            host.write(path, text);
+        }
+        std::fs::create_dir_all(host.path("pkgs")).unwrap();
+        std::fs::create_dir_all(host.path("units")).unwrap();
+        for bin in std::fs::read_dir(host.path("bin")).unwrap().flatten() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        host
+    }
+
+    fn path(&self, p: &str) -> std::path::PathBuf {
+        self.root.path().join(p)
+    }
+
+    fn write(&self, p: &str, text: &str) {
+        let path = self.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn has(&self, p: &str) -> bool {
+        self.path(p).exists()
+    }
+
+    fn read(&self, p: &str) -> String {
+        std::fs::read_to_string(self.path(p)).unwrap_or_default().trim().to_string()
+    }
+}
+
+/// Runs wrapped commands in a real `sh` against a fake host's directory.
+struct FakeTransport {
+    root: std::path::PathBuf,
+}
+
+impl Transport for FakeTransport {
+    fn run<'a>(
+        &'a self,
+        wrapped: &'a Wrapped,
+        input: Option<&'a str>,
+        pgid: &'a Pgid,
+    ) -> BoxFuture<'a, Result<CommandOutput, TransportError>> {
+        Box::pin(async move {
+            let root = self.root.display().to_string();
+            let mut command = wrapped.command.clone();
+            for p in HOST_PATHS {
+                let target = if *p == "/host/" { format!("{root}/") } else { format!("{root}{p}") };
+                command = command.replace(p, &target);
+            }
+            let started = std::time::Instant::now();
+            let mut child = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .env("FAKE_ROOT", &root)
+                .env("PATH", format!("{root}/bin:{}", std::env::var("PATH").unwrap_or_default()))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| TransportError::Other(e.to_string()))?;
+            let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+            let out = crate::transport::exchange::exchange(stdin, stdout, stderr, None, input, pgid)
+                .await
+                .map_err(|e| TransportError::Other(e.to_string()))?;
+            let status = child.wait().await.map_err(|e| TransportError::Other(e.to_string()))?;
+            Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
+        })
+    }
+}
+
+/// Collects the events, for the assertions that are about what was reported live.
+#[derive(Default)]
+struct Events(std::sync::Mutex<Vec<String>>);
+
+impl Reporter for Events {
+    fn event(&self, event: &Event) {
+        let line = match event {
+            Event::Task(r) => format!("{} {} {}", r.status.label(), r.host, r.task),
+            Event::Gated { host, reason, .. } => format!("gated {host} {reason}"),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+/// Runs `book` (the built-in plan when `None`) on fake hosts named h1, h2, ...
+async fn converge(hosts: &[&FakeHost], book: Option<&str>, check: bool) -> RunReport {
+    let names: Vec<String> = (1..=hosts.len()).map(|i| format!("h{i}")).collect();
+    let inventory: String = "all:\n  hosts:\n".to_string() + &names.iter().map(|n| format!("    {n}:\n")).collect::<String>();
+    let node = crate::yaml::parse_str(&inventory, Path::new("hosts.yml")).unwrap();
+    let inv = Inventory::from_yaml(node.as_ref(), Path::new("hosts.yml")).unwrap();
+    let book = match book {
+        Some(text) => Playbook::parse(text, "site.yml").unwrap(),
+        None => Playbook::default_plan(),
+    };
+    let plan = plan::build(&inv, &book, &RoleSource::new(Vec::new()), &Default::default()).unwrap();
+    let roots: Vec<std::path::PathBuf> = hosts.iter().map(|h| h.root.path().to_path_buf()).collect();
+    let opts = Options {
+        forks: 10,
+        check,
+        diff: false,
+        timeouts: Timeouts { connect: Duration::from_secs(5), command: Duration::from_secs(30) },
+        host_key_policy: HostKeyPolicy::Strict,
+        become_password: None,
+        extra_vars: Vars::new(),
+        connect_with: Some(Arc::new(move |name: &str| {
+            let i: usize = name.trim_start_matches('h').parse().unwrap();
+            Box::new(FakeTransport { root: roots[i - 1].clone() }) as Box<dyn Transport>
+        })),
+    };
+    run(&plan, &inv, &opts, &Events::default(), &Interrupt::default()).await
+}
+
+fn task<'a>(report: &'a RunReport, host: &str, name: &str) -> &'a TaskRecord {
+    report
+        .tasks
+        .iter()
+        .find(|t| t.host == host && t.task == name)
+        .unwrap_or_else(|| panic!("no task {name} on {host}: {:#?}", report.tasks))
+}
+
+fn outcome<'a>(report: &'a RunReport, play: &str, host: &str) -> &'a PlayOutcome {
+    &report.plays.iter().find(|p| p.name == play).unwrap().outcomes[host]
+}
+
+#[tokio::test]
+async fn the_gate_keeps_stage_two_away_from_a_host_that_failed_stage_one() {
+    let (good, bad) = (FakeHost::vm(), FakeHost::vm());
+    std::fs::remove_file(bad.path("repo/qemu-guest-agent")).unwrap();
+    let report = converge(&[&good, &bad], None, false).await;
+    assert_eq!(report.exit_code, 2);
+    assert_eq!(task(&report, "h1", "Install QEMU Guest Agent").status, Status::Changed);
+    assert_eq!(task(&report, "h1", "verify qemu-guest-agent is active").status, Status::Ok);
+    assert_eq!(good.read("units/qemu-guest-agent/active"), "active");
+    assert_eq!(*outcome(&report, "patch_reboot", "h1"), PlayOutcome::Passed);
+    let failed = task(&report, "h2", "Install QEMU Guest Agent");
+    assert_eq!(failed.status, Status::Failed);
+    assert!(failed.msg.contains("Unable to locate package") || failed.msg.contains("update_cache"), "{}", failed.msg);
+    match outcome(&report, "patch_reboot", "h2") {
+        PlayOutcome::Gated { reason } => assert!(reason.starts_with("qemu_ga_fix failed at \"Install QEMU Guest Agent\""), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(report.tasks.iter().all(|t| t.host != "h2" || t.play == "qemu_ga_fix"), "stage 2 never touched h2");
+}
+
+#[tokio::test]
+async fn a_second_run_changes_nothing() {
+    let host = FakeHost::vm();
+    let first = converge(&[&host], None, false).await;
+    assert_eq!(first.exit_code, 0, "{:#?}", first.tasks);
+    assert!(first.stats["h1"].changed > 0);
+    let again = converge(&[&host], None, false).await;
+    assert_eq!(again.exit_code, 0);
+    assert_eq!(again.stats["h1"].changed, 0, "{:#?}", again.tasks);
+}
+
+#[tokio::test]
+async fn check_mode_predicts_and_changes_nothing() {
+    let host = FakeHost::vm();
+    let report = converge(&[&host], None, true).await;
+    assert_eq!(report.exit_code, 0, "{:#?}", report.tasks);
+    let install = task(&report, "h1", "Install QEMU Guest Agent");
+    assert_eq!((install.status, install.msg.as_str()), (Status::Changed, "would install qemu-guest-agent"));
+    let start = task(&report, "h1", "Enable and start QEMU Guest Agent");
+    assert_eq!(start.status, Status::Changed, "{}", start.msg);
+    assert!(!host.has("pkgs/qemu-guest-agent") && !host.has("units/qemu-guest-agent"), "check mode changed the host");
+}
+
+#[tokio::test]
+async fn a_failed_host_leaves_the_run_and_a_batch_over_max_fail_percentage_stops_the_play() {
+    let hosts: Vec<FakeHost> = (0..4).map(|_| FakeHost::vm()).collect();
+    hosts[0].write("fail-here", "");
+    let book = "- hosts: all\n  serial: 2\n  max_fail_percentage: 25\n  tasks:\n\
+                \x20   - name: check\n      shell: '! test -e /host/fail-here'\n\
+                \x20   - name: after\n      command: 'true'\n";
+    let refs: Vec<&FakeHost> = hosts.iter().collect();
+    let report = converge(&refs, Some(book), false).await;
+    assert_eq!(report.exit_code, 2);
+    assert_eq!(task(&report, "h1", "check").status, Status::Failed);
+    assert!(!report.tasks.iter().any(|t| t.host == "h1" && t.task == "after"), "a failed host runs nothing more");
+    assert_eq!(task(&report, "h2", "after").status, Status::Changed, "the other host of the batch goes on");
+    for h in ["h3", "h4"] {
+        assert!(matches!(outcome(&report, "all", h), PlayOutcome::NotRun { .. }), "{h}: 1 of 2 failed is over 25%");
+    }
+}
+
+#[tokio::test]
+async fn register_and_when_see_earlier_results() {
+    let host = FakeHost::vm();
+    let book = "- hosts: all\n  tasks:\n\
+                \x20   - name: read\n      command: cat /etc/os-release\n      register: os\n      changed_when: false\n\
+                \x20   - name: debian only\n      command: echo yes\n      when: \"'ID=debian' in os.stdout and ansible_os_family == 'Debian'\"\n\
+                \x20   - name: never\n      command: echo no\n      when: os.rc != 0\n\
+                \x20   - name: exit 3 is fine\n      shell: exit 3\n      register: r\n      failed_when: r.rc not in [0, 3]\n";
+    let report = converge(&[&host], Some(book), false).await;
+    assert_eq!(report.exit_code, 0, "{:#?}", report.tasks);
+    assert_eq!(task(&report, "h1", "read").status, Status::Ok);
+    assert_eq!(task(&report, "h1", "debian only").msg, "yes");
+    assert_eq!(task(&report, "h1", "never").status, Status::Skipped);
+    assert_eq!(task(&report, "h1", "exit 3 is fine").status, Status::Changed);
+}
+
+#[tokio::test]
+async fn a_host_that_is_not_a_vm_is_not_applicable_and_nothing_runs() {
+    let ct = FakeHost::vm();
+    ct.write("virt", "none\n");
+    ct.write("run/systemd/container", "systemd-nspawn\n");
+    let report = converge(&[&ct], None, false).await;
+    assert_eq!(report.exit_code, 0);
+    assert!(matches!(outcome(&report, "qemu_ga_fix", "h1"), PlayOutcome::NotApplicable { .. }));
+    assert!(!ct.has("pkgs/qemu-guest-agent"));
+}
