@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::facts::{self, Facts, ProbeRequest};
+use crate::facts::{self, Change, Facts, ProbeRequest, Stale};
 use crate::transport::{Become, CommandOutput, Connection, ConnectionSpec, TransportError};
 use crate::vars::Vars;
 
@@ -17,15 +17,6 @@ pub struct Timeouts {
     pub command: Duration,
 }
 
-/// Which facts an earlier change made stale; they are re-read when next needed.
-#[derive(Clone, Copy, Debug, Default)]
-struct Stale {
-    packages: bool,
-    units: bool,
-    paths: bool,
-    all: bool,
-}
-
 /// A host's session: private state, changed only through its methods.
 pub struct HostSession {
     name: String,
@@ -36,6 +27,8 @@ pub struct HostSession {
     facts: Option<Facts>,
     facts_vars: Vars,
     stale: Stale,
+    /// Everything is to be re-read (after a reboot).
+    all_stale: bool,
     registered: Vars,
     out: bool,
     predicted_packages: Vec<String>,
@@ -57,6 +50,7 @@ impl HostSession {
             facts: None,
             facts_vars: Vars::new(),
             stale: Stale::default(),
+            all_stale: false,
             registered: Vars::new(),
             out: false,
             predicted_packages: Vec::new(),
@@ -182,7 +176,7 @@ impl HostSession {
 
     /// Reads facts: everything on first use, then only what is stale or not yet known.
     pub async fn ensure_facts(&mut self, extra: &ProbeRequest) -> Result<(), TransportError> {
-        let basics = self.facts.is_none() || self.stale.all;
+        let basics = self.facts.is_none() || self.all_stale;
         let mut request = if basics { self.probe.clone() } else { ProbeRequest::default() };
         let known = self.facts.as_ref();
         let stale = self.stale;
@@ -216,6 +210,7 @@ impl HostSession {
         self.absorb_probe(&out.stdout, &request, basics);
         if basics {
             self.stale = Stale::default();
+            self.all_stale = false;
         } else {
             self.stale.packages &= extra.packages.is_empty();
             self.stale.units &= extra.units.is_empty();
@@ -248,17 +243,15 @@ impl HostSession {
         self.facts.as_ref().expect("facts gathered before tasks run")
     }
 
-    /// After a change on the host, the facts that may have moved: packages (which also
-    /// bring units), units, and always paths.
-    pub fn mark_changed(&mut self, packages: bool, units: bool) {
-        self.stale.packages |= packages;
-        self.stale.units |= units || packages;
-        self.stale.paths = true;
+    /// After a change on the host, the facts that may have moved (each kind of fact says
+    /// which changes concern it).
+    pub fn mark_changed(&mut self, change: Change) {
+        self.stale = self.stale.union(Stale::after(change));
     }
 
     /// After a reboot: everything is re-read.
     pub fn mark_all_stale(&mut self) {
-        self.stale.all = true;
+        self.all_stale = true;
     }
 
     /// Check mode: packages an earlier task would have installed.

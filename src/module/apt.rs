@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::spec::{arg, arg_aliases, arg_choices, ArgError, Args, Kind, Spec};
 use super::{packages, Decision, Diff, Module, Outcome, PackageState, RunCtx};
-use crate::facts::{Facts, PkgMgr, ProbeRequest};
+use crate::facts::{Change, Facts, PkgMgr, ProbeRequest};
 use crate::names;
 use crate::session::HostSession;
 use crate::shell::quote;
@@ -103,7 +103,7 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
         };
         if out.rc != 0 {
             if !ctx.check_mode {
-                host.mark_changed(true, true);
+                host.mark_changed(Change::Packages);
             }
             return Outcome::command_failed("apt-get", &out, explain_failure(&format!("{}\n{}", out.stdout, out.stderr), d.lock_timeout));
         }
@@ -118,7 +118,7 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
     let package_ops = actions.iter().any(|a| *a != Action::UpdateCache);
     let changed = total.changed() || (cache_updated && !package_ops);
     if !ctx.check_mode && (changed || cache_updated) {
-        host.mark_changed(total.changed(), total.changed());
+        host.mark_changed(if total.changed() { Change::Packages } else { Change::Other });
     }
     if ctx.check_mode {
         host.predict_installed(&total.installed);

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::spec::{arg, arg_aliases, ArgError, Args, Kind, Spec};
 use super::{Module, Outcome, RunCtx};
-use crate::facts::ProbeRequest;
+use crate::facts::{Change, ProbeRequest};
 use crate::names;
 use crate::session::HostSession;
 use crate::shell::{quote, quote_all};
@@ -130,7 +130,7 @@ async fn run(host: &mut HostSession, args: &Args, shell: bool, ctx: &RunCtx<'_>)
         o.result = json!({"rc": 0, "stdout": "", "stderr": "", "stdout_lines": [], "stderr_lines": [], "cmd": d.display});
         return o;
     }
-    host.mark_changed(false, false);
+    host.mark_changed(Change::Other);
     let strip = |s: &str| if d.strip_empty_ends { s.trim_end_matches('\n').to_string() } else { s.to_string() };
     let (stdout, stderr) = (strip(&out.stdout), strip(&out.stderr));
     let result = json!({

@@ -4,7 +4,7 @@ use futures::future::BoxFuture;
 
 use super::spec::{arg, arg_aliases, arg_choices, ArgError, Args, Kind, Spec};
 use super::{packages, Decision, Module, Outcome, PackageState, RunCtx};
-use crate::facts::{Facts, ProbeRequest};
+use crate::facts::{Change, Facts, ProbeRequest};
 use crate::names;
 use crate::session::HostSession;
 use crate::shell::quote;
@@ -92,7 +92,7 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
         changed |= *action != Action::MakeCache && self::changed(&out.stdout);
     }
     if changed && !ctx.check_mode {
-        host.mark_changed(true, true);
+        host.mark_changed(Change::Packages);
     }
     match (changed, ctx.check_mode) {
         (false, _) => Outcome::ok("nothing to do"),

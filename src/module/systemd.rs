@@ -4,7 +4,7 @@ use futures::future::BoxFuture;
 
 use super::spec::{arg, arg_aliases, arg_choices, ArgError, Args, Kind, Spec};
 use super::{Decision, Diff, Module, Outcome, RunCtx};
-use crate::facts::{ProbeRequest, UnitState};
+use crate::facts::{Change, ProbeRequest, UnitState};
 use crate::names;
 use crate::session::HostSession;
 use crate::shell::quote;
@@ -122,7 +122,7 @@ async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcome {
         Ok(out) => out,
         Err(e) => return Outcome::from_transport(e),
     };
-    host.mark_changed(false, true);
+    host.mark_changed(Change::Units);
     if let Some(request) = &reread {
         host.absorb_reread(&out.stdout, request);
     }

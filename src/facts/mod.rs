@@ -1,58 +1,23 @@
 //! Facts: what a host is, read in one round trip before the first task. The probe is a
-//! read-only `sh` script built from validated names; its output is parsed here, purely.
+//! read-only `sh` script built from validated names. Each kind of fact (the system,
+//! packages, units, paths) owns its probe fragment, its parser and what makes it stale,
+//! pyinfra-style; this file assembles them.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use crate::shell::quote;
+mod packages;
+mod paths;
+mod system;
+mod units;
+
+pub use packages::PackageState;
+pub use paths::PathStat;
+pub use units::UnitState;
 
 pub const GA_CHANNEL: &str = "/dev/virtio-ports/org.qemu.guest_agent.0";
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct PackageState {
-    /// Installed version, if installed.
-    pub installed: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct UnitState {
-    pub load_state: String,
-    pub unit_file_state: String,
-    pub active_state: String,
-    pub sub_state: String,
-    /// Devices the unit `BindsTo=`, with whether each is present (its device unit is active).
-    pub bound_devices: Vec<(String, bool)>,
-}
-
-impl UnitState {
-    pub fn is_active(&self) -> bool {
-        matches!(self.active_state.as_str(), "active" | "reloading" | "activating")
-    }
-    pub fn exists(&self) -> bool {
-        !self.load_state.is_empty() && self.load_state != "not-found"
-    }
-    pub fn is_masked(&self) -> bool {
-        self.load_state == "masked" || self.unit_file_state.starts_with("masked")
-    }
-    /// Enabled as `systemctl is-enabled` counts it: `static` units are started by others
-    /// (udev for Debian's qemu-guest-agent) and count as enabled.
-    pub fn is_enabled(&self) -> bool {
-        matches!(self.unit_file_state.as_str(), "enabled" | "enabled-runtime" | "static" | "alias" | "indirect" | "generated" | "transient")
-    }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct PathStat {
-    pub exists: bool,
-    pub kind: String,
-    pub size: u64,
-    pub mode: String,
-    pub owner: String,
-    pub group: String,
-    pub mtime: i64,
-}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,99 +74,26 @@ impl ProbeRequest {
     }
 }
 
-/// All units in one `systemctl show`; then, only when some unit `BindsTo=` devices, one more
-/// call for those devices' state. The values come quoted with doubled backslashes
-/// (`"dev-virtio\\x2dports-..."`), which `printf %b` undoes.
-const UNIT_PROBE: &str = r#"out=$(systemctl show -p Id,LoadState,UnitFileState,ActiveState,SubState,BindsTo -- "$@" 2>/dev/null)
-printf '%s\n' "$out"
-devs=''
-set -f
-while IFS= read -r line; do
-  case $line in BindsTo=?*)
-    for d in ${line#BindsTo=}; do
-      d=${d#\"}; d=${d%\"}
-      case $d in *.device) devs="$devs $(printf '%b' "$d")";; esac
-    done;;
-  esac
-done <<EOF
-$out
-EOF
-set +f
-if [ -n "$devs" ]; then echo '@@devices'; systemctl show -p Id,ActiveState -- $devs 2>/dev/null; fi"#;
-
 /// The probe script. It spawns as few processes as it can (shell builtins read /proc and
 /// /etc): with many hosts on few controller-side cores, every process on the host shows
 /// in the wall time. Every name in it was validated by the module that asked for it, and
-/// is quoted here as well.
+/// is quoted as well.
 pub fn probe_script(request: &ProbeRequest, basics: bool) -> String {
     probe_body(request, basics) + "exit 0\n"
 }
 
 /// The probe without its final `exit`, for appending to another script (a change and the
-/// re-read of what it changed, in one round trip).
+/// re-read of what it changed, in one round trip). Each kind of fact writes its own
+/// sections (`@@name` lines), which its own parser reads back.
 pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
     let mut s = String::from("LC_ALL=C; export LC_ALL\nr() { IFS= read -r v < \"$1\" && printf '%s\\n' \"$v\"; } 2>/dev/null\n");
     if basics {
-        s.push_str(
-            "echo '@@os'; [ -r /etc/os-release ] && while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < /etc/os-release\n\
-             echo '@@kernel'; r /proc/sys/kernel/osrelease\n\
-             echo '@@arch'; r /proc/sys/kernel/arch || uname -m\n\
-             echo '@@pid1'; r /proc/1/comm\n\
-             echo '@@virt_container'; r /run/systemd/container || { [ -e /.dockerenv ] && echo docker; }\n\
-             echo '@@virt_vm'; [ -e /run/systemd/container ] || [ -e /.dockerenv ] || systemd-detect-virt --vm 2>/dev/null\n\
-             echo '@@boot_id'; r /proc/sys/kernel/random/boot_id\n\
-             echo '@@user'; printf '%s\\n' \"${USER:-$(id -un)}\"\n\
-             echo '@@hostname'; r /proc/sys/kernel/hostname\n\
-             echo '@@pkg_mgr'; for m in apt-get dnf yum; do command -v $m >/dev/null 2>&1 && echo $m; done\n",
-        );
-        s.push_str(&format!("echo '@@ga_channel'; [ -e {GA_CHANNEL} ] && echo yes\n"));
-        s.push_str("echo '@@reboot_required'; { [ -e /var/run/reboot-required ] && echo yes; } || { command -v needs-restarting >/dev/null 2>&1 && ! needs-restarting -r >/dev/null 2>&1 && echo yes; }\n");
+        system::probe(&mut s);
     }
-    if request.apt_cache_age {
-        s.push_str("echo '@@apt_cache_age'; t=$(stat -c %Y /var/lib/apt/periodic/update-success-stamp 2>/dev/null || stat -c %Y /var/lib/apt/lists 2>/dev/null) && echo $(( $(date +%s) - t ))\n");
-    }
-    if !request.packages.is_empty() {
-        let names: Vec<String> = request.packages.iter().map(|p| quote(p)).collect();
-        s.push_str(&format!(
-            "echo '@@dpkg'; command -v dpkg-query >/dev/null 2>&1 && dpkg-query -W -f='${{Package}}|${{db:Status-Abbrev}}|${{Version}}\\n' -- {} 2>/dev/null\n",
-            names.join(" ")
-        ));
-        s.push_str(&format!(
-            "command -v dpkg-query >/dev/null 2>&1 || {{ echo '@@rpm'; command -v rpm >/dev/null 2>&1 && rpm -q --qf '%{{NAME}}|ii |%{{VERSION}}-%{{RELEASE}}\\n' -- {} 2>/dev/null | grep '|'; }}\n",
-            names.join(" ")
-        ));
-    }
-    if !request.units.is_empty() {
-        let names: Vec<String> = request.units.iter().map(|u| quote(u)).collect();
-        s.push_str(&format!("echo '@@units'; set -- {}\n{UNIT_PROBE}\n", names.join(" ")));
-    }
-    // A section names its path by index: the path itself (any text a task, inventory or
-    // `-e` may hold) is only ever written quoted, as an argument.
-    for (i, p) in request.paths.iter().enumerate() {
-        s.push_str(&format!("echo '@@stat|{i}'; stat -L -c '%F|%s|%a|%U|%G|%Y' -- {} 2>/dev/null\n", quote(p)));
-    }
+    packages::probe(request, &mut s);
+    units::probe(request, &mut s);
+    paths::probe(request, &mut s);
     s
-}
-
-/// `"a\\x2db.device" "c.device"` -> the unit names.
-fn bound_device_names(value: &str) -> Vec<String> {
-    value.split_whitespace().map(|w| w.trim_matches('"').replace("\\\\", "\\")).filter(|w| w.ends_with(".device")).collect()
-}
-
-/// Splits `systemctl show` output into its blocks of `key=value` lines.
-fn show_blocks<'a>(lines: &[&'a str]) -> Vec<Vec<(&'a str, &'a str)>> {
-    let mut blocks = vec![Vec::new()];
-    for line in lines {
-        if line.trim().is_empty() {
-            if !blocks.last().is_some_and(Vec::is_empty) {
-                blocks.push(Vec::new());
-            }
-        } else if let Some(kv) = line.split_once('=') {
-            blocks.last_mut().unwrap().push(kv);
-        }
-    }
-    blocks.retain(|b| !b.is_empty());
-    blocks
 }
 
 /// Parses probe output into `facts` (only the sections present are replaced).
@@ -214,110 +106,49 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
             lines.push(line);
         }
     }
-    let first = |lines: &[&str]| lines.iter().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string()).unwrap_or_default();
-    let mut saw_packages = false;
+    let mut packages_seen = false;
     for (name, lines) in &sections {
-        match *name {
-            "os" => {
-                facts.os = lines
-                    .iter()
-                    .filter_map(|l| l.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').to_string()))
-                    .collect();
-            }
-            "kernel" => facts.kernel = first(lines),
-            "arch" => facts.arch = first(lines),
-            "pid1" => facts.pid1 = first(lines),
-            "virt_vm" => facts.virt_vm = first(lines),
-            "virt_container" => facts.virt_container = first(lines),
-            "boot_id" => facts.boot_id = first(lines),
-            "user" => facts.user = first(lines),
-            "hostname" => facts.hostname = first(lines),
-            "pkg_mgr" => {
-                facts.pkg_mgr = match lines.iter().map(|l| l.trim()).find(|l| !l.is_empty()) {
-                    Some("apt-get") => PkgMgr::Apt,
-                    Some("dnf") => PkgMgr::Dnf,
-                    Some("yum") => PkgMgr::Yum,
-                    _ => PkgMgr::Unknown,
-                }
-            }
-            "ga_channel" => facts.ga_channel = first(lines) == "yes",
-            "reboot_required" => facts.reboot_required = first(lines) == "yes",
-            "apt_cache_age" => facts.apt_cache_age = first(lines).parse().ok(),
-            "dpkg" | "rpm" => {
-                if !saw_packages {
-                    for p in &request.packages {
-                        facts.packages.insert(crate::names::deb_base_name(p).to_string(), PackageState::default());
-                    }
-                    saw_packages = true;
-                }
-                for line in lines {
-                    let f: Vec<&str> = line.split('|').collect();
-                    if f.len() == 3 && !f[0].is_empty() {
-                        let installed = f[1].starts_with("ii") || f[1].starts_with("hi");
-                        let state = PackageState { installed: installed.then(|| f[2].to_string()) };
-                        facts.packages.insert(f[0].to_string(), state);
-                    }
-                }
-            }
-            "units" => {
-                // One block per requested unit, in the order they were asked for.
-                let blocks = show_blocks(lines);
-                for (i, u) in request.units.iter().enumerate() {
-                    let mut state = UnitState { load_state: "not-found".into(), ..Default::default() };
-                    for (k, v) in blocks.get(i).map(Vec::as_slice).unwrap_or_default() {
-                        match *k {
-                            "LoadState" => state.load_state = v.to_string(),
-                            "UnitFileState" => state.unit_file_state = v.to_string(),
-                            "ActiveState" => state.active_state = v.to_string(),
-                            "SubState" => state.sub_state = v.to_string(),
-                            "BindsTo" => state.bound_devices = bound_device_names(v).into_iter().map(|d| (d, false)).collect(),
-                            _ => {}
-                        }
-                    }
-                    facts.units.insert(u.clone(), state);
-                }
-            }
-            "devices" => {
-                let active: Vec<(String, bool)> = show_blocks(lines)
-                    .iter()
-                    .filter_map(|b| {
-                        let id = b.iter().find(|(k, _)| *k == "Id")?.1;
-                        let state = b.iter().find(|(k, _)| *k == "ActiveState").map(|(_, v)| *v == "active").unwrap_or(false);
-                        Some((id.to_string(), state))
-                    })
-                    .collect();
-                for unit in facts.units.values_mut() {
-                    for (device, present) in unit.bound_devices.iter_mut() {
-                        if let Some((_, a)) = active.iter().find(|(id, _)| id == device) {
-                            *present = *a;
-                        }
-                    }
-                }
-            }
-            other => {
-                let path = other.strip_prefix("stat|").and_then(|i| i.parse::<usize>().ok()).and_then(|i| request.paths.get(i));
-                if let Some(path) = path {
-                    let line = first(lines);
-                    let f: Vec<&str> = line.split('|').collect();
-                    let stat = if f.len() == 6 {
-                        PathStat {
-                            exists: true,
-                            kind: f[0].to_string(),
-                            size: f[1].parse().unwrap_or(0),
-                            mode: format!("{:0>4}", f[2]),
-                            owner: f[3].to_string(),
-                            group: f[4].to_string(),
-                            mtime: f[5].parse().unwrap_or(0),
-                        }
-                    } else {
-                        PathStat::default()
-                    };
-                    facts.paths.insert(path.clone(), stat);
-                }
-            }
-        }
+        let _ = system::parse(name, lines, facts)
+            || packages::parse(name, lines, request, facts, &mut packages_seen)
+            || units::parse(name, lines, request, facts)
+            || paths::parse(name, lines, request, facts);
     }
+}
+
+/// The first non-empty line of a section, trimmed.
+fn first(lines: &[&str]) -> String {
+    lines.iter().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string()).unwrap_or_default()
+}
+
+/// Which kinds of facts are stale (to be re-read when next needed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stale {
+    pub packages: bool,
+    pub units: bool,
+    pub paths: bool,
+}
+
+impl Stale {
+    /// What a change makes stale, as each kind of fact says.
+    pub fn after(change: Change) -> Stale {
+        Stale { packages: packages::stale_after(change), units: units::stale_after(change), paths: paths::stale_after(change) }
+    }
+
+    /// Both sets together.
+    pub fn union(self, other: Stale) -> Stale {
+        Stale { packages: self.packages || other.packages, units: self.units || other.units, paths: self.paths || other.paths }
+    }
+}
+
+/// What a task changed on a host, which decides the facts that are stale after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Packages installed, upgraded or removed (they bring and take units too).
+    Packages,
+    /// Units started, stopped, enabled...
+    Units,
+    /// Anything else a command may have done.
+    Other,
 }
 
 impl Facts {
@@ -450,6 +281,14 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
         assert_eq!(ga.bound_devices, [("dev-virtio\\x2dports-org.qemu.guest_agent.0.device".to_string(), true)]);
         assert!(!f.units["nosuch"].exists());
         assert!(!f.paths["/var/run/reboot-required"].exists);
+    }
+
+    #[test]
+    fn each_kind_says_which_changes_make_it_stale() {
+        let s = |packages, units, paths| Stale { packages, units, paths };
+        assert_eq!(Stale::after(Change::Packages), s(true, true, true), "a package brings and takes units");
+        assert_eq!(Stale::after(Change::Units), s(false, true, true));
+        assert_eq!(Stale::after(Change::Other), s(false, false, true));
     }
 
     #[test]
