@@ -19,14 +19,19 @@ use crate::session::Timeouts;
 use crate::transport::{HostKeyPolicy, Secret};
 use crate::yaml;
 
+/// Every host ok.
 pub const EXIT_OK: i32 = 0;
+/// An error before or around the run (bad YAML, unknown role, a report not written).
 pub const EXIT_ERROR: i32 = 1;
+/// Bad command-line options.
 pub const EXIT_BAD_OPTIONS: i32 = 5;
 
 /// An error for the top-level report: a message and an exit code.
 #[derive(Debug)]
 pub struct Failure {
+    /// What went wrong, for a person.
     pub message: String,
+    /// The exit code it ends the program with.
     pub code: i32,
 }
 
@@ -39,6 +44,7 @@ impl Failure {
     }
 }
 
+/// The whole program: parses the command line, runs the command, returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -1,23 +1,24 @@
+#![warn(missing_docs)]
 //! gafix: converge fleets of virtual machines over SSH.
 //!
 //! The path of data: inventory + roles -> plan -> per-host execution over a transport ->
 //! events -> reporters.
 
 pub mod app;
-pub mod cli;
-pub mod diag;
-pub mod engine;
-pub mod facts;
-pub mod inventory;
-pub mod module;
-pub mod names;
-pub mod plan;
-pub mod report;
-pub mod role;
-pub mod secrets;
-pub mod session;
+pub(crate) mod cli;
+pub(crate) mod diag;
+pub(crate) mod engine;
+pub(crate) mod facts;
+pub(crate) mod inventory;
+pub(crate) mod module;
+pub(crate) mod names;
+pub(crate) mod plan;
+pub(crate) mod report;
+pub(crate) mod role;
+pub(crate) mod secrets;
+pub(crate) mod session;
 pub mod shell;
-pub mod template;
-pub mod transport;
-pub mod vars;
-pub mod yaml;
+pub(crate) mod template;
+pub(crate) mod transport;
+pub(crate) mod vars;
+pub(crate) mod yaml;

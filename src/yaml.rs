@@ -109,6 +109,7 @@ impl Node {
     }
 
     /// Looks up a key in a mapping node.
+    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
@@ -168,15 +169,6 @@ pub enum YamlError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-impl YamlError {
-    pub fn location(&self) -> Option<&Location> {
-        match self {
-            YamlError::Syntax { location, .. } => Some(location),
-            YamlError::Io { .. } => None,
-        }
-    }
-}
-
 /// How deep mappings and lists may nest: far beyond any real file, well within the stack.
 pub const MAX_DEPTH: usize = 256;
 
@@ -197,6 +189,16 @@ thread_local! {
 /// The warnings of every file loaded on this thread since the last call.
 pub fn take_warnings() -> Vec<YamlWarning> {
     WARNINGS.with(|w| std::mem::take(&mut *w.borrow_mut()))
+}
+
+#[cfg(test)]
+impl YamlError {
+    fn location(&self) -> Option<&Location> {
+        match self {
+            YamlError::Syntax { location, .. } => Some(location),
+            YamlError::Io { .. } => None,
+        }
+    }
 }
 
 pub fn load_file(path: &Path) -> Result<Option<Node>, YamlError> {

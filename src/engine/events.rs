@@ -206,7 +206,6 @@ pub enum Event<'a> {
         check_mode: bool,
     },
     BatchStart {
-        play: &'a str,
         index: usize,
         count: usize,
         hosts: &'a [String],
@@ -217,16 +216,11 @@ pub enum Event<'a> {
         reason: &'a str,
     },
     /// A host finished the current play.
-    HostDone {
-        play: &'a str,
-        host: &'a str,
-    },
+    HostDone,
     Gated {
-        play: &'a str,
         host: &'a str,
         reason: &'a str,
     },
-    Warning(&'a str),
 }
 
 pub trait Reporter: Send + Sync {

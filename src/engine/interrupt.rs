@@ -41,13 +41,6 @@ impl Interrupt {
         }
     }
 
-    /// Resolves when new work is to stop.
-    pub async fn stopping(&self) {
-        while !self.is_stopping() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// Listens for Ctrl-C (once: stop new work; twice: abort) and SIGTERM (abort).
     pub fn listen(&self) {
         let me = self.clone();

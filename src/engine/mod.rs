@@ -28,8 +28,7 @@ use crate::transport::{HostKeyPolicy, Secret};
 use crate::vars::Vars;
 use events::{Event, PlayOutcome, PlayReport, Reporter, RunReport, Stats, TaskRecord};
 pub use interrupt::Interrupt;
-pub use play::not_applicable;
-pub use prepare::{connection_for, ConnectionError};
+pub use prepare::connection_for;
 
 /// How to run: the command line's settings.
 pub struct Options {
@@ -71,7 +70,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
         });
         for (h, outcome) in &outcomes {
             if let PlayOutcome::Gated { reason } = outcome {
-                reporter.event(&Event::Gated { play: &planned.play.name, host: h, reason });
+                reporter.event(&Event::Gated { host: h, reason });
             }
         }
         let ctx =
@@ -177,7 +176,7 @@ async fn run_batches(
             continue;
         }
         if batches.len() > 1 {
-            ctx.reporter.event(&Event::BatchStart { play: &play.name, index: index + 1, count: batches.len(), hosts: batch });
+            ctx.reporter.event(&Event::BatchStart { index: index + 1, count: batches.len(), hosts: batch });
         }
         let failed = run_batch(ctx, batch, fleet, outcomes, report).await;
         if index + 1 < batches.len() && plan::batch_stops_play(batch.len(), failed, ctx.planned.max_fail_percentage) {
@@ -222,7 +221,7 @@ async fn run_batch(
     };
     let mut failed = 0;
     for (host, outcome, records) in results {
-        ctx.reporter.event(&Event::HostDone { play: &ctx.planned.play.name, host: host.name() });
+        ctx.reporter.event(&Event::HostDone);
         records.into_iter().for_each(|r| report.add(r));
         if matches!(outcome, PlayOutcome::Failed { .. } | PlayOutcome::Unreachable { .. }) {
             failed += 1;

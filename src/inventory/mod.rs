@@ -26,7 +26,6 @@ pub const MASK: &str = "********";
 
 #[derive(Debug, Clone)]
 pub struct Host {
-    pub name: String,
     /// Variables from the inventory file.
     pub vars: Vars,
     /// Variables from `host_vars/NAME*`.
@@ -281,7 +280,6 @@ impl Inventory {
 
     fn add_host(&mut self, name: &str, group: &str, port: Option<u16>, location: &Location) {
         let host = self.hosts.entry(name.to_string()).or_insert_with(|| Host {
-            name: name.into(),
             vars: Vars::new(),
             file_vars: Vars::new(),
             groups: Vec::new(),

@@ -21,7 +21,7 @@ use crate::session::HostSession;
 use crate::template::Templar;
 use crate::transport::Become;
 use crate::vars::Vars;
-pub use outcome::{Diff, Outcome, Status};
+pub use outcome::{Diff, Outcome};
 use spec::{ArgError, Args, Spec};
 
 /// What a module decided from facts and desired state.

@@ -13,11 +13,8 @@ pub enum Kind {
     /// A list of strings; a comma-separated string is accepted, as Ansible does.
     List,
     Bool,
-    Int,
     /// A duration in whole seconds, from 0 to [`MAX_SECONDS`].
     Seconds,
-    /// Anything (structured data).
-    Any,
 }
 
 /// What is wrong with a module's arguments.
@@ -137,21 +134,17 @@ pub fn check_value(arg: &Arg, v: &Json) -> Result<(), String> {
         Kind::Str => !v.is_object() && !v.is_array(),
         Kind::List => v.is_string() || v.as_array().is_some_and(|a| a.iter().all(|i| !i.is_object() && !i.is_array())),
         Kind::Bool => json_bool(v).is_some(),
-        Kind::Int => v.as_i64().is_some() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok()),
         Kind::Seconds => v
             .as_i64()
             .or_else(|| v.as_str().and_then(|s| s.trim().parse::<i64>().ok()))
             .is_some_and(|n| (0..=MAX_SECONDS as i64).contains(&n)),
-        Kind::Any => true,
     };
     if !ok {
         let expected = match arg.kind {
             Kind::Str => "a string",
             Kind::List => "a string or a list of strings",
             Kind::Bool => "a boolean (true/false, yes/no)",
-            Kind::Int => "an integer",
             Kind::Seconds => "a number of seconds from 0 to 315360000 (ten years)",
-            Kind::Any => "a value",
         };
         return Err(format!("'{}' must be {expected}, found {}", arg.name, describe(v)));
     }

@@ -205,8 +205,7 @@ impl Reporter for TextReporter {
                 let (host, reason) = (escape_controls(host), escape_controls(reason));
                 self.line(&format!("{}: [{host}] {reason}", self.paint(color_of(Status::Skipped), "gated")));
             }
-            Event::Warning(w) => self.line(&format!("[WARNING]: {}", escape_controls(w))),
-            Event::HostDone { .. } => {
+            Event::HostDone => {
                 if let Some(bar) = &self.progress {
                     bar.inc(1);
                 }

@@ -22,7 +22,6 @@ pub struct Become {
 
 #[derive(Clone, Debug)]
 pub struct ConnectionSpec {
-    pub name: String,
     pub address: String,
     pub port: Option<u16>,
     pub user: Option<String>,
@@ -103,7 +102,6 @@ impl ConnectionSpec {
         validate_user(&become_user).map_err(|m| err_in("ansible_become_user", format!("ansible_become_user: {m}")))?;
         let inventory_password = get("ansible_become_password").or_else(|| get("ansible_become_pass")).map(|v| Secret::new(text(v)));
         Ok(ConnectionSpec {
-            name: name.into(),
             address,
             port,
             user,

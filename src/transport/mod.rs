@@ -9,7 +9,7 @@ pub mod ssh;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use connection::{validate_user as connection_validate_user, Become, ConnectionSpec, ConnectionSpecError, HostKeyPolicy, Wrapped};
+pub use connection::{validate_user as connection_validate_user, Become, ConnectionSpec, HostKeyPolicy, Wrapped};
 
 use futures::future::BoxFuture;
 
@@ -75,12 +75,6 @@ pub enum TransportError {
     BecomePassword(String),
     #[error("{0}")]
     Other(String),
-}
-
-impl TransportError {
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, TransportError::Unreachable(_))
-    }
 }
 
 /// Where a timed-out command's process group is written as soon as the command reports it.

@@ -277,7 +277,7 @@ mod tests {
             TransportError::HostKeyChanged(_)
         ));
         let e = classify_connect_error(&spec, "Host key verification failed.");
-        assert!(e.is_unreachable() && e.to_string().contains("accept-new"));
+        assert!(matches!(e, TransportError::Unreachable(_)) && e.to_string().contains("accept-new"));
         assert!(classify_connect_error(&spec, "Connection refused").to_string().contains("cannot connect to h"));
     }
 }
