@@ -21,6 +21,8 @@ pub struct Timeouts {
 pub struct HostSession {
     name: String,
     spec: ConnectionSpec,
+    /// Who commands become by default: resolved once, borrowed by every task.
+    become_default: std::sync::Arc<Become>,
     timeouts: Timeouts,
     vars: Vars,
     connection: Option<Connection>,
@@ -43,6 +45,7 @@ impl HostSession {
     pub fn new(name: String, spec: ConnectionSpec, vars: Vars, probe: ProbeRequest, timeouts: Timeouts) -> Self {
         HostSession {
             name,
+            become_default: std::sync::Arc::new(spec.become_for(None)),
             spec,
             timeouts,
             vars,
@@ -79,6 +82,15 @@ impl HostSession {
     /// How the host is reached (address, user, become settings).
     pub fn spec(&self) -> &ConnectionSpec {
         &self.spec
+    }
+
+    /// Becoming `user` (the host's `ansible_become_user` when `None`): the host's own,
+    /// shared, unless a task names another user.
+    pub fn become_as(&self, user: Option<&str>) -> std::sync::Arc<Become> {
+        match user {
+            Some(u) if u != self.become_default.user => std::sync::Arc::new(self.spec.become_for(Some(u))),
+            _ => std::sync::Arc::clone(&self.become_default),
+        }
     }
 
     /// The host's inventory and `-e` variables, rendered.

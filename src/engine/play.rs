@@ -182,7 +182,7 @@ async fn run_task(host: &mut HostSession, task: &Task, role: Option<&Role>, ctx:
         Err(e) => return register(host, task, Outcome::failed(e.to_string())),
     };
     if let Err(e) = spec::validate_rendered(task.module.spec(), &args) {
-        return register(host, task, Outcome::failed(e));
+        return register(host, task, Outcome::failed(e.to_string()));
     }
     let becoming = task.become_.or(play.become_).unwrap_or(host.spec().become_default);
     let become_user = task.become_user.as_deref().or(play.become_user.as_deref());
@@ -191,8 +191,8 @@ async fn run_task(host: &mut HostSession, task: &Task, role: Option<&Role>, ctx:
             return register(host, task, Outcome::failed(e));
         }
     }
-    let become_ = becoming.then(|| host.spec().become_for(become_user));
-    let run_ctx = RunCtx { templar: ctx.templar, check_mode, diff: ctx.opts.diff, become_: become_.as_ref(), vars: &vars };
+    let become_ = becoming.then(|| host.become_as(become_user));
+    let run_ctx = RunCtx { templar: ctx.templar, check_mode, diff: ctx.opts.diff, become_: become_.as_deref(), vars: &vars };
     let mut outcome = task.module.run(host, &args, &run_ctx).await;
     if outcome.status == Status::Unreachable || outcome.status == Status::Skipped {
         return register(host, task, outcome);

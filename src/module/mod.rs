@@ -122,12 +122,12 @@ impl ModuleRef {
     }
 
     /// Checks literal arguments; templated ones are checked after rendering, at run time.
-    pub fn check_static(self, args: &Args) -> Result<(), String> {
+    pub fn check_static(self, args: &Args) -> Result<(), ArgError> {
         let templated = args.0.values().any(|v| serde_json::to_string(v).is_ok_and(|s| s.contains("{{") || s.contains("{%")));
         if templated {
             return Ok(());
         }
-        self.0.check(args).map_err(|e| e.to_string())
+        self.0.check(args)
     }
 
     /// Adds what the task needs to a facts probe.

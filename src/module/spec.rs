@@ -26,12 +26,21 @@ pub enum ArgError {
     /// A value outside what the argument takes.
     #[error("'{arg}' must be {expected}, found '{found}'")]
     Invalid { arg: &'static str, expected: &'static str, found: String },
+    /// A value of the wrong kind (`found` says what it is).
+    #[error("'{arg}' must be {expected}, found {found}")]
+    WrongType { arg: &'static str, expected: &'static str, found: String },
+    /// A value outside an argument's choices.
+    #[error("'{arg}' must be one of {choices}, found '{found}'")]
+    NotAChoice { arg: &'static str, choices: String, found: String },
     /// A required argument is absent.
     #[error("{module} needs {what}")]
     Missing { module: &'static str, what: &'static str },
     /// Command text whose quotes do not close.
     #[error("cannot split '{0}': unbalanced quotes")]
     Unbalanced(String),
+    /// Free-form text given to a module that takes only `name=value` arguments.
+    #[error("'{module}' takes name=value arguments, found '{found}'")]
+    NotKeyValue { module: &'static str, found: String },
     /// A command with no words.
     #[error("{0} is empty")]
     Empty(&'static str),
@@ -126,7 +135,7 @@ fn is_template(v: &Json) -> bool {
 }
 
 /// Checks one value against its kind; templated strings are checked after rendering.
-pub fn check_value(arg: &Arg, v: &Json) -> Result<(), String> {
+pub fn check_value(arg: &Arg, v: &Json) -> Result<(), ArgError> {
     if v.is_null() || is_template(v) {
         return Ok(());
     }
@@ -146,12 +155,12 @@ pub fn check_value(arg: &Arg, v: &Json) -> Result<(), String> {
             Kind::Bool => "a boolean (true/false, yes/no)",
             Kind::Seconds => "a number of seconds from 0 to 315360000 (ten years)",
         };
-        return Err(format!("'{}' must be {expected}, found {}", arg.name, describe(v)));
+        return Err(ArgError::WrongType { arg: arg.name, expected, found: describe(v) });
     }
     if !arg.choices.is_empty() {
         let s = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
         if !arg.choices.contains(&s.as_str()) {
-            return Err(format!("'{}' must be one of {}, found '{s}'", arg.name, arg.choices.join(", ")));
+            return Err(ArgError::NotAChoice { arg: arg.name, choices: arg.choices.join(", "), found: s });
         }
     }
     Ok(())
@@ -182,7 +191,7 @@ pub fn parse_args(spec: &Spec, value: &Node, extra: Option<&Node>, errors: &mut 
                     entries.push((k, v, value));
                 }
             }
-            Err(message) => errors.push(Diagnostic::new(&value.location, message)),
+            Err(problem) => errors.push(Diagnostic::new(&value.location, problem.to_string())),
         },
         Value::Null => {}
         _ => errors
@@ -206,8 +215,8 @@ pub fn parse_args(spec: &Spec, value: &Node, extra: Option<&Node>, errors: &mut 
                 format!("unsupported argument '{key}' for module '{}'; supported: {}", spec.name, spec.arg_names()),
             )),
             Some(arg) => {
-                if let Err(message) = check_value(arg, &v) {
-                    errors.push(Diagnostic::new(&node.location, message));
+                if let Err(problem) = check_value(arg, &v) {
+                    errors.push(Diagnostic::new(&node.location, problem.to_string()));
                 }
                 args.0.insert(arg.name.to_string(), v);
             }
@@ -224,8 +233,8 @@ pub fn parse_args(spec: &Spec, value: &Node, extra: Option<&Node>, errors: &mut 
 /// `name=foo state=present` and, for free-form modules, `creates=/x some command`. The
 /// command text is kept exactly as written, minus the `k=v` options taken out of it: its
 /// quoting and spacing are the command's business (`printf '[%s]' "a   b"`).
-fn split_free_form(spec: &Spec, text: &str) -> Result<Vec<(String, Json)>, String> {
-    let unbalanced = || format!("cannot split the arguments of '{}': unbalanced quotes", spec.name);
+fn split_free_form(spec: &Spec, text: &str) -> Result<Vec<(String, Json)>, ArgError> {
+    let unbalanced = || ArgError::Unbalanced(text.to_string());
     let mut pairs = Vec::new();
     let mut kept = String::new();
     let mut rest: Vec<&str> = Vec::new();
@@ -248,7 +257,7 @@ fn split_free_form(spec: &Spec, text: &str) -> Result<Vec<(String, Json)>, Strin
     kept.push_str(&text[last..]);
     match spec.free_form {
         Some(free) if !rest.is_empty() => pairs.push((free.to_string(), Json::String(kept.trim().to_string()))),
-        None if !rest.is_empty() => return Err(format!("'{}' takes name=value arguments, found '{}'", spec.name, rest.join(" "))),
+        None if !rest.is_empty() => return Err(ArgError::NotKeyValue { module: spec.name, found: rest.join(" ") }),
         _ => {}
     }
     Ok(pairs)
@@ -304,7 +313,7 @@ fn plain_json(text: &str) -> Json {
 }
 
 /// Re-checks arguments after templating; returns the first problem.
-pub fn validate_rendered(spec: &Spec, args: &Args) -> Result<(), String> {
+pub fn validate_rendered(spec: &Spec, args: &Args) -> Result<(), ArgError> {
     for (k, v) in &args.0 {
         if let Some(arg) = spec.find(k) {
             check_value(arg, v)?;
