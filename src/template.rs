@@ -9,7 +9,7 @@ use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value as Json;
 
 use crate::vars::Vars;
-use crate::yaml::UNSAFE_MARK;
+use crate::yaml::{strip_unsafe_marks, UNSAFE_MARK};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{what} '{source_text}': {message}")]
@@ -188,16 +188,6 @@ fn has_unsafe_mark(v: &Json) -> bool {
         Json::Array(items) => items.iter().any(has_unsafe_mark),
         Json::Object(map) => map.values().any(has_unsafe_mark),
         _ => false,
-    }
-}
-
-/// A value with the `!unsafe` marks taken out, for display and for template contexts.
-pub fn strip_unsafe_marks(v: &Json) -> Json {
-    match v {
-        Json::String(s) => Json::String(s.strip_prefix(UNSAFE_MARK).unwrap_or(s).to_string()),
-        Json::Array(items) => Json::Array(items.iter().map(strip_unsafe_marks).collect()),
-        Json::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.clone(), strip_unsafe_marks(v))).collect()),
-        other => other.clone(),
     }
 }
 

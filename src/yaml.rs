@@ -152,6 +152,16 @@ impl Node {
 /// impossible to write by accident.
 pub const UNSAFE_MARK: &str = "\u{1}gafix:unsafe\u{2}";
 
+/// A value with the `!unsafe` marks taken out, for display and for template contexts.
+pub fn strip_unsafe_marks(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(s) => serde_json::Value::String(s.strip_prefix(UNSAFE_MARK).unwrap_or(s).to_string()),
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(strip_unsafe_marks).collect()),
+        serde_json::Value::Object(map) => serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), strip_unsafe_marks(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// The strings Ansible's `boolean()` filter accepts.
 pub fn parse_bool_str(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {

@@ -54,7 +54,7 @@ pub fn host(inv: &Inventory, host: &str, extra: &Vars) -> Vars {
     let mut v = inv.host_vars(host);
     v.extend(extra.clone());
     mask_secrets(&mut v);
-    match crate::template::strip_unsafe_marks(&Json::Object(v)) {
+    match crate::yaml::strip_unsafe_marks(&Json::Object(v)) {
         Json::Object(m) => m,
         _ => unreachable!("a mapping stays a mapping"),
     }
