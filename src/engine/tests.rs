@@ -193,23 +193,8 @@ impl Transport for FakeTransport {
                 let target = if *p == "/host/" { format!("{root}/") } else { format!("{root}{p}") };
                 command = command.replace(p, &target);
             }
-            let started = std::time::Instant::now();
-            let mut child = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(&command)
-                .env("FAKE_ROOT", &root)
-                .env("PATH", format!("{root}/bin:{}", std::env::var("PATH").unwrap_or_default()))
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .map_err(|e| TransportError::Other(e.to_string()))?;
-            let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-            let out = crate::transport::exchange::exchange(stdin, stdout, stderr, None, input, pgid)
-                .await
-                .map_err(|e| TransportError::Other(e.to_string()))?;
-            let status = child.wait().await.map_err(|e| TransportError::Other(e.to_string()))?;
-            Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
+            let path = format!("{root}/bin:{}", std::env::var("PATH").unwrap_or_default());
+            crate::transport::local::run_sh(&command, &[("FAKE_ROOT", root), ("PATH", path)], None, input, pgid).await
         })
     }
 }

@@ -13,29 +13,35 @@ use super::{CommandOutput, Pgid, Transport, TransportError};
 /// Runs commands on the controller (`ansible_connection: local`).
 pub struct LocalTransport;
 
-impl LocalTransport {
-    /// Runs a wrapped command in its own process group (so that a timeout can kill the
-    /// command's whole group without touching gafix); the caller bounds its time.
-    async fn exec(&self, wrapped: &Wrapped, input: Option<&str>, pgid: &Pgid) -> Result<CommandOutput, TransportError> {
-        let started = Instant::now();
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(&wrapped.command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| TransportError::Other(format!("cannot run sh: {e}")))?;
-        let mut guard = GroupGuard(child.id().map(|p| p as i32));
-        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let out = exchange(stdin, stdout, stderr, wrapped.password.as_ref(), input, pgid)
-            .await
-            .map_err(|e| TransportError::Other(format!("reading the command's output: {e}")))?;
-        let status = child.wait().await.map_err(|e| TransportError::Other(e.to_string()))?;
-        guard.0 = None;
-        Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
-    }
+/// Runs `command` through a local `sh -c` in its own process group (so that a timeout can
+/// kill the command's whole group without touching gafix), with `env` added, over the
+/// exchange (`password` for sudo's prompt, `input` as stdin); the caller bounds its time.
+pub(crate) async fn run_sh(
+    command: &str,
+    env: &[(&str, String)],
+    password: Option<&super::Secret>,
+    input: Option<&str>,
+    pgid: &Pgid,
+) -> Result<CommandOutput, TransportError> {
+    let started = Instant::now();
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| TransportError::Other(format!("cannot run sh: {e}")))?;
+    let mut guard = GroupGuard(child.id().map(|p| p as i32));
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let out = exchange(stdin, stdout, stderr, password, input, pgid)
+        .await
+        .map_err(|e| TransportError::Other(format!("reading the command's output: {e}")))?;
+    let status = child.wait().await.map_err(|e| TransportError::Other(e.to_string()))?;
+    guard.0 = None;
+    Ok(CommandOutput::new(status.code().unwrap_or(-1), &out.stdout, &out.stderr, started))
 }
 
 impl Transport for LocalTransport {
@@ -45,7 +51,7 @@ impl Transport for LocalTransport {
         input: Option<&'a str>,
         pgid: &'a Pgid,
     ) -> BoxFuture<'a, Result<CommandOutput, TransportError>> {
-        Box::pin(self.exec(wrapped, input, pgid))
+        Box::pin(run_sh(&wrapped.command, &[], wrapped.password.as_ref(), input, pgid))
     }
 
     fn is_local(&self) -> bool {
