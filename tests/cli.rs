@@ -206,20 +206,6 @@ fn signal(child: &std::process::Child, sig: &str) {
     assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
 }
 
-/// Processes whose command line holds `marker` (left-overs of a run).
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(marker) {
-                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn ctrl_c_stops_connecting_at_once() {
     let fleet = Fleet::new();
@@ -241,7 +227,7 @@ fn ctrl_c_stops_connecting_at_once() {
     let report: serde_json::Value = serde_json::from_str(&support::read(&fleet.path("r.json"))).unwrap();
     assert_eq!(report["interrupted"], true);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(processes_with(&marker), Vec::<String>::new(), "nothing of the run is left");
+    assert_eq!(support::processes_with(&marker), Vec::<String>::new(), "nothing of the run is left");
 }
 
 #[test]
@@ -268,7 +254,7 @@ fn a_second_ctrl_c_or_sigterm_aborts_and_still_writes_the_reports() {
         assert_eq!(report["plays"][0]["outcomes"]["localhost"]["result"], "not_run", "{report}");
         assert!(support::read(&fleet.path("j.xml")).contains("run interrupted"));
         std::thread::sleep(std::time::Duration::from_millis(500));
-        assert_eq!(processes_with(&marker), Vec::<String>::new(), "{signals:?}: the aborted command's group is gone");
+        assert_eq!(support::processes_with(&marker), Vec::<String>::new(), "{signals:?}: the aborted command's group is gone");
     }
 }
 

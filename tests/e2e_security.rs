@@ -102,20 +102,6 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
 }
 
-/// Processes whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(marker) {
-                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 #[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
 fn timeouts_and_aborts_leave_nothing_running() {
@@ -162,7 +148,7 @@ fn timeouts_and_aborts_leave_nothing_running() {
     assert_eq!(report["interrupted"], true);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let control = runtime.path().join("gafix-ssh");
-    assert_eq!(processes_with(&control.display().to_string()), Vec::<String>::new(), "an ssh master of the run is left");
+    assert_eq!(support::processes_with(&control.display().to_string()), Vec::<String>::new(), "an ssh master of the run is left");
     let left: Vec<_> = std::fs::read_dir(&control).unwrap().flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "control directories left: {left:?}");
 }
