@@ -1,8 +1,11 @@
 //! Ansible's templating on minijinja: `{{ }}` in values and `when:`-style conditions, with
 //! the filters and tests Ansible users write (`bool`, `default`, `is succeeded`, ...).
 //!
-//! Undefined values chain like Ansible's (`a.b.c | default(x)` works), but printing one is
-//! an error naming it, as in Ansible.
+//! Undefined is strict, as in Ansible: using an undefined variable (comparing it, testing
+//! its truth, printing it) is an error naming it. `is defined`, `default()`/`d()` and
+//! guarded `and`/`or` keep working, and so does `a.b.c | default(x)` with `a` undefined
+//! (Ansible's undefined chains): an expression that guards with `default` or `defined` is
+//! evaluated again with chaining undefined values when the strict pass stops on one.
 
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
@@ -24,6 +27,8 @@ pub const OMIT: &str = "__gafix_omit_place_holder__";
 
 pub struct Templar {
     env: Environment<'static>,
+    /// The same environment with chaining undefined values, for guarded expressions.
+    chaining: Environment<'static>,
 }
 
 impl Default for Templar {
@@ -48,82 +53,103 @@ fn ansible_bool(v: Value) -> bool {
 
 impl Templar {
     pub fn new() -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
-        env.set_formatter(|out, state, value| {
-            if value.is_undefined() {
-                return Err(Error::new(ErrorKind::UndefinedError, "a variable in this template is undefined"));
-            }
-            minijinja::escape_formatter(out, state, value)
-        });
-        env.add_filter("bool", ansible_bool);
-        env.add_filter("d", minijinja::filters::default);
-        env.add_filter("ternary", |v: Value, yes: Value, no: Value| if v.is_true() { yes } else { no });
-        env.add_filter("mandatory", |v: Value| {
-            if v.is_undefined() {
-                Err(Error::new(ErrorKind::UndefinedError, "mandatory variable not defined"))
-            } else {
-                Ok(v)
-            }
-        });
-        env.add_filter("regex_search", |v: String, re: String| -> Result<Value, Error> {
-            let re = regex::Regex::new(&re).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-            Ok(re.find(&v).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
-        });
-        env.add_filter("regex_replace", |v: String, re: String, with: String| -> Result<String, Error> {
-            let re = regex::Regex::new(&re).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-            Ok(re.replace_all(&v, with.replace("\\1", "${1}").replace("\\2", "${2}").as_str()).into_owned())
-        });
-        for (name, key, negate) in [
-            ("succeeded", "failed", true),
-            ("success", "failed", true),
-            ("failed", "failed", false),
-            ("failure", "failed", false),
-            ("changed", "changed", false),
-            ("change", "changed", false),
-            ("skipped", "skipped", false),
-            ("skip", "skipped", false),
-        ] {
-            env.add_test(name, move |v: Value| is_result_flag(&v, key) != negate);
-        }
-        let regex_test = |anchored: bool| {
-            move |v: String, re: String| -> Result<bool, Error> {
-                let source = if anchored { format!("^(?:{re})") } else { re };
-                let re = regex::Regex::new(&source).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-                Ok(re.is_match(&v))
-            }
-        };
-        env.add_test("match", regex_test(true));
-        env.add_test("search", regex_test(false));
-        env.add_test("regex", regex_test(false));
-        env.add_test("version", |v: String, other: String, op: Option<String>| -> Result<bool, Error> {
-            let ord = compare_versions(&v, &other);
-            use std::cmp::Ordering::*;
-            Ok(match op.as_deref().unwrap_or("eq") {
-                "<" | "lt" => ord == Less,
-                "<=" | "le" => ord != Greater,
-                ">" | "gt" => ord == Greater,
-                ">=" | "ge" => ord != Less,
-                "==" | "=" | "eq" => ord == Equal,
-                "!=" | "<>" | "ne" => ord != Equal,
-                other => return Err(Error::new(ErrorKind::InvalidOperation, format!("unknown version comparison '{other}'"))),
-            })
-        });
-        Templar { env }
+        Templar { env: environment(UndefinedBehavior::Strict), chaining: environment(UndefinedBehavior::Chainable) }
     }
+}
 
+/// The filters and tests Ansible users write, with the given undefined behaviour.
+fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(undefined);
+    env.set_formatter(|out, state, value| {
+        if value.is_undefined() {
+            return Err(Error::new(ErrorKind::UndefinedError, "a variable in this template is undefined"));
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
+    env.add_filter("bool", ansible_bool);
+    env.add_filter("d", minijinja::filters::default);
+    env.add_filter("ternary", |v: Value, yes: Value, no: Value| if v.is_true() { yes } else { no });
+    env.add_filter("mandatory", |v: Value| {
+        if v.is_undefined() {
+            Err(Error::new(ErrorKind::UndefinedError, "mandatory variable not defined"))
+        } else {
+            Ok(v)
+        }
+    });
+    env.add_filter("regex_search", |v: String, re: String| -> Result<Value, Error> {
+        let re = regex::Regex::new(&re).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+        Ok(re.find(&v).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
+    });
+    env.add_filter("regex_replace", |v: String, re: String, with: String| -> Result<String, Error> {
+        let re = regex::Regex::new(&re).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+        Ok(re.replace_all(&v, with.replace("\\1", "${1}").replace("\\2", "${2}").as_str()).into_owned())
+    });
+    for (name, key, negate) in [
+        ("succeeded", "failed", true),
+        ("success", "failed", true),
+        ("failed", "failed", false),
+        ("failure", "failed", false),
+        ("changed", "changed", false),
+        ("change", "changed", false),
+        ("skipped", "skipped", false),
+        ("skip", "skipped", false),
+    ] {
+        env.add_test(name, move |v: Value| is_result_flag(&v, key) != negate);
+    }
+    let regex_test = |anchored: bool| {
+        move |v: String, re: String| -> Result<bool, Error> {
+            let source = if anchored { format!("^(?:{re})") } else { re };
+            let re = regex::Regex::new(&source).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            Ok(re.is_match(&v))
+        }
+    };
+    env.add_test("match", regex_test(true));
+    env.add_test("search", regex_test(false));
+    env.add_test("regex", regex_test(false));
+    env.add_test("version", |v: String, other: String, op: Option<String>| -> Result<bool, Error> {
+        let ord = compare_versions(&v, &other);
+        use std::cmp::Ordering::*;
+        Ok(match op.as_deref().unwrap_or("eq") {
+            "<" | "lt" => ord == Less,
+            "<=" | "le" => ord != Greater,
+            ">" | "gt" => ord == Greater,
+            ">=" | "ge" => ord != Less,
+            "==" | "=" | "eq" => ord == Equal,
+            "!=" | "<>" | "ne" => ord != Equal,
+            other => return Err(Error::new(ErrorKind::InvalidOperation, format!("unknown version comparison '{other}'"))),
+        })
+    });
+    env
+}
+
+impl Templar {
     /// Evaluates a condition (`when`, `changed_when`, `failed_when`, `assert.that`).
     pub fn condition(&self, expr: &str, vars: &Vars) -> Result<bool, TemplateError> {
         let trimmed = expr.trim();
         // `when: "{{ x }}"` is deprecated in Ansible but still seen.
         let inner = trimmed.strip_prefix("{{").and_then(|s| s.strip_suffix("}}")).map(str::trim).unwrap_or(trimmed);
-        let err = |e: Error| TemplateError { what: "condition", source_text: expr.to_string(), message: describe(&e) };
-        let compiled = self.env.compile_expression(inner).map_err(err)?;
-        let value = compiled.eval(context(vars)).map_err(err)?;
-        if value.is_undefined() {
-            return Err(TemplateError { what: "condition", source_text: expr.to_string(), message: "it is undefined".into() });
-        }
+        let value =
+            self.eval(inner, vars).map_err(|message| TemplateError { what: "condition", source_text: expr.to_string(), message })?;
         Ok(ansible_truthy(&value))
+    }
+
+    /// One expression's value; an undefined result is an error naming what is undefined.
+    fn eval(&self, expr: &str, vars: &Vars) -> Result<Value, String> {
+        let ctx = context(vars);
+        let compiled = self.env.compile_expression(expr).map_err(|e| describe(&e))?;
+        let result = match compiled.eval(&ctx) {
+            Err(e) if e.kind() == ErrorKind::UndefinedError && guards_undefined(expr) => {
+                self.chaining.compile_expression(expr).and_then(|c| c.eval(&ctx))
+            }
+            other => other,
+        };
+        match result {
+            Ok(v) if v.is_undefined() => Err(undefined_message(compiled.undeclared_variables(true), vars)),
+            Ok(v) => Ok(v),
+            Err(e) if e.kind() == ErrorKind::UndefinedError => Err(undefined_message(compiled.undeclared_variables(true), vars)),
+            Err(e) => Err(describe(&e)),
+        }
     }
 
     /// Renders every string in a value that contains `{{` or `{%`. A string that is exactly
@@ -148,28 +174,58 @@ impl Templar {
     }
 
     fn render_str(&self, s: &str, vars: &Vars) -> Result<Json, TemplateError> {
-        let err = |e: Error| TemplateError { what: "template", source_text: s.to_string(), message: describe(&e) };
-        let ctx = context(vars);
+        let err = |message: String| TemplateError { what: "template", source_text: s.to_string(), message };
         let trimmed = s.trim();
         if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
             if !inner.contains("{{") && !inner.contains("}}") {
-                let value = self.env.compile_expression(inner.trim()).map_err(err)?.eval(ctx).map_err(err)?;
-                if value.is_undefined() {
-                    return Err(TemplateError {
-                        what: "template",
-                        source_text: s.to_string(),
-                        message: format!("'{}' is undefined", inner.trim()),
-                    });
-                }
-                return serde_json::to_value(&value).map_err(|e| TemplateError {
-                    what: "template",
-                    source_text: s.to_string(),
-                    message: e.to_string(),
-                });
+                let value = self.eval(inner.trim(), vars).map_err(err)?;
+                return serde_json::to_value(&value).map_err(|e| err(e.to_string()));
             }
         }
-        self.env.render_str(s, ctx).map(Json::String).map_err(err)
+        let ctx = context(vars);
+        let template = self.env.template_from_str(s).map_err(|e| err(describe(&e)))?;
+        let result = match template.render(&ctx) {
+            Err(e) if e.kind() == ErrorKind::UndefinedError && guards_undefined(s) => {
+                self.chaining.template_from_str(s).and_then(|t| t.render(&ctx))
+            }
+            other => other,
+        };
+        match result {
+            Ok(text) => Ok(Json::String(text)),
+            Err(e) if e.kind() == ErrorKind::UndefinedError => Err(err(undefined_message(template.undeclared_variables(true), vars))),
+            Err(e) => Err(err(describe(&e))),
+        }
     }
+}
+
+/// Whether an expression guards against undefined values itself (`default`, `d`,
+/// `is defined`, `is undefined`, `mandatory`): then Ansible's chaining undefined applies.
+fn guards_undefined(source: &str) -> bool {
+    static GUARD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    GUARD
+        .get_or_init(|| regex::Regex::new(r"\|\s*(default|d|mandatory)\b|\bis\s+(not\s+)?(defined|undefined)\b").expect("valid regex"))
+        .is_match(source)
+}
+
+/// "'x' is undefined", naming the first variable (or attribute path) of the expression
+/// that the variables do not define.
+fn undefined_message(referenced: std::collections::HashSet<String>, vars: &Vars) -> String {
+    let mut names: Vec<String> = referenced.into_iter().collect();
+    names.sort();
+    for name in &names {
+        let mut parts = name.split('.');
+        let Some(first) = parts.next() else { continue };
+        let Some(mut value) = vars.get(first) else { return format!("'{first}' is undefined") };
+        let mut path = first.to_string();
+        for part in parts {
+            match value.get(part) {
+                Some(v) => value = v,
+                None => return format!("'{path}' has no attribute '{part}' ('{path}.{part}' is undefined)"),
+            }
+            path = format!("{path}.{part}");
+        }
+    }
+    "a variable in this expression is undefined".to_string()
 }
 
 /// The variables as templates see them: `!unsafe` values are plain strings there (a
@@ -253,6 +309,30 @@ mod tests {
         let e = t.condition("nosuch", &v).unwrap_err();
         assert!(e.to_string().contains("undefined"), "{e}");
         assert!(t.condition("a ==", &v).is_err());
+    }
+
+    #[test]
+    fn undefined_is_strict_and_named_as_in_ansible() {
+        let t = Templar::new();
+        let v = vars(json!({"d": {"a": 1, "n": {"x": 2}}, "s": "QEMU"}));
+        let e = t.condition("ansible_system_vendor == 'QEMU'", &v).unwrap_err();
+        assert_eq!(e.message, "'ansible_system_vendor' is undefined");
+        assert_eq!(t.condition("nosuch", &v).unwrap_err().message, "'nosuch' is undefined");
+        assert_eq!(t.condition("not nosuch", &v).unwrap_err().message, "'nosuch' is undefined");
+        assert_eq!(t.condition("d.nokey == 1", &v).unwrap_err().message, "'d' has no attribute 'nokey' ('d.nokey' is undefined)");
+        assert!(t.condition("'x' in nosuch", &v).is_err());
+        assert!(t.render(&json!("{{ nosuch }}"), &v).unwrap_err().message.contains("'nosuch' is undefined"));
+        assert!(t.render(&json!("a {{ d.n.y }} b"), &v).unwrap_err().message.contains("'d.n.y' is undefined"));
+        // What Ansible allows with undefined values.
+        assert!(!t.condition("nosuch is defined", &v).unwrap());
+        assert!(t.condition("nosuch is undefined", &v).unwrap());
+        assert!(!t.condition("nosuch is defined and nosuch.x", &v).unwrap());
+        assert!(t.condition("nosuch is not defined or nosuch.x", &v).unwrap());
+        assert!(t.condition("nosuch.a.b | default(true)", &v).unwrap());
+        assert!(t.condition("(d.nokey | d(5)) == 5", &v).unwrap());
+        assert!(t.condition("d.n.nokey is not defined", &v).unwrap());
+        assert_eq!(t.render(&json!("{{ nosuch.x | default('z') }}-{{ s }}"), &v).unwrap(), json!("z-QEMU"));
+        assert_eq!(t.render(&json!({"a": "{{ nosuch | default(omit) }}"}), &vars(json!({"omit": OMIT}))).unwrap(), json!({}));
     }
 
     #[test]
