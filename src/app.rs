@@ -148,28 +148,51 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, Failure> {
 /// Where roles come from. The built-in plan uses the built-in roles unless a roles path is
 /// given: a `./roles/qemu_ga_fix` that happens to be in the current directory must not
 /// replace the role that the gate relies on without anyone asking (a warning names it).
-fn role_source(common: &CommonArgs, builtin_plan: bool) -> RoleSource {
-    match (&common.roles_path, builtin_plan) {
-        (Some(paths), _) => RoleSource::new(paths.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect()),
-        (None, false) => RoleSource::new(vec![PathBuf::from("./roles")]),
-        (None, true) => {
-            for name in crate::role::embedded_role_names() {
-                let shadow = Path::new("roles").join(name);
-                // A copy identical to the built-in role (this project's own tree) changes nothing.
-                let differs = crate::role::EMBEDDED
-                    .iter()
-                    .filter(|(p, _)| p.starts_with(&format!("roles/{name}/")))
-                    .any(|(p, text)| std::fs::read_to_string(p).ok().as_deref() != Some(*text));
-                if shadow.join("tasks").is_dir() && differs {
-                    eprintln!(
-                        "[WARNING]: ./{} is not used: the built-in plan runs the built-in '{name}' role; pass --roles-path roles to run yours",
-                        shadow.display()
-                    );
-                }
-            }
-            RoleSource::new(Vec::new())
+/// Where roles are found, as Ansible looks: the playbook's `roles/`, the roles path
+/// (`--roles-path`, `ANSIBLE_ROLES_PATH`, else Ansible's default directories), the
+/// playbook's own directory, then the embedded roles. The built-in plan uses the embedded
+/// roles unless a roles path is given.
+fn role_source(common: &CommonArgs, playbook: Option<&Path>) -> RoleSource {
+    let configured: Option<Vec<PathBuf>> =
+        common.roles_path.as_ref().map(|paths| paths.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect());
+    let Some(book) = playbook else {
+        if configured.is_none() {
+            warn_shadowed_builtin_roles();
+        }
+        return RoleSource::new(configured.unwrap_or_default());
+    };
+    let dir = book.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let mut paths = vec![dir.join("roles")];
+    paths.extend(configured.unwrap_or_else(|| {
+        let mut defaults: Vec<PathBuf> = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ansible/roles")).into_iter().collect();
+        defaults.extend(["/usr/share/ansible/roles", "/etc/ansible/roles"].map(PathBuf::from));
+        defaults
+    }));
+    paths.push(dir);
+    RoleSource::new(paths)
+}
+
+fn warn_shadowed_builtin_roles() {
+    for name in crate::role::embedded_role_names() {
+        let shadow = Path::new("roles").join(name);
+        // A copy identical to the built-in role (this project's own tree) changes nothing.
+        let differs = crate::role::EMBEDDED
+            .iter()
+            .filter(|(p, _)| p.starts_with(&format!("roles/{name}/")))
+            .any(|(p, text)| std::fs::read_to_string(p).ok().as_deref() != Some(*text));
+        if shadow.join("tasks").is_dir() && differs {
+            eprintln!(
+                "[WARNING]: ./{} is not used: the built-in plan runs the built-in '{name}' role; pass --roles-path roles to run yours",
+                shadow.display()
+            );
         }
     }
+}
+
+/// `--tags a,b --tags c` -> a, b, c.
+fn split_tags(args: &[String]) -> Vec<String> {
+    args.iter().flat_map(|a| a.split(',')).map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
 }
 
 fn load_playbook(path: Option<&Path>) -> Result<Playbook, Failure> {
@@ -249,13 +272,15 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
         limit: args.common.limit.clone(),
         serial: args.serial.as_deref().map(parse_serial).transpose()?,
         max_fail_percentage: args.max_fail_percentage,
+        tags: split_tags(&args.tags),
+        skip_tags: split_tags(&args.skip_tags),
     };
     if let Some(p) = overrides.max_fail_percentage {
         if !(0.0..=100.0).contains(&p) {
             return Err(Failure::options("--max-fail-percentage must be from 0 to 100"));
         }
     }
-    let plan = plan::build(&inv, &book, &role_source(&args.common, args.playbook.is_none()), &overrides);
+    let plan = plan::build(&inv, &book, &role_source(&args.common, args.playbook.as_deref()), &overrides);
     print_yaml_warnings();
     let plan = plan.map_err(|e| Failure::error(e.to_string()))?;
     if args.list_hosts || args.list_tasks {
@@ -339,7 +364,7 @@ fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool) {
         }
         if tasks {
             println!("    tasks:");
-            for t in p.tasks() {
+            for t in &p.tasks {
                 let role = t.role.as_deref().map(|r| format!("{r} : ")).unwrap_or_default();
                 println!("      {role}{}  ({}, {})", t.display_name(), t.module.name(), t.location);
             }
@@ -394,7 +419,7 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
         Ok(book) => {
             // The plan `converge` would run, built the same way (roles, host patterns, --limit,
             // and a plan left without hosts).
-            let roles = role_source(&args.common, args.playbook.is_none());
+            let roles = role_source(&args.common, args.playbook.as_deref());
             let built = match &inv {
                 Some(inv) => {
                     let overrides = Overrides { limit: args.common.limit.clone(), ..Default::default() };

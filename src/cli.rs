@@ -53,8 +53,8 @@ pub struct CommonArgs {
     #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
 
-    /// Where to look for roles before the embedded ones (colon-separated); default ./roles
-    /// for a playbook, only the embedded roles for the built-in plan.
+    /// Where to look for roles (colon-separated), after the playbook's roles/ directory and
+    /// before the playbook's own directory and the embedded roles.
     #[arg(long = "roles-path", value_name = "DIRS", env = "ANSIBLE_ROLES_PATH")]
     pub roles_path: Option<String>,
 
@@ -127,6 +127,15 @@ pub struct ConvergeArgs {
     /// Write the failed and unreachable hosts here, for a later --limit @FILE.
     #[arg(long = "retry-file", value_name = "FILE")]
     pub retry_file: Option<PathBuf>,
+
+    /// Run only tasks with these tags (comma-separated; repeatable), as Ansible: `always`
+    /// runs unless skipped, `never` only when asked for, `tagged`/`untagged`/`all` work.
+    #[arg(short = 't', long = "tags", value_name = "TAGS")]
+    pub tags: Vec<String>,
+
+    /// Skip tasks with these tags (comma-separated; repeatable).
+    #[arg(long = "skip-tags", value_name = "TAGS")]
+    pub skip_tags: Vec<String>,
 
     /// Print the hosts each play would run on, then exit.
     #[arg(long = "list-hosts")]

@@ -5,7 +5,7 @@ use serde_json::{json, Value as Json};
 use crate::inventory::{self, Inventory, PatternError, Vars};
 use crate::role::playbook::ResolvedPlay;
 use crate::role::Playbook;
-use crate::role::{Play, Role, RoleError, RoleSource, Serial, Task};
+use crate::role::{HostOrder, Play, RoleError, RoleInstance, RoleSource, Serial, Task};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -22,27 +22,20 @@ pub enum PlanError {
 #[derive(Clone, Debug)]
 pub struct PlannedPlay {
     pub play: Play,
-    pub roles: Vec<Role>,
-    /// Hosts the play targets (play pattern, narrowed by --limit), in inventory order.
+    /// Each run of a role, in order (dependencies before the roles that need them).
+    pub roles: Vec<RoleInstance>,
+    /// Every task in run order, with its inherited keywords, after `--tags`/`--skip-tags`.
+    pub tasks: Vec<Task>,
+    /// Hosts the play targets (play pattern, narrowed by --limit), in the play's `order`.
     pub hosts: Vec<String>,
     pub serial: Vec<Serial>,
     pub max_fail_percentage: Option<f64>,
 }
 
 impl PlannedPlay {
-    /// Every task of the play in run order: pre_tasks, roles, tasks, post_tasks.
-    pub fn tasks(&self) -> Vec<&Task> {
-        let mut out: Vec<&Task> = self.play.pre_tasks.iter().collect();
-        for r in &self.roles {
-            out.extend(r.tasks.iter());
-        }
-        out.extend(self.play.tasks.iter());
-        out.extend(self.play.post_tasks.iter());
-        out
-    }
-
-    pub fn role_of(&self, task: &Task) -> Option<&Role> {
-        task.role.as_ref().and_then(|name| self.roles.iter().find(|r| &r.name == name))
+    /// The role instance a task belongs to.
+    pub fn role_of(&self, task: &Task) -> Option<&RoleInstance> {
+        task.role_instance.and_then(|i| self.roles.get(i))
     }
 }
 
@@ -50,6 +43,8 @@ impl PlannedPlay {
 pub struct Plan {
     pub plays: Vec<PlannedPlay>,
     pub source: String,
+    /// The playbook's directory (`vars_files` are relative to it).
+    pub dir: std::path::PathBuf,
 }
 
 /// Command-line overrides of play settings.
@@ -58,6 +53,10 @@ pub struct Overrides {
     pub limit: Option<String>,
     pub serial: Option<Vec<Serial>>,
     pub max_fail_percentage: Option<f64>,
+    /// `--tags`: empty means all.
+    pub tags: Vec<String>,
+    /// `--skip-tags`.
+    pub skip_tags: Vec<String>,
 }
 
 pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &Overrides) -> Result<Plan, PlanError> {
@@ -69,24 +68,74 @@ pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &O
         None => None,
     };
     let mut plays = Vec::new();
-    for ResolvedPlay { play, roles } in resolved {
+    for ResolvedPlay { play, roles, tasks } in resolved {
         let mut hosts =
             inventory::select(inv, &play.hosts).map_err(|error| PlanError::PlayHosts { location: play.location.clone(), error })?;
         if let Some(subset) = &subset {
             hosts.retain(|h| subset.contains(h));
         }
+        order_hosts(&mut hosts, play.order);
+        let tasks = tasks.into_iter().filter(|t| tags_select(&t.kw.tags, &overrides.tags, &overrides.skip_tags)).collect();
         plays.push(PlannedPlay {
             serial: overrides.serial.clone().unwrap_or_else(|| play.serial.clone()),
             max_fail_percentage: overrides.max_fail_percentage.or(play.max_fail_percentage),
             play,
             roles,
+            tasks,
             hosts,
         });
     }
     if plays.iter().all(|p| p.hosts.is_empty()) {
         return Err(PlanError::NoHosts);
     }
-    Ok(Plan { plays, source: book.source.clone() })
+    Ok(Plan { plays, source: book.source.clone(), dir: book.dir.clone() })
+}
+
+/// Ansible's `order` keyword.
+pub fn order_hosts(hosts: &mut [String], order: HostOrder) {
+    match order {
+        HostOrder::Inventory => {}
+        HostOrder::ReverseInventory => hosts.reverse(),
+        HostOrder::Sorted => hosts.sort(),
+        HostOrder::ReverseSorted => {
+            hosts.sort();
+            hosts.reverse();
+        }
+        HostOrder::Shuffle => {
+            // A Fisher-Yates shuffle seeded from the clock: no need for a random crate.
+            let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1;
+            for i in (1..hosts.len()).rev() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                hosts.swap(i, (seed % (i as u64 + 1)) as usize);
+            }
+        }
+    }
+}
+
+/// Whether a task with these tags runs under `--tags only` and `--skip-tags skip`, by
+/// Ansible's rules (`always`, `never`, `all`, `tagged`, `untagged`).
+pub fn tags_select(tags: &[String], only: &[String], skip: &[String]) -> bool {
+    let has = |t: &str| tags.iter().any(|x| x == t);
+    let untagged = tags.is_empty();
+    let all = ["all".to_string()];
+    let only = if only.is_empty() { &all[..] } else { only };
+    let asked = |t: &str| only.iter().any(|x| x == t);
+    let runs = has("always")
+        || (asked("all") && !has("never"))
+        || (asked("tagged") && !untagged && !has("never"))
+        || tags.iter().any(|t| asked(t))
+        || (untagged && asked("untagged"));
+    if !runs {
+        return false;
+    }
+    let skipped = |t: &str| skip.iter().any(|x| x == t);
+    let skipped_now = (skipped("all") && (!has("always") || skipped("always")))
+        || tags.iter().any(|t| skipped(t))
+        || (skipped("tagged") && !untagged)
+        || (skipped("untagged") && untagged);
+    !skipped_now
 }
 
 /// Ansible's batch sizes: each `serial` entry in turn (the last repeats); a percentage of
@@ -126,35 +175,35 @@ pub fn batch_stops_play(batch_len: usize, failed: usize, max_fail_percentage: Op
     }
 }
 
-/// The variables a task sees, lowest precedence first: role defaults, inventory, facts,
-/// play vars, role params, task vars, registered results, extra vars (`-e`); plus the magic
-/// variables Ansible provides.
+/// The variables a task sees, lowest precedence first, as Ansible orders them: role
+/// defaults (every role of the play, then the task's own), inventory, facts, play vars,
+/// `vars_files`, role vars (every role's, then the task's own), task vars, registered
+/// results, role parameters, extra vars (`-e`); plus the magic variables Ansible provides.
 pub struct VarLayers<'a> {
-    pub role_defaults: Option<&'a Vars>,
+    pub role_defaults: Vec<&'a Vars>,
     pub inventory: &'a Vars,
     pub facts: &'a Vars,
     pub play: &'a Vars,
-    pub role_params: Option<&'a Vars>,
+    pub vars_files: &'a Vars,
+    pub role_vars: Vec<&'a Vars>,
     pub task: &'a Vars,
     pub registered: &'a Vars,
+    pub role_params: Option<&'a Vars>,
     pub extra: &'a Vars,
 }
 
 pub fn task_vars(layers: &VarLayers, host: &str, inv: &Inventory, play_hosts: &[String], check_mode: bool) -> Vars {
     let mut v = Vars::new();
-    for layer in [
-        layers.role_defaults,
-        Some(layers.inventory),
-        Some(layers.facts),
-        Some(layers.play),
-        layers.role_params,
-        Some(layers.task),
-        Some(layers.registered),
-        Some(layers.extra),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    let ordered = layers
+        .role_defaults
+        .iter()
+        .copied()
+        .chain([layers.inventory, layers.facts, layers.play, layers.vars_files])
+        .chain(layers.role_vars.iter().copied())
+        .chain([layers.task, layers.registered])
+        .chain(layers.role_params)
+        .chain([layers.extra]);
+    for layer in ordered {
         for (k, val) in layer {
             v.insert(k.clone(), val.clone());
         }
@@ -223,6 +272,75 @@ mod tests {
     }
 
     #[test]
+    fn tags_as_ansible_selects_them() {
+        let t = |tags: &[&str]| tags.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let sel = |tags: &[&str], only: &[&str], skip: &[&str]| tags_select(&t(tags), &t(only), &t(skip));
+        assert!(sel(&[], &[], &[]), "no --tags: everything");
+        assert!(!sel(&["never"], &[], &[]), "never runs only when asked for");
+        assert!(sel(&["never", "debug"], &["debug"], &[]));
+        assert!(sel(&["always"], &["web"], &[]), "always runs whatever --tags says");
+        assert!(!sel(&["always"], &["web"], &["always"]));
+        assert!(sel(&["always"], &[], &["all"]), "--skip-tags all keeps always");
+        assert!(!sel(&["db"], &["web"], &[]));
+        assert!(sel(&["db"], &["tagged"], &[]));
+        assert!(!sel(&[], &["tagged"], &[]));
+        assert!(sel(&[], &["untagged"], &[]));
+        assert!(!sel(&["db"], &["untagged"], &[]));
+        assert!(!sel(&["db", "web"], &["web"], &["db"]), "skip wins");
+        assert!(!sel(&["db"], &[], &["tagged"]));
+        assert!(!sel(&[], &[], &["untagged"]));
+    }
+
+    #[test]
+    fn host_order() {
+        let mut h = vec!["b".to_string(), "c".into(), "a".into()];
+        order_hosts(&mut h, HostOrder::Sorted);
+        assert_eq!(h, ["a", "b", "c"]);
+        order_hosts(&mut h, HostOrder::ReverseSorted);
+        assert_eq!(h, ["c", "b", "a"]);
+        order_hosts(&mut h, HostOrder::ReverseInventory);
+        assert_eq!(h, ["a", "b", "c"]);
+        let mut many: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+        order_hosts(&mut many, HostOrder::Shuffle);
+        let mut sorted = many.clone();
+        sorted.sort_by_key(|s| s.parse::<u32>().unwrap());
+        assert_eq!(sorted, (0..50).map(|i| i.to_string()).collect::<Vec<_>>(), "a permutation");
+        assert_ne!(many, sorted, "shuffled (1 in 50! to fail by chance)");
+    }
+
+    #[test]
+    fn role_vars_and_params_precedence() {
+        let v = |k: &str, x: &str| -> Vars { [(k.to_string(), json!(x))].into_iter().collect() };
+        let (defaults, inv, play, role_vars, task, params, empty) =
+            (v("x", "default"), v("x", "inventory"), v("x", "play"), v("x", "role vars"), v("x", "task"), v("x", "param"), Vars::new());
+        let inventory = Inventory::from_host_list("h1,");
+        let mut layers = VarLayers {
+            role_defaults: vec![&defaults],
+            inventory: &inv,
+            facts: &empty,
+            play: &play,
+            vars_files: &empty,
+            role_vars: vec![&role_vars],
+            task: &task,
+            registered: &empty,
+            role_params: Some(&params),
+            extra: &empty,
+        };
+        let x = |l: &VarLayers| task_vars(l, "h1", &inventory, &["h1".into()], false)["x"].clone();
+        assert_eq!(x(&layers), json!("param"), "role params beat task vars");
+        layers.role_params = None;
+        assert_eq!(x(&layers), json!("task"));
+        layers.task = &empty;
+        assert_eq!(x(&layers), json!("role vars"), "role vars beat play vars");
+        layers.role_vars = vec![];
+        assert_eq!(x(&layers), json!("play"));
+        layers.play = &empty;
+        assert_eq!(x(&layers), json!("inventory"));
+        layers.inventory = &empty;
+        assert_eq!(x(&layers), json!("default"));
+    }
+
+    #[test]
     fn extra_vars_win() {
         let (inv_vars, mut extra, empty) = (Vars::new(), Vars::new(), Vars::new());
         let mut play = Vars::new();
@@ -230,13 +348,15 @@ mod tests {
         extra.insert("x".into(), json!("extra"));
         let inv = Inventory::from_host_list("h1,");
         let layers = VarLayers {
-            role_defaults: None,
+            role_defaults: vec![],
             inventory: &inv_vars,
             facts: &empty,
             play: &play,
-            role_params: None,
+            vars_files: &empty,
+            role_vars: vec![],
             task: &empty,
             registered: &empty,
+            role_params: None,
             extra: &extra,
         };
         let v = task_vars(&layers, "h1", &inv, &["h1".into()], false);

@@ -37,6 +37,14 @@ pub struct HostSession {
     probe: ProbeRequest,
     round_trips: u32,
     log_commands: bool,
+    /// `export` lines of the running task's `environment:`, put before each of its scripts.
+    environment: String,
+    /// When the running task's `timeout:` runs out.
+    task_deadline: Option<std::time::Instant>,
+    /// The login user from the host's settings (a play's `remote_user` may replace it).
+    own_user: Option<String>,
+    /// Whether a play that gathers facts has run on the host: then its facts are variables.
+    facts_gathered: bool,
 }
 
 impl HostSession {
@@ -60,6 +68,10 @@ impl HostSession {
             probe,
             round_trips: 0,
             log_commands: true,
+            environment: String::new(),
+            task_deadline: None,
+            own_user: None,
+            facts_gathered: false,
         }
     }
 
@@ -98,9 +110,36 @@ impl HostSession {
         &self.vars
     }
 
-    /// Its facts under Ansible's names (empty before the first probe).
-    pub fn facts_vars(&self) -> &Vars {
-        &self.facts_vars
+    /// Its facts under Ansible's names, once a play that gathers facts has run on it
+    /// (as in Ansible, `gather_facts: false` leaves them undefined until then).
+    pub fn facts_vars(&self) -> Option<&Vars> {
+        self.facts_gathered.then_some(&self.facts_vars)
+    }
+
+    /// A play that gathers facts starts on this host.
+    pub fn expose_facts(&mut self) {
+        self.facts_gathered = true;
+    }
+
+    /// Logs in as `user` from now on (a play's `remote_user`), or as the host's own user
+    /// when `None`: a different user is a new connection, and its facts are read again.
+    pub async fn login_as(&mut self, user: Option<&str>) {
+        if self.own_user.is_none() {
+            self.own_user = Some(self.spec.user.clone().unwrap_or_default());
+        }
+        let wanted = user.map(str::to_string).or_else(|| self.own_user.clone().filter(|u| !u.is_empty()));
+        if wanted != self.spec.user {
+            self.disconnect().await;
+            self.spec.user = wanted;
+            self.all_stale = true;
+        }
+    }
+
+    /// Sets the running task's environment (`export` lines) and time limit; `None`, `None`
+    /// when it is done.
+    pub fn set_task_limits(&mut self, environment: String, deadline: Option<std::time::Instant>) {
+        self.environment = environment;
+        self.task_deadline = deadline;
     }
 
     /// Its registered results.
@@ -167,6 +206,16 @@ impl HostSession {
         stdin: Option<&str>,
         timeout: Duration,
     ) -> Result<CommandOutput, TransportError> {
+        let timeout = match self.task_deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(TransportError::Timeout(Duration::ZERO));
+                }
+                timeout.min(left)
+            }
+            None => timeout,
+        };
         self.connect().await?;
         self.round_trips += 1;
         // -vv: what runs where (the script's first lines, never its stdin; nothing of a
@@ -178,6 +227,13 @@ impl HostSession {
             tracing::info!(host = %self.name, become_ = become_.is_some(), "run: (hidden: no_log)");
         }
         let connection = self.connection.as_ref().expect("connected");
+        let with_environment;
+        let script = if self.environment.is_empty() {
+            script
+        } else {
+            with_environment = format!("{}{script}", self.environment);
+            &with_environment
+        };
         let result = connection.run(script, become_, stdin, timeout).await;
         if matches!(result, Err(TransportError::Unreachable(_))) {
             // The master is gone; a later attempt (after a reboot) reconnects.

@@ -22,12 +22,14 @@ use indexmap::IndexMap;
 
 use crate::inventory::Inventory;
 use crate::plan::{self, Plan, PlannedPlay};
+use crate::role::Strategy;
 use crate::session::{HostSession, Timeouts};
 use crate::template::Templar;
 use crate::transport::{HostKeyPolicy, Secret};
 use crate::vars::Vars;
 use events::{Event, PlayOutcome, PlayReport, Reporter, RunReport, Stats, TaskRecord};
 pub use interrupt::Interrupt;
+use play::{HostPlay, Step};
 pub use prepare::connection_for;
 
 /// How to run: the command line's settings.
@@ -73,8 +75,19 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
                 reporter.event(&Event::Gated { host: h, reason });
             }
         }
-        let ctx =
-            PlayCtx { run_started: started, planned, inv, opts, templar: &templar, reporter, interrupt, records: Mutex::new(Vec::new()) };
+        let ctx = PlayCtx {
+            run_started: started,
+            planned,
+            inv,
+            opts,
+            templar: &templar,
+            reporter,
+            interrupt,
+            records: Mutex::new(Vec::new()),
+            fatal: Mutex::new(None),
+            plan_dir: &plan.dir,
+            no_vars: Vars::new(),
+        };
         let stopped = run_batches(&ctx, &batches, &mut fleet, &mut outcomes, &mut report).await;
         if interrupt.is_stopping() {
             report.interrupted = true;
@@ -179,6 +192,10 @@ async fn run_batches(
             ctx.reporter.event(&Event::BatchStart { index: index + 1, count: batches.len(), hosts: batch });
         }
         let failed = run_batch(ctx, batch, fleet, outcomes, report).await;
+        if let Some((_, reason)) = ctx.fatal.lock().unwrap().clone() {
+            stopped = Some(reason);
+            continue;
+        }
         if index + 1 < batches.len() && plan::batch_stops_play(batch.len(), failed, ctx.planned.max_fail_percentage) {
             let reason = match ctx.planned.max_fail_percentage {
                 Some(max) if failed < batch.len() => {
@@ -193,7 +210,8 @@ async fn run_batches(
     stopped
 }
 
-/// One batch, `forks` hosts at a time; returns how many hosts failed or were unreachable.
+/// One batch, `forks` hosts at a time, by the play's strategy; returns how many hosts
+/// failed or were unreachable.
 async fn run_batch(
     ctx: &PlayCtx<'_>,
     batch: &[String],
@@ -201,10 +219,16 @@ async fn run_batch(
     outcomes: &mut BTreeMap<String, PlayOutcome>,
     report: &mut RunReport,
 ) -> usize {
-    let runs: Vec<HostSession> = batch.iter().filter_map(|h| fleet.hosts.shift_remove(h)).collect();
-    let running = stream::iter(runs).map(|h| play::run_play_on_host(h, ctx)).buffer_unordered(ctx.opts.forks.max(1)).collect();
-    let results: Vec<(HostSession, PlayOutcome, Vec<TaskRecord>)> = tokio::select! {
-        results = running => results,
+    let plays: Vec<HostPlay> = batch.iter().filter_map(|h| fleet.hosts.shift_remove(h)).map(HostPlay::new).collect();
+    let steps = play::steps(ctx);
+    let work = async {
+        match ctx.planned.play.strategy {
+            Strategy::Free => run_free(ctx, plays, &steps).await,
+            Strategy::Linear => run_linear(ctx, plays, &steps, batch.len()).await,
+        }
+    };
+    let results: Vec<HostPlay> = tokio::select! {
+        results = work => results,
         () = ctx.interrupt.aborted() => {
             // The hosts' futures are dropped here: their connections close (a package
             // transaction goes on on its host); what they recorded is kept.
@@ -220,8 +244,9 @@ async fn run_batch(
         }
     };
     let mut failed = 0;
-    for (host, outcome, records) in results {
+    for hp in results {
         ctx.reporter.event(&Event::HostDone);
+        let (host, outcome, records) = hp.finish();
         records.into_iter().for_each(|r| report.add(r));
         if matches!(outcome, PlayOutcome::Failed { .. } | PlayOutcome::Unreachable { .. }) {
             failed += 1;
@@ -230,6 +255,79 @@ async fn run_batch(
         fleet.hosts.insert(host.name().to_string(), host);
     }
     failed
+}
+
+/// `strategy: free`: each host takes all its steps at its own pace.
+async fn run_free(ctx: &PlayCtx<'_>, plays: Vec<HostPlay>, steps: &[Step]) -> Vec<HostPlay> {
+    stream::iter(plays)
+        .map(|mut hp| async move {
+            for (index, step) in steps.iter().enumerate() {
+                stop_if_fatal(ctx, &mut hp, index);
+                play::run_step(&mut hp, *step, ctx).await;
+                note_fatal(ctx, &hp, index);
+            }
+            hp
+        })
+        .buffer_unordered(ctx.opts.forks.max(1))
+        .collect()
+        .await
+}
+
+/// `strategy: linear` (Ansible's default): every host finishes a step before any host
+/// starts the next; `any_errors_fatal` and `max_fail_percentage` are checked between steps.
+async fn run_linear(ctx: &PlayCtx<'_>, mut plays: Vec<HostPlay>, steps: &[Step], batch_len: usize) -> Vec<HostPlay> {
+    for (index, step) in steps.iter().enumerate() {
+        for hp in plays.iter_mut() {
+            stop_if_fatal(ctx, hp, index);
+        }
+        stream::iter(plays.iter_mut())
+            .for_each_concurrent(ctx.opts.forks.max(1), |hp| async move {
+                play::run_step(hp, *step, ctx).await;
+                note_fatal(ctx, hp, index);
+            })
+            .await;
+        let failed =
+            plays.iter().filter(|hp| matches!(hp.left, Some(PlayOutcome::Failed { .. } | PlayOutcome::Unreachable { .. }))).count();
+        if let Some(max) = ctx.planned.max_fail_percentage {
+            if failed < batch_len && plan::batch_stops_play(batch_len, failed, Some(max)) {
+                let reason = format!("{failed} of {batch_len} hosts failed, more than max_fail_percentage {max}%");
+                // As Ansible: the rest of the batch is done with the play, and out of the run.
+                for hp in plays.iter_mut().filter(|hp| hp.left.is_none()) {
+                    hp.host.leave();
+                    hp.left = Some(PlayOutcome::NotRun { reason: reason.clone() });
+                }
+            }
+        }
+        if plays.iter().all(|hp| hp.left.is_some()) {
+            break;
+        }
+    }
+    plays
+}
+
+/// With `any_errors_fatal`, a host's failure ends the play for every host of the batch
+/// (in `linear`, once the failed step has run on all of them).
+fn note_fatal(ctx: &PlayCtx<'_>, hp: &HostPlay, index: usize) {
+    if !ctx.planned.play.any_errors_fatal {
+        return;
+    }
+    if let Some(PlayOutcome::Failed { .. } | PlayOutcome::Unreachable { .. }) = &hp.left {
+        let mut fatal = ctx.fatal.lock().unwrap();
+        if fatal.is_none() {
+            *fatal = Some((index, format!("any_errors_fatal: {} failed", hp.host.name())));
+        }
+    }
+}
+
+fn stop_if_fatal(ctx: &PlayCtx<'_>, hp: &mut HostPlay, index: usize) {
+    let fatal = ctx.fatal.lock().unwrap().clone();
+    if let Some((at, reason)) = fatal {
+        let applies = ctx.planned.play.strategy == Strategy::Free || at < index;
+        if applies && hp.left.is_none() {
+            hp.host.leave();
+            hp.left = Some(PlayOutcome::NotRun { reason });
+        }
+    }
 }
 
 /// Closes every connection and completes the report.
@@ -255,4 +353,10 @@ struct PlayCtx<'a> {
     interrupt: &'a Interrupt,
     /// Every record as it is made, for the report of an aborted batch.
     records: Mutex<Vec<TaskRecord>>,
+    /// The step and reason at which `any_errors_fatal` ended the play.
+    fatal: Mutex<Option<(usize, String)>>,
+    /// The playbook's directory (`vars_files` are found from it).
+    plan_dir: &'a std::path::Path,
+    /// No variables: the facts of a host whose facts were not gathered.
+    no_vars: Vars,
 }

@@ -1,7 +1,9 @@
-//! One play on one host: facts, then each task in order (skipped where its role does not
-//! apply), then each role's own verification, the verdict the gate reads.
+//! One play on one host, as steps: start (facts, the play's login user and `vars_files`),
+//! each task in order (skipped where its role does not apply), then each role's own
+//! verification, the verdict the gate reads. The strategy decides how hosts take the steps:
+//! all hosts step by step (`linear`), or each at its own pace (`free`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -11,7 +13,7 @@ use crate::facts::ProbeRequest;
 use crate::module::spec::{self, Args};
 use crate::module::{Outcome, RunCtx};
 use crate::plan::{self, VarLayers};
-use crate::role::{Role, Task, Virtualization};
+use crate::role::{Role, RoleInstance, Task, Virtualization};
 use crate::session::HostSession;
 use crate::template::Templar;
 use crate::vars::Vars;
@@ -44,132 +46,317 @@ pub fn not_applicable(role: &Role, facts: &crate::facts::Facts) -> Option<String
     }
 }
 
-pub(super) async fn run_play_on_host(mut host: HostSession, ctx: &PlayCtx<'_>) -> (HostSession, PlayOutcome, Vec<TaskRecord>) {
-    let play = &ctx.planned.play;
-    let mut records = Vec::new();
-    let t0 = Instant::now();
-    let emit = |records: &mut Vec<TaskRecord>, r: TaskRecord| {
+/// One step of a play on a host.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Step {
+    Start,
+    /// The play's task at this index.
+    Task(usize),
+    /// The role instance's own verification.
+    Verify(usize),
+}
+
+/// Every step of the play, in order.
+pub(super) fn steps(ctx: &PlayCtx<'_>) -> Vec<Step> {
+    let mut steps = vec![Step::Start];
+    steps.extend((0..ctx.planned.tasks.len()).map(Step::Task));
+    steps.extend(
+        ctx.planned.roles.iter().enumerate().filter(|(_, r)| r.role.meta.verify_unit_active.is_some()).map(|(i, _)| Step::Verify(i)),
+    );
+    steps
+}
+
+/// A host's way through a play.
+pub(super) struct HostPlay {
+    pub host: HostSession,
+    pub records: Vec<TaskRecord>,
+    /// Set when the host is done with the play before its last step.
+    pub left: Option<PlayOutcome>,
+    /// Why each role instance does not apply, decided once from the facts.
+    not_applicable: Vec<Option<String>>,
+    vars_files: Vars,
+}
+
+impl HostPlay {
+    pub fn new(host: HostSession) -> Self {
+        HostPlay { host, records: Vec::new(), left: None, not_applicable: Vec::new(), vars_files: Vars::new() }
+    }
+
+    /// The host's verdict on the play.
+    pub fn finish(self) -> (HostSession, PlayOutcome, Vec<TaskRecord>) {
+        let outcome = self.left.unwrap_or_else(|| match self.not_applicable.into_iter().flatten().next() {
+            Some(why) => PlayOutcome::NotApplicable { why },
+            None => PlayOutcome::Passed,
+        });
+        (self.host, outcome, self.records)
+    }
+
+    fn emit(&mut self, ctx: &PlayCtx<'_>, r: TaskRecord) {
         ctx.reporter.event(&Event::Task(&r));
         ctx.records.lock().unwrap().push(r.clone());
-        records.push(r);
-    };
-    if ctx.interrupt.is_stopping() {
-        return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
+        self.records.push(r);
     }
-    // Facts first: one round trip reads everything the plan needs.
-    if let Err(e) = host.ensure_facts(&ProbeRequest::default()).await {
+
+    /// Records a task's end; a failure takes the host out of the run.
+    fn finish_step(&mut self, ctx: &PlayCtx<'_>, r: TaskRecord) {
+        let leaving = leaves_play(&r);
+        self.emit(ctx, r);
+        if let Some(outcome) = leaving {
+            self.host.leave();
+            self.left = Some(outcome);
+        }
+    }
+}
+
+/// Runs one step; a host that has left the play takes no more steps.
+pub(super) async fn run_step(hp: &mut HostPlay, step: Step, ctx: &PlayCtx<'_>) {
+    if hp.left.is_some() {
+        return;
+    }
+    if ctx.interrupt.is_stopping() {
+        hp.left = Some(PlayOutcome::NotRun { reason: "interrupted".into() });
+        return;
+    }
+    match step {
+        Step::Start => start(hp, ctx).await,
+        Step::Task(i) => run_one_task(hp, &ctx.planned.tasks[i], ctx).await,
+        Step::Verify(i) => verify(hp, &ctx.planned.roles[i], i, ctx).await,
+    }
+}
+
+/// Facts first (one round trip reads everything the plan needs), as the play's login user;
+/// then the play's `vars_files`.
+async fn start(hp: &mut HostPlay, ctx: &PlayCtx<'_>) {
+    let play = &ctx.planned.play;
+    let t0 = Instant::now();
+    let host_name = hp.host.name().to_string();
+    let of = |task: &'static str| TaskRef { host: &host_name, play: &play.name, role: None, task, location: "", module: None };
+    let remote_user = match &play.remote_user {
+        // Ansible: a host's own `ansible_user` wins over the play's `remote_user`.
+        Some(u) if !hp.host.vars().contains_key("ansible_user") && !hp.host.vars().contains_key("ansible_ssh_user") => {
+            match crate::transport::connection_validate_user(u) {
+                Ok(()) => Some(u.as_str()),
+                Err(e) => {
+                    let r = TaskRecord::new(of("remote_user"), &Outcome::failed(format!("remote_user: {e}")), t0, ctx.run_started);
+                    return hp.finish_step(ctx, r);
+                }
+            }
+        }
+        _ => None,
+    };
+    hp.host.login_as(remote_user).await;
+    if let Err(e) = hp.host.ensure_facts(&ProbeRequest::default()).await {
         if ctx.interrupt.is_stopping() {
             // The connection was cut by the interruption: the host was not tried.
-            return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
+            hp.left = Some(PlayOutcome::NotRun { reason: "interrupted".into() });
+            return;
         }
-        let of = TaskRef { host: host.name(), play: &play.name, role: None, task: "Gathering Facts", location: "", module: None };
-        let r = TaskRecord::new(of, &Outcome::from_transport(e), t0, ctx.run_started);
-        let outcome = leaves_play(&r).expect("a failed probe fails the host");
-        host.leave();
-        emit(&mut records, r);
-        return (host, outcome, records);
+        let r = TaskRecord::new(of("Gathering Facts"), &Outcome::from_transport(e), t0, ctx.run_started);
+        return hp.finish_step(ctx, r);
     }
-    // Each role's applicability, decided once from the facts.
-    let applicability: Vec<(&Role, Option<String>)> = ctx.planned.roles.iter().map(|r| (r, not_applicable(r, host.facts()))).collect();
-    let why_not = |role: &Role| applicability.iter().find(|(r, _)| r.name == role.name).and_then(|(_, why)| why.clone());
-    for task in ctx.planned.tasks() {
-        let role = ctx.planned.role_of(task);
-        let (task_name, location) = (task.display_name(), task.location.to_string());
-        let host_name = host.name().to_string();
-        let of = TaskRef {
-            host: &host_name,
-            play: &play.name,
-            role: role.map(|r| r.name.as_str()),
-            task: &task_name,
-            location: &location,
-            module: Some(task.module),
-        };
-        if let Some(why) = role.and_then(why_not) {
-            let o = Outcome::skipped(format!("not applicable: {why}"));
-            emit(&mut records, TaskRecord::new(of, &o, Instant::now(), ctx.run_started));
-            continue;
-        }
-        if ctx.interrupt.is_stopping() {
-            return (host, PlayOutcome::NotRun { reason: "interrupted".into() }, records);
-        }
-        let started = Instant::now();
-        if task.no_log {
-            crate::secrets::register_json(&Json::Object(task.vars.clone()));
-        }
-        host.set_log_commands(!task.no_log);
-        let outcome = run_task(&mut host, task, role, ctx).await;
-        host.set_log_commands(true);
-        let mut r = TaskRecord::new(of, &outcome, started, ctx.run_started);
-        r.ignored = outcome.status == Status::Failed && task.ignore_errors;
-        if task.no_log {
-            r.msg = "the output has been hidden due to 'no_log: true'".into();
-            r.stderr_tail = None;
-            r.diff = None;
-        }
-        let leaving = leaves_play(&r);
-        emit(&mut records, r);
-        if let Some(outcome) = leaving {
-            host.leave();
-            return (host, outcome, records);
+    if play.gather_facts {
+        hp.host.expose_facts();
+    }
+    hp.not_applicable = ctx.planned.roles.iter().map(|r| not_applicable(&r.role, hp.host.facts())).collect();
+    match load_vars_files(hp, ctx) {
+        Ok(vars) => hp.vars_files = vars,
+        Err(msg) => {
+            let r = TaskRecord::new(of("vars_files"), &Outcome::failed(msg), t0, ctx.run_started);
+            hp.finish_step(ctx, r)
         }
     }
-    // A role's own guarantee, checked on the host: the gate verdict for later plays.
-    for (role, _) in applicability.iter().filter(|(_, why)| why.is_none()) {
-        let Some(unit) = &role.meta.verify_unit_active else { continue };
-        let started = Instant::now();
-        let outcome = verify_unit_active(&mut host, unit, ctx).await;
-        let origin = format!("{}/meta/gafix.yml", role.origin);
-        let task_name = format!("verify {unit} is active");
-        let of = TaskRef { host: host.name(), play: &play.name, role: Some(&role.name), task: &task_name, location: &origin, module: None };
-        let r = TaskRecord::new(of, &outcome, started, ctx.run_started);
-        let leaving = leaves_play(&r);
-        emit(&mut records, r);
-        if let Some(outcome) = leaving {
-            host.leave();
-            return (host, outcome, records);
-        }
+}
+
+/// The play's `vars_files` for this host: names are templated with the host's variables,
+/// found from the playbook's directory; of a list of candidates, the first that exists.
+fn load_vars_files(hp: &HostPlay, ctx: &PlayCtx<'_>) -> Result<Vars, String> {
+    let play = &ctx.planned.play;
+    let mut out = Vars::new();
+    if play.vars_files.is_empty() {
+        return Ok(out);
     }
-    let outcome = match applicability.into_iter().find_map(|(_, why)| why) {
-        Some(why) => PlayOutcome::NotApplicable { why },
-        None => PlayOutcome::Passed,
+    let empty = Vars::new();
+    let layers = VarLayers {
+        role_defaults: Vec::new(),
+        inventory: hp.host.vars(),
+        facts: hp.host.facts_vars().unwrap_or(&empty),
+        play: &play.vars,
+        vars_files: &empty,
+        role_vars: Vec::new(),
+        task: &empty,
+        registered: &empty,
+        role_params: None,
+        extra: &ctx.opts.extra_vars,
     };
-    (host, outcome, records)
+    let vars = plan::task_vars(&layers, hp.host.name(), ctx.inv, &ctx.planned.hosts, ctx.opts.check);
+    for entry in &play.vars_files {
+        let mut tried = Vec::new();
+        let mut found = None;
+        for candidate in &entry.candidates {
+            let name = match ctx.templar.render(&Json::String(candidate.clone()), &vars) {
+                Ok(Json::String(s)) => s,
+                Ok(other) => other.to_string(),
+                Err(e) => return Err(format!("{}: vars_files: {e}", entry.location)),
+            };
+            let path = ctx.plan_dir.join(&name);
+            if path.is_file() {
+                found = Some(path);
+                break;
+            }
+            tried.push(path.display().to_string());
+        }
+        let Some(path) = found else {
+            return Err(format!("{}: vars_files: none of these files exists: {}", entry.location, tried.join(", ")));
+        };
+        let mut errors = Vec::new();
+        let node = crate::role::load_yaml(&path, &mut errors);
+        let loaded = node.map(|n| crate::role::task::vars_value(&n, "vars_files", &mut errors)).unwrap_or_default();
+        if let Some(e) = errors.first() {
+            return Err(format!("vars_files: {e}"));
+        }
+        out.extend(loaded);
+    }
+    Ok(out)
+}
+
+async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
+    let play = &ctx.planned.play;
+    let instance = task.role_instance;
+    let role = ctx.planned.role_of(task);
+    let (task_name, location) = (task.display_name(), task.location.to_string());
+    let host_name = hp.host.name().to_string();
+    let of = TaskRef {
+        host: &host_name,
+        play: &play.name,
+        role: role.map(|r| r.role.name.as_str()),
+        task: &task_name,
+        location: &location,
+        module: Some(task.module),
+    };
+    if let Some(why) = instance.and_then(|i| hp.not_applicable.get(i).cloned().flatten()) {
+        let o = Outcome::skipped(format!("not applicable: {why}"));
+        return hp.emit(ctx, TaskRecord::new(of, &o, Instant::now(), ctx.run_started));
+    }
+    let started = Instant::now();
+    let no_log = task.kw.no_log.unwrap_or(false);
+    if no_log {
+        crate::secrets::register_json(&Json::Object(task.vars.clone()));
+    }
+    hp.host.set_log_commands(!no_log);
+    let outcome = run_task(hp, task, role, ctx).await;
+    hp.host.set_log_commands(true);
+    hp.host.set_task_limits(String::new(), None);
+    let mut r = TaskRecord::new(of, &outcome, started, ctx.run_started);
+    r.ignored = outcome.status == Status::Failed && task.kw.ignore_errors.unwrap_or(false);
+    if no_log {
+        r.msg = "the output has been hidden due to 'no_log: true'".into();
+        r.stderr_tail = None;
+        r.diff = None;
+    }
+    hp.finish_step(ctx, r);
+}
+
+/// A role's own guarantee, checked on the host: the gate verdict for later plays.
+async fn verify(hp: &mut HostPlay, instance: &RoleInstance, index: usize, ctx: &PlayCtx<'_>) {
+    if hp.not_applicable.get(index).cloned().flatten().is_some() {
+        return;
+    }
+    let Some(unit) = &instance.role.meta.verify_unit_active else { return };
+    let started = Instant::now();
+    let outcome = verify_unit_active(&mut hp.host, unit, &instance.role, ctx).await;
+    let origin = format!("{}/meta/gafix.yml", instance.role.origin);
+    let task_name = format!("verify {unit} is active");
+    let host_name = hp.host.name().to_string();
+    let of = TaskRef {
+        host: &host_name,
+        play: &ctx.planned.play.name,
+        role: Some(&instance.role.name),
+        task: &task_name,
+        location: &origin,
+        module: None,
+    };
+    let r = TaskRecord::new(of, &outcome, started, ctx.run_started);
+    hp.finish_step(ctx, r);
 }
 
 /// Reads the unit's state through the facts: the systemd step that started it has just
 /// re-read it (and any later change marks it stale), so this costs a round trip only when
-/// the state is not known to be current.
-async fn verify_unit_active(host: &mut HostSession, unit: &str, ctx: &PlayCtx<'_>) -> Outcome {
-    if ctx.opts.check {
-        return Outcome::ok(format!("{unit} would be active (check mode)"));
-    }
+/// the state is not known to be current. In check mode nothing was started: a unit that
+/// is active already passes, one whose device is absent fails as the run would, and any
+/// other is unknown until applied.
+async fn verify_unit_active(host: &mut HostSession, unit: &str, role: &Role, ctx: &PlayCtx<'_>) -> Outcome {
     let request = ProbeRequest { units: vec![unit.to_string()], ..Default::default() };
     if let Err(e) = host.ensure_facts(&request).await {
         return Outcome::from_transport(e);
     }
-    match host.facts().units.get(unit).map(|u| u.active_state.as_str()) {
-        Some("active") => Outcome::ok(format!("{unit} is active")),
-        Some("") | None => Outcome::failed(format!("{unit} is unknown after the role ran")),
-        Some(state) => Outcome::failed(format!("{unit} is {state} after the role ran")),
+    let state = host.facts().units.get(unit).map(|u| u.active_state.clone()).unwrap_or_default();
+    if ctx.opts.check {
+        if state == "active" {
+            return Outcome::ok(format!("{unit} is active"));
+        }
+        let missing = role.meta.binds_to.iter().find(|(u, d)| u == unit && !host.facts().paths.get(d).is_some_and(|p| p.exists));
+        return match missing {
+            Some((_, device)) => Outcome::failed(crate::module::systemd::missing_device_message(unit, device)),
+            None => Outcome::skipped(format!(
+                "unknown until applied: {unit} is {} now (check mode)",
+                if state.is_empty() { "not installed" } else { &state }
+            )),
+        };
+    }
+    match state.as_str() {
+        "active" => Outcome::ok(format!("{unit} is active")),
+        "" => Outcome::failed(format!("{unit} is unknown after the role ran")),
+        state => Outcome::failed(format!("{unit} is {state} after the role ran")),
     }
 }
 
-async fn run_task(host: &mut HostSession, task: &Task, role: Option<&Role>, ctx: &PlayCtx<'_>) -> Outcome {
+/// The task's `environment:` as `export` lines (names checked, values quoted).
+fn environment_exports(task: &Task, vars: &Vars, templar: &Templar) -> Result<String, String> {
+    let mut merged = serde_json::Map::new();
+    for layer in &task.kw.environment {
+        match templar.render(layer, vars).map_err(|e| format!("environment: {e}"))? {
+            Json::Object(m) => merged.extend(m),
+            Json::Null => {}
+            other => return Err(format!("environment must be a mapping of variable names to values, found {other}")),
+        }
+    }
+    let mut out = String::new();
+    for (name, value) in merged {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(format!("environment: '{name}' is not a valid variable name"));
+        }
+        let text = match value {
+            Json::String(s) => s,
+            Json::Null => String::new(),
+            Json::Bool(b) => if b { "True" } else { "False" }.to_string(),
+            other => other.to_string(),
+        };
+        crate::shell::check_no_nul(&name, &text).map_err(|e| format!("environment: {e}"))?;
+        out.push_str(&format!("{name}={}; export {name}\n", crate::shell::quote(&text)));
+    }
+    Ok(out)
+}
+
+async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, ctx: &PlayCtx<'_>) -> Outcome {
     let play = &ctx.planned.play;
-    let role_params = role.and_then(|r| play.roles.iter().find(|rr| rr.name == r.name)).map(|rr| &rr.vars);
+    let check_mode = task.kw.check_mode.unwrap_or(ctx.opts.check);
+    let all_roles = &ctx.planned.roles;
     let layers = VarLayers {
-        role_defaults: role.map(|r| &r.defaults),
-        inventory: host.vars(),
-        facts: host.facts_vars(),
+        role_defaults: all_roles.iter().map(|r| &r.role.defaults).chain(role.map(|r| &r.role.defaults)).collect(),
+        inventory: hp.host.vars(),
+        facts: hp.host.facts_vars().unwrap_or(&ctx.no_vars),
         play: &play.vars,
-        role_params,
+        vars_files: &hp.vars_files,
+        role_vars: all_roles.iter().map(|r| &r.role.vars).chain(role.map(|r| &r.role.vars)).collect(),
         task: &task.vars,
-        registered: host.registered(),
+        registered: hp.host.registered(),
+        role_params: role.map(|r| &r.params),
         extra: &ctx.opts.extra_vars,
     };
-    let check_mode = task.check_mode.unwrap_or(ctx.opts.check);
-    let mut vars = plan::task_vars(&layers, host.name(), ctx.inv, &ctx.planned.hosts, check_mode);
-    for cond in &task.when {
+    let mut vars = plan::task_vars(&layers, hp.host.name(), ctx.inv, &ctx.planned.hosts, check_mode);
+    let host = &mut hp.host;
+    for cond in &task.kw.when {
         match ctx.templar.condition(cond, &vars) {
             Ok(true) => {}
             Ok(false) => return register(host, task, Outcome::skipped(format!("conditional result was false: {cond}"))),
@@ -184,16 +371,36 @@ async fn run_task(host: &mut HostSession, task: &Task, role: Option<&Role>, ctx:
     if let Err(e) = spec::validate_rendered(task.module.spec(), &args) {
         return register(host, task, Outcome::failed(e.to_string()));
     }
-    let becoming = task.become_.or(play.become_).unwrap_or(host.spec().become_default);
-    let become_user = task.become_user.as_deref().or(play.become_user.as_deref());
+    let becoming = task.kw.become_.unwrap_or(host.spec().become_default);
+    let become_user = task.kw.become_user.as_deref();
     if let Some(u) = become_user {
         if let Err(e) = crate::transport::connection_validate_user(u) {
             return register(host, task, Outcome::failed(e));
         }
     }
+    let environment = match environment_exports(task, &vars, ctx.templar) {
+        Ok(e) => e,
+        Err(e) => return register(host, task, Outcome::failed(e)),
+    };
+    let timeout = task.kw.timeout.filter(|t| *t > 0).map(Duration::from_secs);
+    host.set_task_limits(environment, timeout.map(|t| Instant::now() + t));
     let become_ = becoming.then(|| host.become_as(become_user));
-    let run_ctx = RunCtx { templar: ctx.templar, check_mode, diff: ctx.opts.diff, become_: become_.as_deref(), vars: &vars };
+    let binds_to: &[(String, String)] = role.map(|r| r.role.meta.binds_to.as_slice()).unwrap_or_default();
+    let run_ctx = RunCtx {
+        templar: ctx.templar,
+        check_mode,
+        diff: task.kw.diff.unwrap_or(ctx.opts.diff),
+        become_: become_.as_deref(),
+        vars: &vars,
+        binds_to,
+    };
+    let started = Instant::now();
     let mut outcome = task.module.run(host, &args, &run_ctx).await;
+    if let Some(limit) = timeout {
+        if outcome.status != Status::Ok && outcome.status != Status::Changed && started.elapsed() >= limit {
+            outcome = Outcome::failed(format!("the task exceeded its timeout of {} s and was stopped", limit.as_secs()));
+        }
+    }
     if outcome.status == Status::Unreachable || outcome.status == Status::Skipped {
         return register(host, task, outcome);
     }

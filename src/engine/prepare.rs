@@ -83,12 +83,14 @@ pub fn connection_for(
 fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> ProbeRequest {
     let mut req = ProbeRequest::default();
     for planned in plan.plays.iter().filter(|p| p.hosts.iter().any(|h| h == name)) {
-        for role in &planned.roles {
-            if let Some(u) = &role.meta.verify_unit_active {
+        for instance in &planned.roles {
+            if let Some(u) = &instance.role.meta.verify_unit_active {
                 req.units.push(u.clone());
             }
+            // Whether the units the role ensures can start at all (check mode says so).
+            req.paths.extend(instance.role.meta.binds_to.iter().map(|(_, device)| device.clone()));
         }
-        for task in planned.tasks() {
+        for task in &planned.tasks {
             let Ok(Json::Object(args)) = templar.render(&Json::Object(task.args.0.clone()), vars) else { continue };
             task.module.probe(&Args(args), &mut req);
         }

@@ -295,6 +295,116 @@ async fn check_mode_predicts_and_changes_nothing() {
     let start = task(&report, "h1", "Enable and start QEMU Guest Agent");
     assert_eq!(start.status, Status::Changed, "{}", start.msg);
     assert!(!host.has("pkgs/qemu-guest-agent") && !host.has("units/qemu-guest-agent"), "check mode changed the host");
+    let verify = task(&report, "h1", "verify qemu-guest-agent is active");
+    assert_eq!(verify.status, Status::Skipped, "a prediction gafix cannot make is never 'ok'");
+    assert!(verify.msg.starts_with("unknown until applied"), "{}", verify.msg);
+}
+
+#[tokio::test]
+async fn check_mode_predicts_a_vm_without_the_agent_channel_fails_as_the_run_would() {
+    let host = FakeHost::vm();
+    std::fs::remove_file(host.path("dev/virtio-ports/org.qemu.guest_agent.0")).unwrap();
+    let checked = converge(&[&host], None, true).await;
+    assert_eq!(checked.exit_code, 2, "{:#?}", checked.tasks);
+    let start = task(&checked, "h1", "Enable and start QEMU Guest Agent");
+    assert_eq!(start.status, Status::Failed);
+    assert!(start.msg.contains("no virtio-serial channel org.qemu.guest_agent.0"), "{}", start.msg);
+    assert!(matches!(outcome(&checked, "patch_reboot", "h1"), PlayOutcome::Gated { .. }));
+    assert!(!host.has("pkgs/qemu-guest-agent"), "check mode changed the host");
+}
+
+fn hosts(n: usize) -> Vec<FakeHost> {
+    (0..n).map(|_| FakeHost::vm()).collect()
+}
+
+#[tokio::test]
+async fn any_errors_fatal_ends_the_play_for_the_batch_once_the_failed_task_ran_everywhere() {
+    let hosts = hosts(3);
+    hosts[1].write("fail-here", "");
+    let book = r#"- hosts: all
+  any_errors_fatal: true
+  tasks:
+    - name: check
+      shell: '! test -e /host/fail-here'
+    - name: after
+      command: 'true'
+- hosts: all
+  tasks:
+    - name: later play
+      command: 'true'
+"#;
+    let refs: Vec<&FakeHost> = hosts.iter().collect();
+    let report = converge(&refs, Some(book), false).await;
+    assert_eq!(report.exit_code, 2);
+    for h in ["h1", "h3"] {
+        assert_eq!(task(&report, h, "check").status, Status::Changed, "the failed task still ran on {h}");
+        assert!(!report.tasks.iter().any(|t| t.host == h && t.task != "check"), "{h} ran nothing after it");
+        assert!(matches!(outcome(&report, "all", h), PlayOutcome::NotRun { reason } if reason.contains("any_errors_fatal: h2 failed")));
+        assert_eq!(report.stats[h].failed, 0, "as in Ansible's recap, only h2 failed");
+    }
+}
+
+#[tokio::test]
+async fn free_strategy_lets_each_host_go_on_and_linear_waits_for_every_host() {
+    let hosts = hosts(2);
+    hosts[0].write("fail-here", "");
+    let book = r#"- hosts: all
+  strategy: free
+  tasks:
+    - name: check
+      shell: '! test -e /host/fail-here'
+    - name: after
+      command: 'true'
+"#;
+    let report = converge(&[&hosts[0], &hosts[1]], Some(book), false).await;
+    assert_eq!(task(&report, "h2", "after").status, Status::Changed);
+    // Linear: every host ends "check" before any host starts "after".
+    let book = r#"- hosts: all
+  tasks:
+    - name: one
+      command: 'true'
+    - name: two
+      command: 'true'
+"#;
+    let report = converge(&[&hosts[0], &hosts[1]], Some(book), false).await;
+    let last_one = report.tasks.iter().filter(|t| t.task == "one").map(|t| t.started_s + t.duration_s).fold(0.0, f64::max);
+    let first_two = report.tasks.iter().filter(|t| t.task == "two").map(|t| t.started_s).fold(f64::MAX, f64::min);
+    assert!(last_one <= first_two, "one ended at {last_one}, two started at {first_two}");
+}
+
+#[tokio::test]
+async fn environment_timeout_and_gather_facts() {
+    let host = FakeHost::vm();
+    let book = r#"- hosts: all
+  gather_facts: false
+  environment: {GREETING: "it's a b"}
+  tasks:
+    - name: env
+      shell: 'printf %s "$GREETING/$OTHER"'
+      environment: {OTHER: "{{ inventory_hostname }}"}
+    - name: slow
+      command: sleep 5
+      timeout: 1
+      ignore_errors: true
+    - name: no facts
+      command: 'true'
+      when: ansible_os_family == 'Debian'
+      ignore_errors: true
+- hosts: all
+  tasks:
+    - name: facts
+      command: 'true'
+      when: ansible_os_family == 'Debian'
+"#;
+    let report = converge(&[&host], Some(book), false).await;
+    assert_eq!(task(&report, "h1", "env").msg, "it's a b/h1");
+    let slow = task(&report, "h1", "slow");
+    assert_eq!(slow.status, Status::Failed);
+    assert_eq!(slow.msg, "the task exceeded its timeout of 1 s and was stopped");
+    assert!(slow.duration_s < 4.0, "stopped, not waited for");
+    let no_facts = task(&report, "h1", "no facts");
+    assert!(no_facts.msg.contains("'ansible_os_family' is undefined"), "gather_facts: false leaves facts undefined: {}", no_facts.msg);
+    assert_eq!(task(&report, "h1", "facts").status, Status::Changed);
 }
 
 #[tokio::test]
@@ -309,7 +419,10 @@ async fn a_failed_host_leaves_the_run_and_a_batch_over_max_fail_percentage_stops
     assert_eq!(report.exit_code, 2);
     assert_eq!(task(&report, "h1", "check").status, Status::Failed);
     assert!(!report.tasks.iter().any(|t| t.host == "h1" && t.task == "after"), "a failed host runs nothing more");
-    assert_eq!(task(&report, "h2", "after").status, Status::Changed, "the other host of the batch goes on");
+    // Linear (Ansible's default): the failure is counted after the step, 1 of 2 is over 25%,
+    // so the play ends for the whole batch before "after".
+    assert!(!report.tasks.iter().any(|t| t.host == "h2" && t.task == "after"), "the play stopped after 'check'");
+    assert!(matches!(outcome(&report, "all", "h2"), PlayOutcome::NotRun { .. }));
     for h in ["h3", "h4"] {
         assert!(matches!(outcome(&report, "all", h), PlayOutcome::NotRun { .. }), "{h}: 1 of 2 failed is over 25%");
     }

@@ -84,6 +84,9 @@ pub struct RunCtx<'a> {
     pub become_: Option<&'a Become>,
     /// The task's variables (for modules that evaluate expressions, like `assert`).
     pub vars: &'a Vars,
+    /// Devices the task's role says its units bind to (unit, device path): check mode
+    /// predicts a unit that cannot start even before its package is installed.
+    pub binds_to: &'a [(String, String)],
 }
 
 /// Every module, once: adding a module is its file and a line here.
@@ -138,6 +141,11 @@ impl ModuleRef {
     /// Runs the task.
     pub fn run<'a>(self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome> {
         self.0.run(host, args, ctx)
+    }
+
+    /// Every module's name and alias, for suggestions.
+    pub fn names() -> Vec<&'static str> {
+        REGISTRY.iter().flat_map(|m| std::iter::once(m.spec().name).chain(m.spec().aliases.iter().copied())).collect()
     }
 
     /// Every module's name, for error messages.

@@ -96,6 +96,17 @@ async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcome {
     let name = d.name.clone();
     let unit = name.as_ref().and_then(|n| host.facts().units.get(n)).cloned();
     let arriving = ctx.check_mode && host.packages_arriving();
+    // Check mode, before the package that brings the unit is installed: the role says which
+    // device the unit binds to, and the probe read it.
+    if let (true, Some(n), Some(State::Started | State::Restarted | State::Reloaded)) = (ctx.check_mode, &name, d.state) {
+        let loaded = unit.as_ref().is_some_and(|u| u.load_state == "loaded");
+        let bound = ctx.binds_to.iter().find(|(u, _)| u.trim_end_matches(".service") == n.trim_end_matches(".service"));
+        if let (false, Some((_, device))) = (loaded, bound) {
+            if !host.facts().paths.get(device).is_some_and(|p| p.exists) {
+                return Outcome::failed(missing_device_message(n, device));
+            }
+        }
+    }
     let actions = match decide(&d, unit.as_ref(), arriving) {
         Decision::Ok(m) => return Outcome::ok(m),
         Decision::Fail(m) => return Outcome::failed(m),
@@ -258,8 +269,7 @@ pub fn device_unit_to_path(unit: &str) -> String {
 }
 
 /// Why a unit cannot be started, with what to do about it.
-pub fn missing_device_message(unit: &str, device_unit: &str) -> String {
-    let device = device_unit_to_path(device_unit);
+pub fn missing_device_message(unit: &str, device: &str) -> String {
     if unit.trim_end_matches(".service") == "qemu-guest-agent" {
         format!(
             "{unit} cannot start: the VM has no virtio-serial channel org.qemu.guest_agent.0 ({device} is absent). \
@@ -332,7 +342,7 @@ pub fn decide(d: &Desired, unit: Option<&UnitState>, arriving: bool) -> Decision
             }
             // Fail now rather than wait out systemd's 90 s device timeout.
             if let Some((device, _)) = unit.bound_devices.iter().find(|(_, present)| !present) {
-                return Decision::Fail(missing_device_message(name, device));
+                return Decision::Fail(missing_device_message(name, &device_unit_to_path(device)));
             }
         }
         actions.push(action);

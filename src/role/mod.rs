@@ -1,6 +1,8 @@
-//! Roles (`roles/NAME/tasks/main.yml`, `defaults/main.yml`, gafix's `meta/gafix.yml`) and
-//! playbooks, loaded with a source location on every task.
+//! Roles (a whole Ansible role directory: `tasks/`, `handlers/`, `defaults/`, `vars/`,
+//! `meta/main.yml`, plus gafix's `meta/gafix.yml`) and playbooks, loaded with a source
+//! location on every task.
 
+pub mod keywords;
 pub mod playbook;
 pub mod task;
 
@@ -10,7 +12,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::vars::Vars;
 use crate::yaml::{self, Location, Node};
 
-pub use playbook::{Play, Playbook, Serial};
+pub use playbook::{HostOrder, Play, Playbook, RoleInstance, RoleRef, Serial, Strategy};
 pub use task::Task;
 
 /// Roles built into the binary, so `gafix converge` works from any directory.
@@ -48,19 +50,30 @@ pub struct RoleMeta {
     pub applies_to: AppliesTo,
     /// A unit that must be active when the role is done: the role's gate verdict.
     pub verify_unit_active: Option<String>,
+    /// Devices the role's units bind to (unit -> device path): read by the probe whenever
+    /// the plan runs the role, so that check mode predicts a unit that cannot start.
+    pub binds_to: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Role {
     pub name: String,
     pub tasks: Vec<Task>,
+    /// `defaults/main`: the lowest precedence.
     pub defaults: Vars,
+    /// `vars/main`: above the play's vars, below task vars.
+    pub vars: Vars,
+    /// `meta/main.yml` dependencies, run before the role.
+    pub dependencies: Vec<RoleRef>,
+    /// `meta/main.yml` `allow_duplicates`: run again with the same parameters.
+    pub allow_duplicates: bool,
     pub meta: RoleMeta,
     /// Where it was loaded from (a directory, or `<embedded>`).
     pub origin: String,
 }
 
-/// Where roles are looked up: each directory in order, then the embedded roles.
+/// Where roles are looked up, as Ansible does: each directory in order (the playbook's
+/// `roles/`, the roles path, the playbook's own directory), then the embedded roles.
 #[derive(Clone, Debug)]
 pub struct RoleSource {
     pub paths: Vec<PathBuf>,
@@ -73,24 +86,24 @@ impl RoleSource {
     }
 
     pub fn load(&self, name: &str, referenced_at: &Location) -> Result<Role, RoleError> {
-        if !name.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c)) || name.starts_with('.') {
+        let invalid = name.is_empty() || name.split('/').any(|part| part == "..") || name.starts_with('.');
+        if invalid || name.contains(|c: char| c.is_control()) {
             return Err(RoleError::Invalid(Diagnostics(vec![Diagnostic::new(
                 referenced_at,
                 format!("'{name}' is not a valid role name"),
             )])));
         }
-        for dir in &self.paths {
-            let role_dir = dir.join(name);
-            if let Some(tasks) = find_main(&role_dir.join("tasks")) {
-                return load_from_disk(name, &role_dir, &tasks);
+        // A name with a slash is a path (relative to the playbook's directory, the last search path).
+        let candidates: Vec<PathBuf> =
+            if Path::new(name).is_absolute() { vec![PathBuf::from(name)] } else { self.paths.iter().map(|dir| dir.join(name)).collect() };
+        for role_dir in candidates {
+            if find_main(&role_dir.join("tasks")).is_some() || role_dir.join("meta").join("main.yml").is_file() {
+                let short = Path::new(name).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.into());
+                return load_role(&short, &Files::Disk(role_dir));
             }
         }
-        if self.embedded {
-            let tasks_path = format!("roles/{name}/tasks/main.yml");
-            if let Some((_, text)) = EMBEDDED.iter().find(|(p, _)| *p == tasks_path) {
-                let meta = EMBEDDED.iter().find(|(p, _)| *p == format!("roles/{name}/meta/gafix.yml")).map(|(_, t)| *t);
-                return load_embedded(name, text, meta);
-            }
+        if self.embedded && embedded_role_names().contains(&name) {
+            return load_role(name, &Files::Embedded(name.to_string()));
         }
         let mut searched: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
         if self.embedded {
@@ -107,48 +120,123 @@ pub fn embedded_role_names() -> Vec<&'static str> {
 }
 
 fn find_main(dir: &Path) -> Option<PathBuf> {
-    ["main.yml", "main.yaml", "main"].iter().map(|f| dir.join(f)).find(|p| p.is_file())
+    ["main.yml", "main.yaml", "main.json", "main"].iter().map(|f| dir.join(f)).find(|p| p.is_file())
 }
 
-fn load_from_disk(name: &str, dir: &Path, tasks_file: &Path) -> Result<Role, RoleError> {
-    let mut errors = Vec::new();
-    let tasks_node = load_yaml(tasks_file, &mut errors);
-    let tasks = task::parse_tasks(tasks_node.as_ref(), Some(name), &mut errors);
-    let defaults = match find_main(&dir.join("defaults")) {
-        Some(path) => load_yaml(&path, &mut errors).map(|n| task::vars_value(&n, "defaults", &mut errors)).unwrap_or_default(),
-        None => Vars::new(),
-    };
-    let meta_path = dir.join("meta").join("gafix.yml");
-    let meta = if meta_path.is_file() {
-        load_yaml(&meta_path, &mut errors).map(|n| parse_meta(&n, &mut errors)).unwrap_or_default()
-    } else {
-        RoleMeta::default()
-    };
-    if !errors.is_empty() {
-        return Err(RoleError::Invalid(Diagnostics(errors)));
-    }
-    Ok(Role { name: name.into(), tasks, defaults, meta, origin: dir.display().to_string() })
+/// A role's files: a directory, or the embedded copies.
+enum Files {
+    Disk(PathBuf),
+    Embedded(String),
 }
 
-fn load_embedded(name: &str, tasks_text: &str, meta_text: Option<&str>) -> Result<Role, RoleError> {
-    let mut errors = Vec::new();
-    let parse = |text: &str, path: String, errors: &mut Vec<Diagnostic>| match yaml::parse_str(text, Path::new(&path)) {
-        Ok(n) => n,
-        Err(e) => {
-            errors.push(Diagnostic::from(&e));
-            None
+impl Files {
+    /// `SUB/main` (as a file, or as a directory of files merged in name order, as Ansible
+    /// reads `defaults/main/` and `vars/main/`), parsed; none when the role has no such file.
+    fn main_of(&self, sub: &str, errors: &mut Vec<Diagnostic>) -> Vec<Node> {
+        match self {
+            Files::Disk(dir) => {
+                if let Some(path) = find_main(&dir.join(sub)) {
+                    return load_yaml(&path, errors).into_iter().collect();
+                }
+                let main_dir = dir.join(sub).join("main");
+                let Ok(entries) = std::fs::read_dir(&main_dir) else { return Vec::new() };
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml" | "json")))
+                    .collect();
+                files.sort();
+                files.iter().filter_map(|p| load_yaml(p, errors)).collect()
+            }
+            Files::Embedded(_) => self.file(&format!("{sub}/main.yml"), errors).into_iter().collect(),
         }
+    }
+
+    /// One file of the role, parsed, if it exists.
+    fn file(&self, rel: &str, errors: &mut Vec<Diagnostic>) -> Option<Node> {
+        match self {
+            Files::Disk(dir) => {
+                let path = dir.join(rel);
+                path.is_file().then(|| load_yaml(&path, errors)).flatten()
+            }
+            Files::Embedded(name) => {
+                let key = format!("roles/{name}/{rel}");
+                let (_, text) = EMBEDDED.iter().find(|(p, _)| *p == key)?;
+                match yaml::parse_str(text, Path::new(&format!("<embedded>/{key}"))) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        errors.push(Diagnostic::from(&e));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn origin(&self) -> String {
+        match self {
+            Files::Disk(dir) => dir.display().to_string(),
+            Files::Embedded(_) => "<embedded>".into(),
+        }
+    }
+}
+
+fn merged_vars(nodes: &[Node], what: &str, errors: &mut Vec<Diagnostic>) -> Vars {
+    let mut vars = Vars::new();
+    for n in nodes {
+        vars.extend(task::vars_value(n, what, errors));
+    }
+    vars
+}
+
+fn load_role(name: &str, files: &Files) -> Result<Role, RoleError> {
+    let mut errors = Vec::new();
+    let tasks = match files.main_of("tasks", &mut errors).first() {
+        Some(node) => task::parse_tasks(Some(node), Some(name), &mut errors),
+        None => Vec::new(),
     };
-    let tasks_node = parse(tasks_text, format!("<embedded>/roles/{name}/tasks/main.yml"), &mut errors);
-    let tasks = task::parse_tasks(tasks_node.as_ref(), Some(name), &mut errors);
-    let meta = meta_text
-        .and_then(|t| parse(t, format!("<embedded>/roles/{name}/meta/gafix.yml"), &mut errors))
-        .map(|n| parse_meta(&n, &mut errors))
-        .unwrap_or_default();
+    // Handlers are validated; they run only when notified, and `notify` is not supported yet.
+    if let Some(node) = files.main_of("handlers", &mut errors).first() {
+        task::parse_tasks(Some(node), Some(name), &mut errors);
+    }
+    let defaults = merged_vars(&files.main_of("defaults", &mut errors), "defaults", &mut errors);
+    let vars = merged_vars(&files.main_of("vars", &mut errors), "vars", &mut errors);
+    let (dependencies, allow_duplicates) =
+        match files.file("meta/main.yml", &mut errors).or_else(|| files.file("meta/main.yaml", &mut errors)) {
+            Some(node) => parse_ansible_meta(&node, &mut errors),
+            None => (Vec::new(), false),
+        };
+    let meta = files.file("meta/gafix.yml", &mut errors).map(|n| parse_meta(&n, &mut errors)).unwrap_or_default();
     if !errors.is_empty() {
         return Err(RoleError::Invalid(Diagnostics(errors)));
     }
-    Ok(Role { name: name.into(), tasks, defaults: Vars::new(), meta, origin: "<embedded>".into() })
+    Ok(Role { name: name.into(), tasks, defaults, vars, dependencies, allow_duplicates, meta, origin: files.origin() })
+}
+
+/// Ansible's `meta/main.yml`: `dependencies` and `allow_duplicates` have meaning here;
+/// `galaxy_info` is Galaxy's description of the role (nothing to run).
+fn parse_ansible_meta(node: &Node, errors: &mut Vec<Diagnostic>) -> (Vec<RoleRef>, bool) {
+    let (mut deps, mut allow) = (Vec::new(), false);
+    let Some(entries) = node.as_map() else {
+        if !node.is_null() {
+            errors.push(Diagnostic::new(&node.location, format!("meta/main.yml must be a mapping, found {}", node.type_name())));
+        }
+        return (deps, allow);
+    };
+    for (k, v) in entries {
+        match k.key_string().as_str() {
+            "dependencies" => deps = playbook::parse_roles(v, errors),
+            "allow_duplicates" => allow = task::bool_value(v, "allow_duplicates", errors).unwrap_or(false),
+            "galaxy_info" => {}
+            "argument_specs" | "collections" => {
+                errors.push(Diagnostic::new(&k.location, keywords::not_supported(&format!("meta/main.yml {}", k.key_string()))))
+            }
+            other => errors.push(Diagnostic::new(
+                &k.location,
+                keywords::unknown("key in meta/main.yml", other, &["dependencies", "allow_duplicates", "galaxy_info"]),
+            )),
+        }
+    }
+    (deps, allow)
 }
 
 pub(crate) fn load_yaml(path: &Path, errors: &mut Vec<Diagnostic>) -> Option<Node> {
@@ -203,9 +291,22 @@ fn parse_meta(node: &Node, errors: &mut Vec<Diagnostic>) -> RoleMeta {
                     }
                 }
             }
-            other => {
-                errors.push(Diagnostic::new(&k.location, format!("unknown key '{other}' in meta/gafix.yml; expected applies_to, verify")))
+            "binds_to" => {
+                for (unit_node, device_node) in v.as_map().unwrap_or_default() {
+                    let unit = unit_node.key_string();
+                    if let Err(e) = crate::names::unit(&unit) {
+                        errors.push(Diagnostic::new(&unit_node.location, e.to_string()));
+                    }
+                    match device_node.as_str() {
+                        Some(d) if d.starts_with("/dev/") && crate::names::path(d).is_ok() => meta.binds_to.push((unit, d.to_string())),
+                        _ => errors.push(Diagnostic::new(&device_node.location, "binds_to: each unit maps to a device path under /dev/")),
+                    }
+                }
             }
+            other => errors.push(Diagnostic::new(
+                &k.location,
+                keywords::unknown("key in meta/gafix.yml", other, &["applies_to", "verify", "binds_to"]),
+            )),
         }
     }
     meta

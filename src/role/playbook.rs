@@ -1,8 +1,10 @@
 //! Playbooks in Ansible's format: a list of plays.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use super::task::{self, Task};
+use super::keywords::{self, Support};
+use super::task::{self, Keywords, Task};
 use super::{Role, RoleError, RoleSource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::vars::Vars;
@@ -42,11 +44,40 @@ impl Serial {
     }
 }
 
+/// A `roles:` entry, or a dependency in a role's `meta/main.yml`.
 #[derive(Clone, Debug)]
 pub struct RoleRef {
     pub name: String,
+    /// Role parameters (`vars:` and any key that is not a keyword).
     pub vars: Vars,
-    pub when: Vec<String>,
+    pub kw: Keywords,
+    pub location: Location,
+}
+
+/// Ansible's `order`: the order a play takes its hosts in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostOrder {
+    #[default]
+    Inventory,
+    ReverseInventory,
+    Sorted,
+    ReverseSorted,
+    Shuffle,
+}
+
+/// Ansible's `strategy`: every host finishes a task before any starts the next (`linear`),
+/// or each host goes at its own pace (`free`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    #[default]
+    Linear,
+    Free,
+}
+
+/// A `vars_files` entry: a file, or a list of candidates of which the first found is read.
+#[derive(Clone, Debug)]
+pub struct VarsFile {
+    pub candidates: Vec<String>,
     pub location: Location,
 }
 
@@ -54,17 +85,22 @@ pub struct RoleRef {
 pub struct Play {
     pub name: String,
     pub hosts: String,
-    pub become_: Option<bool>,
-    pub become_user: Option<String>,
+    /// Keywords the play's tasks inherit (become, tags, environment, ...).
+    pub kw: Keywords,
     pub remote_user: Option<String>,
     pub serial: Vec<Serial>,
     pub max_fail_percentage: Option<f64>,
     pub any_errors_fatal: bool,
+    pub order: HostOrder,
+    pub strategy: Strategy,
     pub vars: Vars,
+    pub vars_files: Vec<VarsFile>,
     pub roles: Vec<RoleRef>,
     pub pre_tasks: Vec<Task>,
     pub tasks: Vec<Task>,
     pub post_tasks: Vec<Task>,
+    /// Validated; they run only when notified (`notify` is not supported yet).
+    pub handlers: Vec<Task>,
     pub gather_facts: bool,
     /// gafix extension: hosts must have passed this earlier play to run this one.
     pub gate: Option<String>,
@@ -75,44 +111,30 @@ pub struct Play {
 pub struct Playbook {
     pub plays: Vec<Play>,
     pub source: String,
+    /// The playbook's directory: `vars_files` and roles are found from it.
+    pub dir: PathBuf,
 }
 
-/// A play with its roles loaded.
+/// One run of a role in a play: the role and its parameters (its tasks carry the keywords
+/// they inherit).
+#[derive(Clone, Debug)]
+pub struct RoleInstance {
+    pub role: Role,
+    pub params: Vars,
+}
+
+/// A play with its roles loaded and its tasks in run order (pre_tasks, each role after its
+/// dependencies, tasks, post_tasks), each with the keywords it inherits.
 #[derive(Clone, Debug)]
 pub struct ResolvedPlay {
     pub play: Play,
-    pub roles: Vec<Role>,
+    pub roles: Vec<RoleInstance>,
+    pub tasks: Vec<Task>,
 }
-
-const PLAY_KEYS: &[&str] = &[
-    "name",
-    "hosts",
-    "become",
-    "become_user",
-    "become_method",
-    "remote_user",
-    "serial",
-    "max_fail_percentage",
-    "any_errors_fatal",
-    "vars",
-    "roles",
-    "pre_tasks",
-    "tasks",
-    "post_tasks",
-    "gather_facts",
-    "gafix_gate",
-    "tags",
-    "order",
-    "strategy",
-];
-const UNSUPPORTED_PLAY_KEYS: &[&str] =
-    &["handlers", "vars_files", "vars_prompt", "environment", "import_playbook", "include_playbook", "connection", "collections"];
 
 impl Playbook {
     pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
-        let mut errors = Vec::new();
-        let node = super::load_yaml(path, &mut errors);
-        let book = Self::from_node(node.as_ref(), &path.display().to_string(), &mut errors);
+        let (book, errors) = Self::load_collecting(path);
         if errors.is_empty() {
             Ok(book)
         } else {
@@ -124,8 +146,16 @@ impl Playbook {
     /// too, even when a play has errors of its own.
     pub fn load_collecting(path: &Path) -> (Playbook, Vec<Diagnostic>) {
         let mut errors = Vec::new();
-        let node = super::load_yaml(path, &mut errors);
-        let book = Self::from_node(node.as_ref(), &path.display().to_string(), &mut errors);
+        let loaded = yaml::load_file(path);
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let book = match loaded {
+            Ok(node) => Self::from_node(node.as_ref(), &path.display().to_string(), dir, &mut errors),
+            // One problem is one error: a file that does not parse is not also "empty".
+            Err(e) => {
+                errors.push(Diagnostic::from(&e));
+                Playbook { plays: Vec::new(), source: path.display().to_string(), dir }
+            }
+        };
         (book, errors)
     }
 
@@ -135,7 +165,7 @@ impl Playbook {
             Ok(n) => n,
             Err(e) => return Err(Diagnostics(vec![Diagnostic::from(&e)])),
         };
-        let book = Self::from_node(node.as_ref(), name, &mut errors);
+        let book = Self::from_node(node.as_ref(), name, PathBuf::new(), &mut errors);
         if errors.is_empty() {
             Ok(book)
         } else {
@@ -149,7 +179,7 @@ impl Playbook {
         Self::parse(text, &format!("<embedded>/{name}")).expect("the embedded default plan parses")
     }
 
-    fn from_node(node: Option<&Node>, source: &str, errors: &mut Vec<Diagnostic>) -> Playbook {
+    fn from_node(node: Option<&Node>, source: &str, dir: PathBuf, errors: &mut Vec<Diagnostic>) -> Playbook {
         let mut plays = Vec::new();
         match node {
             None => errors.push(Diagnostic::new(&Location::synthetic(source), "the playbook is empty")),
@@ -170,30 +200,27 @@ impl Playbook {
                 }
             }
         }
-        Playbook { plays, source: source.into() }
+        Playbook { plays, source: source.into(), dir }
     }
 
-    /// Loads every role the plays name; reports all problems at once.
+    /// Loads every role the plays name (and their dependencies); reports all problems at once.
     pub fn resolve(&self, roles: &RoleSource) -> Result<Vec<ResolvedPlay>, Vec<RoleError>> {
         let mut out = Vec::new();
         let mut errors = Vec::new();
+        let mut cache: HashMap<String, Result<Role, ()>> = HashMap::new();
         for play in &self.plays {
-            let mut loaded = Vec::new();
+            let mut expansion = Expansion { source: roles, cache: &mut cache, errors: &mut errors, roles: Vec::new(), tasks: Vec::new() };
+            let inherit =
+                |tasks: &[Task], kw: &Keywords| tasks.iter().map(|t| Task { kw: t.kw.inside(kw), ..t.clone() }).collect::<Vec<_>>();
+            expansion.tasks = inherit(&play.pre_tasks, &play.kw);
+            let mut seen = Vec::new();
             for r in &play.roles {
-                match roles.load(&r.name, &r.location) {
-                    Ok(mut role) => {
-                        // Role-level `when` applies to each of its tasks, as in Ansible.
-                        for t in &mut role.tasks {
-                            let mut when = r.when.clone();
-                            when.append(&mut t.when);
-                            t.when = when;
-                        }
-                        loaded.push(role)
-                    }
-                    Err(e) => errors.push(e),
-                }
+                expansion.add(r, &play.kw, &mut Vec::new(), &mut seen);
             }
-            out.push(ResolvedPlay { play: play.clone(), roles: loaded });
+            let (instances, mut tasks) = (expansion.roles, expansion.tasks);
+            tasks.extend(inherit(&play.tasks, &play.kw));
+            tasks.extend(inherit(&play.post_tasks, &play.kw));
+            out.push(ResolvedPlay { play: play.clone(), roles: instances, tasks });
         }
         if errors.is_empty() {
             Ok(out)
@@ -203,26 +230,68 @@ impl Playbook {
     }
 }
 
+/// Roles expanded into a play's task list.
+struct Expansion<'a> {
+    source: &'a RoleSource,
+    /// Each role loaded once per run (an error is reported once).
+    cache: &'a mut HashMap<String, Result<Role, ()>>,
+    errors: &'a mut Vec<RoleError>,
+    roles: Vec<RoleInstance>,
+    tasks: Vec<Task>,
+}
+
+impl Expansion<'_> {
+    /// Adds a role after its dependencies; like Ansible, a role runs once per set of
+    /// parameters in a play unless it allows duplicates.
+    fn add(&mut self, r: &RoleRef, outer: &Keywords, chain: &mut Vec<String>, seen: &mut Vec<(String, String)>) {
+        if chain.contains(&r.name) {
+            let cycle = chain.iter().chain(std::iter::once(&r.name)).cloned().collect::<Vec<_>>().join(" -> ");
+            let d = Diagnostic::new(&r.location, format!("role dependencies form a cycle: {cycle}"));
+            self.errors.push(RoleError::Invalid(Diagnostics(vec![d])));
+            return;
+        }
+        let loaded =
+            self.cache.entry(r.name.clone()).or_insert_with(|| self.source.load(&r.name, &r.location).map_err(|e| self.errors.push(e)));
+        let Ok(role) = loaded.clone() else { return };
+        let kw = r.kw.inside(outer);
+        chain.push(r.name.clone());
+        for dep in &role.dependencies {
+            self.add(dep, &kw, chain, seen);
+        }
+        chain.pop();
+        let key = (role.name.clone(), serde_json::to_string(&r.vars).unwrap_or_default());
+        if seen.contains(&key) && !role.allow_duplicates {
+            return;
+        }
+        seen.push(key);
+        let index = self.roles.len();
+        self.tasks.extend(role.tasks.iter().map(|t| Task { kw: t.kw.inside(&kw), role_instance: Some(index), ..t.clone() }));
+        self.roles.push(RoleInstance { role, params: r.vars.clone() });
+    }
+}
+
 fn parse_play(node: &Node, errors: &mut Vec<Diagnostic>) -> Option<Play> {
     let Some(entries) = node.as_map() else {
         errors.push(Diagnostic::new(&node.location, format!("a play must be a mapping, found {}", node.type_name())));
         return None;
     };
-    let before = errors.len();
     let mut play = Play {
         name: String::new(),
         hosts: String::new(),
-        become_: None,
-        become_user: None,
+        kw: Keywords::default(),
         remote_user: None,
         serial: Vec::new(),
         max_fail_percentage: None,
         any_errors_fatal: false,
+        order: HostOrder::default(),
+        strategy: Strategy::default(),
         vars: Vars::new(),
+        vars_files: Vec::new(),
         roles: Vec::new(),
         pre_tasks: Vec::new(),
         tasks: Vec::new(),
         post_tasks: Vec::new(),
+        handlers: Vec::new(),
         gather_facts: true,
         gate: None,
         location: node.location.clone(),
@@ -230,6 +299,20 @@ fn parse_play(node: &Node, errors: &mut Vec<Diagnostic>) -> Option<Play> {
     let mut has_hosts = false;
     for (k, v) in entries {
         let key = k.key_string();
+        match keywords::lookup(keywords::PLAY, &key) {
+            None => {
+                errors.push(Diagnostic::new(&k.location, keywords::unknown("play keyword", &key, &keywords::supported(keywords::PLAY))));
+                continue;
+            }
+            Some(Support::NotYet) => {
+                errors.push(Diagnostic::new(&k.location, keywords::not_supported(&key)));
+                continue;
+            }
+            Some(Support::Yes) => {}
+        }
+        if play.kw.parse(&key, v, errors) {
+            continue;
+        }
         match key.as_str() {
             "name" => play.name = task::string_value(v, "name", errors).unwrap_or_default(),
             "hosts" => {
@@ -237,13 +320,6 @@ fn parse_play(node: &Node, errors: &mut Vec<Diagnostic>) -> Option<Play> {
                 play.hosts = match &v.value {
                     Value::Seq(items) => items.iter().filter_map(|i| task::string_value(i, "hosts", errors)).collect::<Vec<_>>().join(","),
                     _ => task::string_value(v, "hosts", errors).unwrap_or_default(),
-                }
-            }
-            "become" => play.become_ = task::bool_value(v, "become", errors),
-            "become_user" => play.become_user = task::string_value(v, "become_user", errors),
-            "become_method" => {
-                if v.as_str() != Some("sudo") {
-                    errors.push(Diagnostic::new(&v.location, "only 'become_method: sudo' is supported"));
                 }
             }
             "remote_user" => play.remote_user = task::string_value(v, "remote_user", errors),
@@ -264,21 +340,36 @@ fn parse_play(node: &Node, errors: &mut Vec<Diagnostic>) -> Option<Play> {
                 _ => errors.push(Diagnostic::new(&v.location, "max_fail_percentage must be a number from 0 to 100")),
             },
             "any_errors_fatal" => play.any_errors_fatal = task::bool_value(v, "any_errors_fatal", errors).unwrap_or(false),
+            "order" => match v.as_str() {
+                Some("inventory") => play.order = HostOrder::Inventory,
+                Some("reverse_inventory") => play.order = HostOrder::ReverseInventory,
+                Some("sorted") => play.order = HostOrder::Sorted,
+                Some("reverse_sorted") => play.order = HostOrder::ReverseSorted,
+                Some("shuffle") => play.order = HostOrder::Shuffle,
+                _ => errors.push(Diagnostic::new(
+                    &v.location,
+                    "'order' must be one of inventory, reverse_inventory, sorted, reverse_sorted, shuffle",
+                )),
+            },
+            "strategy" => match v.as_str() {
+                Some("linear") => play.strategy = Strategy::Linear,
+                Some("free") => play.strategy = Strategy::Free,
+                Some(other) => errors.push(Diagnostic::new(
+                    &v.location,
+                    format!("{} (linear and free are)", keywords::not_supported(&format!("strategy: {other}"))),
+                )),
+                None => errors.push(Diagnostic::new(&v.location, "'strategy' must be a name (linear or free)")),
+            },
             "vars" => play.vars = task::vars_value(v, "vars", errors),
+            "vars_files" => play.vars_files = parse_vars_files(v, errors),
             "roles" => play.roles = parse_roles(v, errors),
             "pre_tasks" => play.pre_tasks = task::parse_tasks(Some(v), None, errors),
             "tasks" => play.tasks = task::parse_tasks(Some(v), None, errors),
             "post_tasks" => play.post_tasks = task::parse_tasks(Some(v), None, errors),
+            "handlers" => play.handlers = task::parse_tasks(Some(v), None, errors),
             "gather_facts" => play.gather_facts = task::bool_value(v, "gather_facts", errors).unwrap_or(true),
             "gafix_gate" => play.gate = task::string_value(v, "gafix_gate", errors),
-            "tags" | "order" | "strategy" => {}
-            other if UNSUPPORTED_PLAY_KEYS.contains(&other) => errors.push(Diagnostic::new(
-                &k.location,
-                format!("play keyword '{other}' is not supported by gafix yet; supported: {}", PLAY_KEYS.join(", ")),
-            )),
-            other => {
-                errors.push(Diagnostic::new(&k.location, format!("unknown play keyword '{other}'; supported: {}", PLAY_KEYS.join(", "))))
-            }
+            other => unreachable!("play keyword '{other}' is in the table but not parsed"),
         }
     }
     if !has_hosts {
@@ -289,11 +380,29 @@ fn parse_play(node: &Node, errors: &mut Vec<Diagnostic>) -> Option<Play> {
     }
     // A play whose tasks had errors is still returned (its errors are recorded), so that its
     // roles can be checked too; a play without hosts is not a play.
-    let _ = before;
     has_hosts.then_some(play)
 }
 
-fn parse_roles(node: &Node, errors: &mut Vec<Diagnostic>) -> Vec<RoleRef> {
+fn parse_vars_files(node: &Node, errors: &mut Vec<Diagnostic>) -> Vec<VarsFile> {
+    let items: Vec<&Node> = match &node.value {
+        Value::Seq(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        _ => vec![node],
+    };
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let candidates = match &item.value {
+                Value::Seq(c) => c.iter().filter_map(|c| task::string_value(c, "vars_files", errors)).collect(),
+                _ => task::string_value(item, "vars_files", errors).into_iter().collect::<Vec<_>>(),
+            };
+            (!candidates.is_empty()).then(|| VarsFile { candidates, location: item.location.clone() })
+        })
+        .collect()
+}
+
+/// A `roles:` list (or a role's `dependencies:`).
+pub(super) fn parse_roles(node: &Node, errors: &mut Vec<Diagnostic>) -> Vec<RoleRef> {
     let Some(items) = node.as_seq() else {
         if !node.is_null() {
             errors.push(Diagnostic::new(&node.location, format!("'roles' must be a list, found {}", node.type_name())));
@@ -302,32 +411,37 @@ fn parse_roles(node: &Node, errors: &mut Vec<Diagnostic>) -> Vec<RoleRef> {
     };
     let mut out = Vec::new();
     for item in items {
+        let mut r = RoleRef { name: String::new(), vars: Vars::new(), kw: Keywords::default(), location: item.location.clone() };
         match &item.value {
-            Value::String(name) => {
-                out.push(RoleRef { name: name.clone(), vars: Vars::new(), when: Vec::new(), location: item.location.clone() })
-            }
+            Value::String(name) => r.name = name.clone(),
             Value::Map(entries) => {
-                let mut r = RoleRef { name: String::new(), vars: Vars::new(), when: Vec::new(), location: item.location.clone() };
                 for (k, v) in entries {
-                    match k.key_string().as_str() {
-                        "role" | "name" => r.name = task::string_value(v, "role", errors).unwrap_or_default(),
-                        "when" => r.when = task::conditions(v, "when", errors),
-                        "vars" => r.vars.extend(task::vars_value(v, "vars", errors)),
-                        "tags" | "become" => {}
-                        other => {
-                            // Ansible passes other keys as role parameters.
-                            r.vars.insert(other.to_string(), v.to_json());
+                    let key = k.key_string();
+                    match keywords::lookup(keywords::ROLE_ENTRY, &key) {
+                        Some(Support::NotYet) => errors.push(Diagnostic::new(&k.location, keywords::not_supported(&key))),
+                        Some(Support::Yes) if r.kw.parse(&key, v, errors) => {}
+                        Some(Support::Yes) => match key.as_str() {
+                            "role" | "name" => r.name = task::string_value(v, "role", errors).unwrap_or_default(),
+                            "vars" => r.vars.extend(task::vars_value(v, "vars", errors)),
+                            other => unreachable!("role keyword '{other}' is in the table but not parsed"),
+                        },
+                        // Ansible passes other keys as role parameters.
+                        None => {
+                            r.vars.insert(key, v.to_json());
                         }
                     }
                 }
-                if r.name.is_empty() {
-                    errors.push(Diagnostic::new(&item.location, "a role entry needs 'role: NAME'"));
-                } else {
-                    out.push(r);
-                }
             }
-            _ => errors
-                .push(Diagnostic::new(&item.location, format!("a role entry must be a name or a mapping, found {}", item.type_name()))),
+            _ => {
+                errors
+                    .push(Diagnostic::new(&item.location, format!("a role entry must be a name or a mapping, found {}", item.type_name())));
+                continue;
+            }
+        }
+        if r.name.is_empty() {
+            errors.push(Diagnostic::new(&item.location, "a role entry needs 'role: NAME'"));
+        } else {
+            out.push(r);
         }
     }
     out

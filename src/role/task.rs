@@ -2,6 +2,7 @@
 
 use serde_json::Value as Json;
 
+use super::keywords::{self, Support};
 use crate::diag::Diagnostic;
 use crate::module::spec::{self, Args};
 use crate::module::ModuleRef;
@@ -13,21 +14,90 @@ pub struct Task {
     pub name: Option<String>,
     pub module: ModuleRef,
     pub args: Args,
-    pub become_: Option<bool>,
-    pub become_user: Option<String>,
-    /// Conditions, all of which must hold (Ansible's list form of `when`).
-    pub when: Vec<String>,
+    /// The keywords a task shares with its play and role (after planning: inherited too).
+    pub kw: Keywords,
     pub register: Option<String>,
-    pub tags: Vec<String>,
-    pub ignore_errors: bool,
     pub vars: Vars,
     pub changed_when: Vec<String>,
     pub failed_when: Vec<String>,
-    pub no_log: bool,
-    pub check_mode: Option<bool>,
     /// The role the task came from, if any.
     pub role: Option<String>,
+    /// Which of the plan's role instances it belongs to (set when the plan is built).
+    pub role_instance: Option<usize>,
     pub location: Location,
+}
+
+/// Keywords a play, a `roles:` entry and a task all take; an inner value wins, conditions,
+/// tags and environments add up (Ansible's inheritance).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Keywords {
+    /// Conditions, all of which must hold (Ansible's list form of `when`).
+    pub when: Vec<String>,
+    pub tags: Vec<String>,
+    pub become_: Option<bool>,
+    pub become_user: Option<String>,
+    pub check_mode: Option<bool>,
+    pub diff: Option<bool>,
+    pub ignore_errors: Option<bool>,
+    pub no_log: Option<bool>,
+    /// Seconds the task may run (0: no limit).
+    pub timeout: Option<u64>,
+    /// `environment:` values, outermost first (templated when the task runs).
+    pub environment: Vec<Json>,
+}
+
+impl Keywords {
+    /// Reads `key` if it is one of these keywords; false if it is not.
+    pub fn parse(&mut self, key: &str, value: &Node, errors: &mut Vec<Diagnostic>) -> bool {
+        match key {
+            "when" => self.when = conditions(value, "when", errors),
+            "tags" => self.tags = string_list(value, "tags", errors),
+            "become" => self.become_ = bool_value(value, "become", errors),
+            "become_user" => self.become_user = string_value(value, "become_user", errors),
+            "become_method" => {
+                if value.as_str() != Some("sudo") {
+                    let what = format!("become_method: {}", value.key_string());
+                    errors.push(Diagnostic::new(&value.location, format!("{} (only 'sudo' is)", keywords::not_supported(&what))));
+                }
+            }
+            "check_mode" => self.check_mode = bool_value(value, "check_mode", errors),
+            "diff" => self.diff = bool_value(value, "diff", errors),
+            "ignore_errors" => self.ignore_errors = bool_value(value, "ignore_errors", errors),
+            "no_log" => self.no_log = bool_value(value, "no_log", errors),
+            "timeout" => match value.to_json().as_u64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok())) {
+                Some(n) if n <= spec::MAX_SECONDS => self.timeout = Some(n),
+                _ => errors.push(Diagnostic::new(&value.location, "'timeout' must be a number of seconds from 0 to 315360000")),
+            },
+            "environment" => match &value.value {
+                Value::Map(_) | Value::String(_) | Value::Seq(_) => self.environment = vec![value.to_json()],
+                Value::Null => self.environment.clear(),
+                _ => errors.push(Diagnostic::new(
+                    &value.location,
+                    format!("'environment' must be a mapping of variable names to values, found {}", value.type_name()),
+                )),
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    /// These keywords inside `outer` (a play or a role entry).
+    pub fn inside(&self, outer: &Keywords) -> Keywords {
+        let mut tags = outer.tags.clone();
+        tags.extend(self.tags.iter().filter(|t| !outer.tags.contains(t)).cloned());
+        Keywords {
+            when: outer.when.iter().chain(&self.when).cloned().collect(),
+            tags,
+            become_: self.become_.or(outer.become_),
+            become_user: self.become_user.clone().or_else(|| outer.become_user.clone()),
+            check_mode: self.check_mode.or(outer.check_mode),
+            diff: self.diff.or(outer.diff),
+            ignore_errors: self.ignore_errors.or(outer.ignore_errors),
+            no_log: self.no_log.or(outer.no_log),
+            timeout: self.timeout.or(outer.timeout),
+            environment: outer.environment.iter().chain(&self.environment).cloned().collect(),
+        }
+    }
 }
 
 impl Task {
@@ -43,57 +113,6 @@ impl Task {
         }
     }
 }
-
-const KEYWORDS: &[&str] = &[
-    "name",
-    "become",
-    "become_user",
-    "become_method",
-    "when",
-    "register",
-    "tags",
-    "ignore_errors",
-    "vars",
-    "changed_when",
-    "failed_when",
-    "no_log",
-    "check_mode",
-    "args",
-    "diff",
-    "timeout",
-];
-
-/// Keywords Ansible has that gafix does not run yet: an explicit error beats a silent skip.
-const UNSUPPORTED: &[&str] = &[
-    "loop",
-    "with_items",
-    "with_list",
-    "with_dict",
-    "loop_control",
-    "notify",
-    "listen",
-    "block",
-    "rescue",
-    "always",
-    "delegate_to",
-    "delegate_facts",
-    "run_once",
-    "until",
-    "retries",
-    "delay",
-    "environment",
-    "async",
-    "poll",
-    "include_tasks",
-    "import_tasks",
-    "include_role",
-    "import_role",
-    "local_action",
-    "action",
-    "any_errors_fatal",
-    "throttle",
-    "vars_files",
-];
 
 /// A condition value: a string, a boolean, or a list of them.
 pub fn conditions(node: &Node, what: &str, errors: &mut Vec<Diagnostic>) -> Vec<String> {
@@ -173,71 +192,51 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
         name: None,
         module: ModuleRef::lookup("command").expect("command is registered"),
         args: Args::default(),
-        become_: None,
-        become_user: None,
-        when: Vec::new(),
+        kw: Keywords::default(),
         register: None,
-        tags: Vec::new(),
-        ignore_errors: false,
         vars: Vars::new(),
         changed_when: Vec::new(),
         failed_when: Vec::new(),
-        no_log: false,
-        check_mode: None,
         role: role.map(str::to_string),
+        role_instance: None,
         location: node.location.clone(),
     };
     for (key_node, value) in entries {
         let key = key_node.key_string();
-        match key.as_str() {
-            "name" => task.name = string_value(value, "name", errors),
-            "become" => task.become_ = bool_value(value, "become", errors),
-            "become_user" => task.become_user = string_value(value, "become_user", errors),
-            "become_method" => {
-                if value.as_str() != Some("sudo") {
-                    errors.push(Diagnostic::new(&value.location, "only 'become_method: sudo' is supported"));
-                }
-            }
-            "when" => task.when = conditions(value, "when", errors),
-            "changed_when" => task.changed_when = conditions(value, "changed_when", errors),
-            "failed_when" => task.failed_when = conditions(value, "failed_when", errors),
-            "register" => {
-                task.register = string_value(value, "register", errors);
-                if let Some(r) = &task.register {
-                    if !r.chars().all(|c| c.is_alphanumeric() || c == '_') || r.starts_with(|c: char| c.is_ascii_digit()) {
-                        errors.push(Diagnostic::new(&value.location, format!("'register: {r}' is not a valid variable name")));
+        match keywords::task_keyword(&key) {
+            Some(Support::NotYet) => errors.push(Diagnostic::new(&key_node.location, keywords::not_supported(&key))),
+            Some(Support::Yes) if task.kw.parse(&key, value, errors) => {}
+            Some(Support::Yes) => match key.as_str() {
+                "name" => task.name = string_value(value, "name", errors),
+                "changed_when" => task.changed_when = conditions(value, "changed_when", errors),
+                "failed_when" => task.failed_when = conditions(value, "failed_when", errors),
+                "register" => {
+                    task.register = string_value(value, "register", errors);
+                    if let Some(r) = &task.register {
+                        if !r.chars().all(|c| c.is_alphanumeric() || c == '_') || r.starts_with(|c: char| c.is_ascii_digit()) {
+                            errors.push(Diagnostic::new(&value.location, format!("'register: {r}' is not a valid variable name")));
+                        }
                     }
                 }
-            }
-            "tags" => task.tags = string_list(value, "tags", errors),
-            "ignore_errors" => task.ignore_errors = bool_value(value, "ignore_errors", errors).unwrap_or(false),
-            "no_log" => task.no_log = bool_value(value, "no_log", errors).unwrap_or(false),
-            "check_mode" => task.check_mode = bool_value(value, "check_mode", errors),
-            "vars" => task.vars = vars_value(value, "vars", errors),
-            "args" => extra_args = Some(value),
-            "diff" | "timeout" => {}
-            _ => {
-                if let Some(kind) = ModuleRef::lookup(&key) {
-                    if let Some((other, _, _)) = module {
-                        errors.push(Diagnostic::new(
-                            &key_node.location,
-                            format!("conflicting action statements: {} and {key}", other.name()),
-                        ));
-                    } else {
-                        module = Some((kind, key_node, value));
-                    }
-                } else if UNSUPPORTED.contains(&key.as_str()) {
-                    errors.push(Diagnostic::new(
-                        &key_node.location,
-                        format!("task keyword '{key}' is not supported by gafix yet; supported keywords: {}", KEYWORDS.join(", ")),
-                    ));
-                } else {
-                    errors.push(Diagnostic::new(
-                        &key_node.location,
-                        format!("unknown module or task keyword '{key}'; supported modules: {}", ModuleRef::supported_list()),
-                    ));
+                "vars" => task.vars = vars_value(value, "vars", errors),
+                "args" => extra_args = Some(value),
+                other => unreachable!("task keyword '{other}' is in the table but not parsed"),
+            },
+            None => match ModuleRef::lookup(&key) {
+                Some(kind) => match module {
+                    Some((other, _, _)) => errors
+                        .push(Diagnostic::new(&key_node.location, format!("conflicting action statements: {} and {key}", other.name()))),
+                    None => module = Some((kind, key_node, value)),
+                },
+                None if keywords::is_ansible_module(&key) => {
+                    errors.push(Diagnostic::new(&key_node.location, keywords::not_supported(&key)))
                 }
-            }
+                None => {
+                    let mut known = ModuleRef::names();
+                    known.extend(keywords::supported(keywords::TASK));
+                    errors.push(Diagnostic::new(&key_node.location, keywords::unknown("module or task keyword", &key, &known)));
+                }
+            },
         }
     }
     match module {

@@ -1,0 +1,314 @@
+//! Every keyword Ansible accepts in a play, a `roles:` entry and a task, and what gafix does
+//! with it: runs it with Ansible's semantics, or refuses it where it is written, always in
+//! the same words. Nothing is parsed and then ignored. The README's keyword list is tested
+//! against these tables.
+
+/// What gafix does with a keyword.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Runs with Ansible's semantics.
+    Yes,
+    /// Refused at its location: "`X` is not supported by gafix yet".
+    NotYet,
+}
+
+use Support::{NotYet, Yes};
+
+/// Play keywords (ansible-core 2.19's list, plus gafix's own `gafix_gate`).
+pub const PLAY: &[(&str, Support)] = &[
+    ("name", Yes),
+    ("hosts", Yes),
+    ("gather_facts", Yes),
+    ("remote_user", Yes),
+    ("become", Yes),
+    ("become_user", Yes),
+    ("become_method", Yes),
+    ("vars", Yes),
+    ("vars_files", Yes),
+    ("roles", Yes),
+    ("pre_tasks", Yes),
+    ("tasks", Yes),
+    ("post_tasks", Yes),
+    ("handlers", Yes),
+    ("serial", Yes),
+    ("max_fail_percentage", Yes),
+    ("any_errors_fatal", Yes),
+    ("order", Yes),
+    ("strategy", Yes),
+    ("tags", Yes),
+    ("environment", Yes),
+    ("check_mode", Yes),
+    ("diff", Yes),
+    ("ignore_errors", Yes),
+    ("no_log", Yes),
+    ("timeout", Yes),
+    ("gafix_gate", Yes),
+    ("vars_prompt", NotYet),
+    ("module_defaults", NotYet),
+    ("become_exe", NotYet),
+    ("become_flags", NotYet),
+    ("collections", NotYet),
+    ("connection", NotYet),
+    ("debugger", NotYet),
+    ("fact_path", NotYet),
+    ("force_handlers", NotYet),
+    ("gather_subset", NotYet),
+    ("gather_timeout", NotYet),
+    ("ignore_unreachable", NotYet),
+    ("port", NotYet),
+    ("run_once", NotYet),
+    ("throttle", NotYet),
+    ("import_playbook", NotYet),
+    ("ansible.builtin.import_playbook", NotYet),
+];
+
+/// Keys of a `roles:` entry (or a `meta/main.yml` dependency) with a meaning of their own;
+/// any other key is a role parameter, as in Ansible.
+pub const ROLE_ENTRY: &[(&str, Support)] = &[
+    ("role", Yes),
+    ("name", Yes),
+    ("vars", Yes),
+    ("when", Yes),
+    ("tags", Yes),
+    ("become", Yes),
+    ("become_user", Yes),
+    ("become_method", Yes),
+    ("environment", Yes),
+    ("check_mode", Yes),
+    ("diff", Yes),
+    ("ignore_errors", Yes),
+    ("no_log", Yes),
+    ("timeout", Yes),
+    ("any_errors_fatal", NotYet),
+    ("become_exe", NotYet),
+    ("become_flags", NotYet),
+    ("collections", NotYet),
+    ("connection", NotYet),
+    ("debugger", NotYet),
+    ("delegate_facts", NotYet),
+    ("delegate_to", NotYet),
+    ("ignore_unreachable", NotYet),
+    ("module_defaults", NotYet),
+    ("port", NotYet),
+    ("remote_user", NotYet),
+    ("run_once", NotYet),
+    ("throttle", NotYet),
+];
+
+/// Task keywords. `with_<lookup>` is matched by its prefix (see [`task_keyword`]).
+pub const TASK: &[(&str, Support)] = &[
+    ("name", Yes),
+    ("args", Yes),
+    ("when", Yes),
+    ("register", Yes),
+    ("become", Yes),
+    ("become_user", Yes),
+    ("become_method", Yes),
+    ("vars", Yes),
+    ("tags", Yes),
+    ("ignore_errors", Yes),
+    ("changed_when", Yes),
+    ("failed_when", Yes),
+    ("no_log", Yes),
+    ("check_mode", Yes),
+    ("diff", Yes),
+    ("timeout", Yes),
+    ("environment", Yes),
+    ("action", NotYet),
+    ("local_action", NotYet),
+    ("any_errors_fatal", NotYet),
+    ("async", NotYet),
+    ("poll", NotYet),
+    ("become_exe", NotYet),
+    ("become_flags", NotYet),
+    ("block", NotYet),
+    ("rescue", NotYet),
+    ("always", NotYet),
+    ("collections", NotYet),
+    ("connection", NotYet),
+    ("debugger", NotYet),
+    ("delay", NotYet),
+    ("delegate_facts", NotYet),
+    ("delegate_to", NotYet),
+    ("ignore_unreachable", NotYet),
+    ("listen", NotYet),
+    ("loop", NotYet),
+    ("loop_control", NotYet),
+    ("module_defaults", NotYet),
+    ("notify", NotYet),
+    ("port", NotYet),
+    ("remote_user", NotYet),
+    ("retries", NotYet),
+    ("run_once", NotYet),
+    ("throttle", NotYet),
+    ("until", NotYet),
+];
+
+/// ansible-core's own modules (and its action plugins that look like modules). Those gafix
+/// has are in the module registry; the rest are refused as not supported yet, not as unknown.
+pub const ANSIBLE_BUILTIN_MODULES: &[&str] = &[
+    "add_host",
+    "apt",
+    "apt_key",
+    "apt_repository",
+    "assemble",
+    "assert",
+    "async_status",
+    "blockinfile",
+    "command",
+    "copy",
+    "cron",
+    "deb822_repository",
+    "debconf",
+    "debug",
+    "dnf",
+    "dnf5",
+    "dpkg_selections",
+    "expect",
+    "fail",
+    "fetch",
+    "file",
+    "find",
+    "gather_facts",
+    "get_url",
+    "getent",
+    "git",
+    "group",
+    "group_by",
+    "hostname",
+    "import_playbook",
+    "import_role",
+    "import_tasks",
+    "include",
+    "include_role",
+    "include_tasks",
+    "include_vars",
+    "iptables",
+    "known_hosts",
+    "lineinfile",
+    "meta",
+    "mount_facts",
+    "package",
+    "package_facts",
+    "pause",
+    "ping",
+    "pip",
+    "raw",
+    "reboot",
+    "replace",
+    "rpm_key",
+    "script",
+    "service",
+    "service_facts",
+    "set_fact",
+    "set_stats",
+    "setup",
+    "shell",
+    "slurp",
+    "stat",
+    "subversion",
+    "systemd",
+    "systemd_service",
+    "sysvinit",
+    "tempfile",
+    "template",
+    "unarchive",
+    "uri",
+    "user",
+    "validate_argument_spec",
+    "wait_for",
+    "wait_for_connection",
+    "yum",
+    "yum_repository",
+];
+
+/// The one wording for something Ansible has and gafix does not run yet.
+pub fn not_supported(what: &str) -> String {
+    format!("`{what}` is not supported by gafix yet")
+}
+
+/// How gafix treats a task keyword, if it is one (`with_items`, `with_dict`... included).
+pub fn task_keyword(key: &str) -> Option<Support> {
+    if key.starts_with("with_") {
+        return Some(NotYet);
+    }
+    lookup(TASK, key)
+}
+
+pub fn lookup(table: &[(&'static str, Support)], key: &str) -> Option<Support> {
+    table.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
+}
+
+/// The names a table supports, for messages and the README.
+pub fn supported(table: &[(&'static str, Support)]) -> Vec<&'static str> {
+    table.iter().filter(|(_, s)| *s == Yes).map(|(k, _)| *k).collect()
+}
+
+/// Whether `key` names an Ansible module (short or `ansible.builtin.`/`ansible.legacy.`),
+/// or a module of a collection (a dotted name).
+pub fn is_ansible_module(key: &str) -> bool {
+    let short = key.strip_prefix("ansible.builtin.").or_else(|| key.strip_prefix("ansible.legacy.")).unwrap_or(key);
+    ANSIBLE_BUILTIN_MODULES.contains(&short) || (short.split('.').count() >= 3 && short.split('.').all(is_identifier))
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// The candidate nearest to `word`, if one is near enough to be a likely typo.
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let word = word.strip_prefix("ansible.builtin.").unwrap_or(word);
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// "unknown WHAT 'x'; did you mean 'y'?", or the list of what is supported when nothing is near.
+pub fn unknown(what: &str, word: &str, candidates: &[&str]) -> String {
+    match nearest(word, candidates.iter().copied()) {
+        Some(near) => format!("unknown {what} '{word}'; did you mean '{near}'?"),
+        None => format!("unknown {what} '{word}'; supported: {}", candidates.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_keyword_is_listed_once() {
+        for table in [PLAY, ROLE_ENTRY, TASK] {
+            let mut names: Vec<&str> = table.iter().map(|(k, _)| *k).collect();
+            let n = names.len();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), n);
+        }
+    }
+
+    #[test]
+    fn suggestions_for_typos_only() {
+        let modules = ["apt", "dnf", "systemd", "service", "command", "shell"];
+        assert_eq!(nearest("ap", modules), Some("apt"));
+        assert_eq!(nearest("sytemd", modules), Some("systemd"));
+        assert_eq!(nearest("ansible.builtin.comand", modules), Some("command"));
+        assert_eq!(nearest("zypper_repository", modules), None);
+        assert!(unknown("module", "ap", &modules).ends_with("did you mean 'apt'?"));
+        assert!(unknown("module", "xyzzy", &modules).contains("supported: apt, dnf"));
+    }
+
+    #[test]
+    fn modules_and_keywords_are_recognised() {
+        assert!(is_ansible_module("template"));
+        assert!(is_ansible_module("ansible.builtin.import_tasks"));
+        assert!(is_ansible_module("community.general.ufw"));
+        assert!(!is_ansible_module("ap"));
+        assert_eq!(task_keyword("with_items"), Some(NotYet));
+        assert_eq!(task_keyword("loop"), Some(NotYet));
+        assert_eq!(task_keyword("environment"), Some(Yes));
+        assert_eq!(task_keyword("apt"), None);
+    }
+}
