@@ -274,9 +274,35 @@ pub fn unknown(what: &str, word: &str, candidates: &[&str]) -> String {
     }
 }
 
+/// The README's keyword list, made from these tables (a test keeps the README equal to it).
+#[cfg(test)]
+pub fn markdown(modules: &[&str]) -> String {
+    let list = |names: Vec<&str>| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let refused = |table: &[(&'static str, Support)]| list(table.iter().filter(|(_, s)| *s == NotYet).map(|(k, _)| *k).collect());
+    let lacking: Vec<&str> = ANSIBLE_BUILTIN_MODULES.iter().copied().filter(|m| !modules.contains(m)).collect();
+    [
+        format!("- Modules: {}.", list(modules.to_vec())),
+        format!("- Play keywords: {}.", list(supported(PLAY))),
+        format!("- `roles:` entry keywords: {} (any other key is a role parameter).", list(supported(ROLE_ENTRY))),
+        format!("- Task keywords: {}.", list(supported(TASK))),
+        format!("- Refused in a play: {}.", refused(PLAY)),
+        format!("- Refused in a `roles:` entry: {}.", refused(ROLE_ENTRY)),
+        format!("- Refused in a task: {}, `with_*`.", refused(TASK)),
+        format!("- Refused ansible.builtin modules: {}; and any collection's module.", list(lacking)),
+    ]
+    .join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_lists_the_keywords_of_these_tables() {
+        let readme = include_str!("../../README.md");
+        let expected = markdown(&crate::module::ModuleRef::names());
+        assert!(readme.contains(&expected), "README.md's keyword list must read:\n{expected}");
+    }
 
     #[test]
     fn each_keyword_is_listed_once() {

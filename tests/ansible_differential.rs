@@ -1,0 +1,348 @@
+//! Differential test against ansible-playbook on the same kind of host: each case's playbook
+//! (and roles) runs with ansible-playbook on one container and with gafix on an identical
+//! one; the per-host recaps (ok/changed/unreachable/failed/skipped/rescued/ignored), the exit
+//! codes and the state the tasks leave on the hosts must be equal.
+//!
+//! Each case addresses its container under three inventory names (h1, h2, h3), so that
+//! multi-host semantics (any_errors_fatal, order, max_fail_percentage) show in one
+//! container. Tasks leave their state in /tmp/gd, one file per fact of interest.
+//!
+//! Ansible counts its "Gathering Facts" task as ok; gafix reads facts without a task, so a
+//! case says how many plays gather facts and that many are taken off Ansible's ok.
+//!
+//! ansible-playbook comes from the venv tests/run creates (GAFIX_ANSIBLE_INVENTORY points at
+//! its ansible-inventory); it needs python3 on the target, which `testvm ct-up --python` has.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value as Json;
+use support::{require, root, testvm, Host, Kind};
+
+struct Case {
+    name: &'static str,
+    /// Files of the case: `site.yml` and whatever it uses (roles/..., vars/...).
+    files: &'static [(&'static str, &'static str)],
+    args: &'static [&'static str],
+    /// Plays that gather facts (Ansible's "Gathering Facts" counts as ok).
+    gathering_plays: u32,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "facts in when, remote_user under the host's ansible_user",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  remote_user: nobody-here
+  tasks:
+    - name: on Debian guests only
+      shell: echo "{{ ansible_distribution }} {{ ansible_distribution_major_version }} {{ ansible_os_family }} {{ ansible_pkg_mgr }} {{ ansible_service_mgr }}" > /tmp/gd/{{ inventory_hostname }}-facts
+      when: ansible_os_family == 'Debian' and ansible_facts['distribution'] == 'Debian'
+    - name: not on RedHat
+      command: 'true'
+      when: ansible_facts['os_family'] == 'RedHat'
+"#,
+            )],
+            args: &[],
+            gathering_plays: 1,
+        },
+        Case {
+            name: "undefined variables fail the host; guarded ones do not",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - name: guarded
+      shell: echo "{{ nosuch | default('dflt') }} {{ nosuch.x | d('chained') }}" > /tmp/gd/{{ inventory_hostname }}-guarded
+      when: nosuch is not defined or nosuch.x
+    - name: skipped by a guard
+      command: 'true'
+      when: nosuch is defined and nosuch.x
+    - name: only h2 compares an undefined variable
+      command: 'true'
+      when: inventory_hostname == 'h2' and nosuch == 'x'
+    - name: after
+      shell: echo after > /tmp/gd/{{ inventory_hostname }}-after
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0,
+        },
+        Case { name: "--tags web,debug", files: TAGGED, args: &["--tags", "web,debug"], gathering_plays: 0 },
+        Case { name: "--skip-tags always,db", files: TAGGED, args: &["--skip-tags", "always,db"], gathering_plays: 0 },
+        Case { name: "--tags untagged", files: TAGGED, args: &["--tags", "untagged"], gathering_plays: 0 },
+        Case {
+            name: "role vars precedence and dependencies once per parameter set",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  gather_facts: false
+  vars: {b: play, c: play}
+  roles:
+    - role: app
+      d: param
+"#,
+                ),
+                ("roles/app/defaults/main.yml", "a: default\nb: default\nc: default\nd: default\n"),
+                ("roles/app/vars/main.yml", "b: rolevars\n"),
+                (
+                    "roles/app/meta/main.yml",
+                    "galaxy_info: {author: test}\ndependencies:\n  - {role: common, who: app}\n  - {role: common, who: app}\n  - {role: common, who: other}\n",
+                ),
+                ("roles/app/tasks/main.yml", "- shell: echo \"{{ a }} {{ b }} {{ c }} {{ d }}\" > /tmp/gd/{{ inventory_hostname }}-app\n"),
+                ("roles/common/tasks/main.yml", "- shell: echo \"{{ who }}\" >> /tmp/gd/{{ inventory_hostname }}-common\n"),
+            ],
+            args: &[],
+            gathering_plays: 0,
+        },
+        Case {
+            name: "any_errors_fatal",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  any_errors_fatal: true
+  tasks:
+    - shell: echo a > /tmp/gd/{{ inventory_hostname }}-a; test {{ inventory_hostname }} != h2
+    - shell: echo b > /tmp/gd/{{ inventory_hostname }}-b
+- hosts: all
+  gather_facts: false
+  tasks:
+    - shell: echo c > /tmp/gd/{{ inventory_hostname }}-c
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0,
+        },
+        Case {
+            name: "max_fail_percentage is checked after each task",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  max_fail_percentage: 30
+  tasks:
+    - shell: test {{ inventory_hostname }} != h1
+    - shell: echo b > /tmp/gd/{{ inventory_hostname }}-b
+- hosts: all
+  gather_facts: false
+  tasks:
+    - shell: echo c > /tmp/gd/{{ inventory_hostname }}-c
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0,
+        },
+        Case {
+            name: "order and serial",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  order: reverse_sorted
+  serial: 1
+  tasks:
+    - shell: echo {{ inventory_hostname }} >> /tmp/gd/order
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0,
+        },
+        Case {
+            name: "environment and vars_files",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  gather_facts: false
+  vars_files: [vars/common.yml, [vars/missing.yml, vars/fallback.yml]]
+  environment: {GREETING: "{{ greeting }}"}
+  tasks:
+    - shell: echo "$GREETING $OTHER {{ fallback }}" > /tmp/gd/{{ inventory_hostname }}-env
+      environment: {OTHER: "it's {{ inventory_hostname }}"}
+"#,
+                ),
+                ("vars/common.yml", "greeting: hello world\n"),
+                ("vars/fallback.yml", "fallback: from-fallback\n"),
+            ],
+            args: &[],
+            gathering_plays: 0,
+        },
+    ]
+}
+
+const TAGGED: &[(&str, &str)] = &[(
+    "site.yml",
+    r#"- hosts: all
+  gather_facts: false
+  tags: [play]
+  tasks:
+    - shell: echo web > /tmp/gd/{{ inventory_hostname }}-web
+      tags: web
+    - shell: echo db > /tmp/gd/{{ inventory_hostname }}-db
+      tags: [db]
+    - shell: echo always > /tmp/gd/{{ inventory_hostname }}-always
+      tags: always
+    - shell: echo debug > /tmp/gd/{{ inventory_hostname }}-debug
+      tags: [never, debug]
+- hosts: all
+  gather_facts: false
+  tasks:
+    - shell: echo untagged > /tmp/gd/{{ inventory_hostname }}-untagged
+"#,
+)];
+
+fn ansible_playbook() -> PathBuf {
+    let inventory =
+        std::env::var_os("GAFIX_ANSIBLE_INVENTORY").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/ansible-inventory"));
+    let bin = inventory.with_file_name("ansible-playbook");
+    assert!(bin.is_file(), "ansible-playbook is needed next to {} (tests/run installs ansible-core in .venv)", inventory.display());
+    bin
+}
+
+/// A container with python3 (Ansible's modules need it; gafix does not, but both tools
+/// get the same kind of host).
+fn python_container(prefix: &str) -> Host {
+    require(Kind::Container);
+    let name = format!("{prefix}-{}", std::process::id());
+    let out = Command::new(testvm()).args(["ct-up", &name, "--python"]).output().expect("run testvm");
+    let mut host = Host { name: name.clone(), info: Json::Null };
+    assert!(out.status.success(), "testvm could not start {name}: {}", String::from_utf8_lossy(&out.stderr));
+    host.info = serde_json::from_slice(&out.stdout).expect("testvm prints JSON");
+    host
+}
+
+/// The container under three inventory names.
+fn inventory(host: &Host, dir: &Path) -> PathBuf {
+    let mut text = String::from("all:\n  vars:\n    ansible_python_interpreter: /usr/bin/python3\n  hosts:\n");
+    let key = Path::new(host.info["key"].as_str().unwrap());
+    let known_hosts = host.info["known_hosts"].as_str().unwrap();
+    for name in ["h1", "h2", "h3"] {
+        text += &format!(
+            "    {name}:\n      ansible_host: {}\n      ansible_port: {}\n      ansible_user: tester\n      ansible_ssh_private_key_file: {}\n      ansible_ssh_common_args: -o UserKnownHostsFile={known_hosts} -o IdentitiesOnly=yes\n",
+            host.info["host"].as_str().unwrap(),
+            host.info["port"],
+            key.display(),
+        );
+    }
+    let path = dir.join("hosts.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+type Recap = BTreeMap<String, BTreeMap<String, i64>>;
+
+/// `h1 : ok=2 changed=1 ...` lines of ansible-playbook's PLAY RECAP.
+fn ansible_recap(stdout: &str, gathering_plays: u32) -> Recap {
+    let recap = stdout.split("PLAY RECAP").nth(1).unwrap_or_else(|| panic!("no PLAY RECAP in:\n{stdout}"));
+    let mut out = Recap::new();
+    for line in recap.lines().filter(|l| l.contains(" : ")) {
+        let (host, counts) = line.split_once(" : ").unwrap();
+        let mut stats: BTreeMap<String, i64> =
+            counts.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect();
+        *stats.get_mut("ok").unwrap() -= i64::from(gathering_plays);
+        out.insert(host.trim().to_string(), stats);
+    }
+    out
+}
+
+fn gafix_recap(report: &Json) -> Recap {
+    let mut out = Recap::new();
+    for (host, s) in report["stats"].as_object().expect("stats in the JSON report") {
+        let stats = ["ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored"]
+            .iter()
+            .map(|k| (k.to_string(), s[*k].as_i64().unwrap_or_else(|| panic!("{k} in {s}"))))
+            .collect();
+        out.insert(host.clone(), stats);
+    }
+    out
+}
+
+/// Every file the tasks left, with its content.
+fn state(host: &Host) -> String {
+    host.sh("cd /tmp/gd && for f in *; do [ -e \"$f\" ] || continue; printf '%s: ' \"$f\"; tr '\\n' '|' < \"$f\"; echo; done")
+}
+
+#[test]
+#[ignore = "needs test containers and ansible-core: run tests/run"]
+fn gafix_and_ansible_playbook_agree() {
+    let playbook_bin = ansible_playbook();
+    let hosts = std::thread::scope(|s| {
+        let a = s.spawn(|| python_container("diff-ansible"));
+        let g = s.spawn(|| python_container("diff-gafix"));
+        (a.join().expect("start"), g.join().expect("start"))
+    });
+    let (on_ansible, on_gafix) = (&hosts.0, &hosts.1);
+    let mut disagreements = Vec::new();
+    let cases = cases();
+    for case in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in case.files {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        for host in [on_ansible, on_gafix] {
+            host.sh("rm -rf /tmp/gd && mkdir /tmp/gd");
+        }
+        let ansible_dir = dir.path().join("a");
+        let gafix_dir = dir.path().join("g");
+        std::fs::create_dir_all(&ansible_dir).unwrap();
+        std::fs::create_dir_all(&gafix_dir).unwrap();
+        let book = dir.path().join("site.yml");
+
+        let ansible = Command::new(&playbook_bin)
+            .arg("-i")
+            .arg(inventory(on_ansible, &ansible_dir))
+            .arg(&book)
+            .args(case.args)
+            .current_dir(dir.path())
+            .env_remove("ANSIBLE_CONFIG")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_DEPRECATION_WARNINGS", "False")
+            .output()
+            .expect("run ansible-playbook");
+        let ansible_stdout = String::from_utf8_lossy(&ansible.stdout).to_string();
+        let ansible_state = state(on_ansible);
+
+        let report_path = gafix_dir.join("report.json");
+        let gafix = Command::new(env!("CARGO_BIN_EXE_gafix"))
+            .args(["converge", "--color", "never", "-i"])
+            .arg(inventory(on_gafix, &gafix_dir))
+            .arg(&book)
+            .args(case.args)
+            .arg("--json")
+            .arg(&report_path)
+            .current_dir(dir.path())
+            .output()
+            .expect("run gafix");
+        let gafix_stdout = String::from_utf8_lossy(&gafix.stdout).to_string();
+        let report: Json = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_else(|e| {
+            panic!("{}: gafix wrote no report ({e}):\n{gafix_stdout}\n{}", case.name, String::from_utf8_lossy(&gafix.stderr))
+        }))
+        .unwrap();
+        let gafix_state = state(on_gafix);
+
+        let (a_recap, g_recap) = (ansible_recap(&ansible_stdout, case.gathering_plays), gafix_recap(&report));
+        let (a_code, g_code) = (ansible.status.code(), gafix.status.code());
+        let agree = a_recap == g_recap && a_code == g_code && ansible_state == gafix_state;
+        println!("differential: {:<60} {}", case.name, if agree { "same" } else { "DIFFERENT" });
+        if !agree {
+            disagreements.push(format!(
+                "== {}\nexit: ansible {a_code:?}, gafix {g_code:?}\nrecap: ansible {a_recap:?}\n       gafix   {g_recap:?}\n\
+                 state: ansible {ansible_state:?}\n       gafix   {gafix_state:?}\n--- ansible-playbook\n{ansible_stdout}\n--- gafix\n{gafix_stdout}",
+                case.name
+            ));
+        }
+    }
+    println!("differential: {} of {} cases agree with ansible-playbook", cases.len() - disagreements.len(), cases.len());
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
