@@ -29,6 +29,8 @@ struct Case {
     args: &'static [&'static str],
     /// Plays that gather facts (Ansible's "Gathering Facts" counts as ok).
     gathering_plays: u32,
+    /// Whether the inventory sets `ansible_user` (else the play's `remote_user` decides).
+    inventory_user: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -49,7 +51,22 @@ fn cases() -> Vec<Case> {
 "#,
             )],
             args: &[],
-            gathering_plays: 1,
+            gathering_plays: 1, inventory_user: true,
+        },
+        Case {
+            name: "remote_user decides who logs in when the inventory does not",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  remote_user: tester
+  tasks:
+    - shell: id -un > /tmp/gd/{{ inventory_hostname }}-user
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0,
+            inventory_user: false,
         },
         Case {
             name: "undefined variables fail the host; guarded ones do not",
@@ -72,11 +89,11 @@ fn cases() -> Vec<Case> {
 "#,
             )],
             args: &[],
-            gathering_plays: 0,
+            gathering_plays: 0, inventory_user: true,
         },
-        Case { name: "--tags web,debug", files: TAGGED, args: &["--tags", "web,debug"], gathering_plays: 0 },
-        Case { name: "--skip-tags always,db", files: TAGGED, args: &["--skip-tags", "always,db"], gathering_plays: 0 },
-        Case { name: "--tags untagged", files: TAGGED, args: &["--tags", "untagged"], gathering_plays: 0 },
+        Case { name: "--tags web,debug", files: TAGGED, args: &["--tags", "web,debug"], gathering_plays: 0, inventory_user: true },
+        Case { name: "--skip-tags always,db", files: TAGGED, args: &["--skip-tags", "always,db"], gathering_plays: 0, inventory_user: true },
+        Case { name: "--tags untagged", files: TAGGED, args: &["--tags", "untagged"], gathering_plays: 0, inventory_user: true },
         Case {
             name: "role vars precedence and dependencies once per parameter set",
             files: &[
@@ -100,7 +117,7 @@ fn cases() -> Vec<Case> {
                 ("roles/common/tasks/main.yml", "- shell: echo \"{{ who }}\" >> /tmp/gd/{{ inventory_hostname }}-common\n"),
             ],
             args: &[],
-            gathering_plays: 0,
+            gathering_plays: 0, inventory_user: true,
         },
         Case {
             name: "any_errors_fatal",
@@ -119,7 +136,7 @@ fn cases() -> Vec<Case> {
 "#,
             )],
             args: &[],
-            gathering_plays: 0,
+            gathering_plays: 0, inventory_user: true,
         },
         Case {
             name: "max_fail_percentage is checked after each task",
@@ -138,7 +155,7 @@ fn cases() -> Vec<Case> {
 "#,
             )],
             args: &[],
-            gathering_plays: 0,
+            gathering_plays: 0, inventory_user: true,
         },
         Case {
             name: "order and serial",
@@ -153,7 +170,7 @@ fn cases() -> Vec<Case> {
 "#,
             )],
             args: &[],
-            gathering_plays: 0,
+            gathering_plays: 0, inventory_user: true,
         },
         Case {
             name: "environment and vars_files",
@@ -173,7 +190,7 @@ fn cases() -> Vec<Case> {
                 ("vars/fallback.yml", "fallback: from-fallback\n"),
             ],
             args: &[],
-            gathering_plays: 0,
+            gathering_plays: 0, inventory_user: true,
         },
     ]
 }
@@ -220,15 +237,16 @@ fn python_container(prefix: &str) -> Host {
 }
 
 /// The container under three inventory names.
-fn inventory(host: &Host, dir: &Path) -> PathBuf {
+fn inventory(host: &Host, dir: &Path, with_user: bool) -> PathBuf {
     let mut text = String::from("all:\n  vars:\n    ansible_python_interpreter: /usr/bin/python3\n  hosts:\n");
     let key = Path::new(host.info["key"].as_str().unwrap());
     let known_hosts = host.info["known_hosts"].as_str().unwrap();
     for name in ["h1", "h2", "h3"] {
         text += &format!(
-            "    {name}:\n      ansible_host: {}\n      ansible_port: {}\n      ansible_user: tester\n      ansible_ssh_private_key_file: {}\n      ansible_ssh_common_args: -o UserKnownHostsFile={known_hosts} -o IdentitiesOnly=yes\n",
+            "    {name}:\n      ansible_host: {}\n      ansible_port: {}\n{}      ansible_ssh_private_key_file: {}\n      ansible_ssh_common_args: -o UserKnownHostsFile={known_hosts} -o IdentitiesOnly=yes\n",
             host.info["host"].as_str().unwrap(),
             host.info["port"],
+            if with_user { "      ansible_user: tester\n" } else { "" },
             key.display(),
         );
     }
@@ -300,7 +318,7 @@ fn gafix_and_ansible_playbook_agree() {
 
         let ansible = Command::new(&playbook_bin)
             .arg("-i")
-            .arg(inventory(on_ansible, &ansible_dir))
+            .arg(inventory(on_ansible, &ansible_dir, case.inventory_user))
             .arg(&book)
             .args(case.args)
             .current_dir(dir.path())
@@ -316,7 +334,7 @@ fn gafix_and_ansible_playbook_agree() {
         let report_path = gafix_dir.join("report.json");
         let gafix = Command::new(env!("CARGO_BIN_EXE_gafix"))
             .args(["converge", "--color", "never", "-i"])
-            .arg(inventory(on_gafix, &gafix_dir))
+            .arg(inventory(on_gafix, &gafix_dir, case.inventory_user))
             .arg(&book)
             .args(case.args)
             .arg("--json")

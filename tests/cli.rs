@@ -46,6 +46,39 @@ fn validate_reports_every_error_with_its_location() {
 }
 
 #[test]
+fn validate_reads_whole_role_directories_and_every_keyword() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    h1:\n");
+    for dir in ["roles/web/tasks", "roles/web/meta", "roles/web/handlers", "roles/web/vars"] {
+        std::fs::create_dir_all(fleet.path(dir)).unwrap();
+    }
+    fleet.write("roles/web/tasks/main.yml", "- command: ls\n  notify: restart\n");
+    fleet.write("roles/web/meta/main.yml", "galaxy_info: {author: x}\ndependencies:\n  - role: nosuch\n");
+    fleet.write("roles/web/handlers/main.yml", "- name: restart\n  sevice: {name: nginx, state: restarted}\n");
+    fleet.write("roles/web/vars/main.yml", "- not a mapping\n");
+    fleet.write("site.yml", "- hosts: all\n  vars_prompt: []\n  roles: [web]\n  tasks:\n    - ap: {name: vim}\n");
+    let (code, _, err) = gafix(&["validate", "-i", "hosts.yml", "site.yml"], fleet.dir.path());
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "site.yml:2:3: `vars_prompt` is not supported by gafix yet",
+        "site.yml:5:7: unknown module or task keyword 'ap'; did you mean 'apt'?",
+        "roles/web/tasks/main.yml:2:3: `notify` is not supported by gafix yet",
+        "roles/web/handlers/main.yml:2:3: unknown module or task keyword 'sevice'; did you mean 'service'?",
+        "roles/web/vars/main.yml:1:1: 'vars' must be a mapping",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // The role's own problems first; once fixed, the missing dependency is reported.
+    fleet.write("roles/web/tasks/main.yml", "- command: ls\n");
+    fleet.write("roles/web/handlers/main.yml", "- name: restart\n  service: {name: nginx, state: restarted}\n");
+    fleet.write("roles/web/vars/main.yml", "port: 80\n");
+    fleet.write("site.yml", "- hosts: all\n  roles: [web]\n");
+    let (code, _, err) = gafix(&["validate", "-i", "hosts.yml", "site.yml"], fleet.dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("roles/web/meta/main.yml:3:5: role 'nosuch' not found in"), "{err}");
+}
+
+#[test]
 fn yaml_errors_name_file_line_and_column() {
     let fleet = Fleet::new();
     fleet.write("hosts.yml", "all:\n  hosts:\n    h1: [unclosed\n");
