@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
+mod hardware;
 mod packages;
 mod paths;
 mod system;
 mod units;
 
+pub use hardware::Hardware;
 pub use packages::PackageState;
 pub use paths::PathStat;
 pub use units::UnitState;
@@ -32,6 +34,8 @@ pub enum PkgMgr {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Facts {
     pub os: BTreeMap<String, String>,
+    /// /etc/debian_version (Ansible's Debian version has its minor number from there).
+    pub debian_version: String,
     pub kernel: String,
     pub arch: String,
     pub pid1: String,
@@ -48,6 +52,8 @@ pub struct Facts {
     pub reboot_required: bool,
     /// Seconds since the apt lists were last updated (for `cache_valid_time`).
     pub apt_cache_age: Option<i64>,
+    /// What Ansible's setup reads about the machine (DMI, virtualization, CPU, network...).
+    pub hardware: Hardware,
 }
 
 /// What a probe should read besides the basics.
@@ -89,6 +95,7 @@ pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
     let mut s = String::from("LC_ALL=C; export LC_ALL\nr() { IFS= read -r v < \"$1\" && printf '%s\\n' \"$v\"; } 2>/dev/null\n");
     if basics {
         system::probe(&mut s);
+        hardware::probe(&mut s);
     }
     packages::probe(request, &mut s);
     units::probe(request, &mut s);
@@ -109,6 +116,7 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
     let mut packages_seen = false;
     for (name, lines) in &sections {
         let _ = system::parse(name, lines, facts)
+            || hardware::parse(name, lines, facts)
             || packages::parse(name, lines, request, facts, &mut packages_seen)
             || units::parse(name, lines, request, facts)
             || paths::parse(name, lines, request, facts);
@@ -181,6 +189,22 @@ impl Facts {
         }
     }
 
+    /// Ansible's `distribution_version`: os-release's VERSION_ID, except on Debian, where
+    /// Ansible takes the most precise of it and /etc/debian_version ("12.15", not "12").
+    pub fn distribution_version(&self) -> String {
+        let version = self.os.get("VERSION_ID").cloned().unwrap_or_default();
+        let precise = |v: &str| !v.is_empty() && v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let debian = self.debian_version.trim();
+        if self.os.get("ID").map(String::as_str) == Some("debian")
+            && precise(debian)
+            && debian.matches('.').count() > version.matches('.').count()
+        {
+            debian.to_string()
+        } else {
+            version
+        }
+    }
+
     /// Ansible-named variables for `when:` and templates.
     pub fn ansible_vars(&self) -> serde_json::Map<String, Json> {
         let id = self.os.get("ID").cloned().unwrap_or_default();
@@ -190,14 +214,8 @@ impl Facts {
             "opensuse-leap" => "openSUSE Leap".to_string(),
             other => capitalize(other),
         };
-        let version = self.os.get("VERSION_ID").cloned().unwrap_or_default();
-        let (virt_type, virt_role) = if self.is_container() {
-            (self.virt_container.clone(), "guest")
-        } else if self.is_vm() {
-            (self.virt_vm.clone(), "guest")
-        } else {
-            ("NA".into(), "NA")
-        };
+        let version = self.distribution_version();
+        let (virt_type, virt_role) = self.hardware.virtualization();
         let mut m = serde_json::Map::new();
         let mut put = |k: &str, v: Json| {
             m.insert(k.to_string(), v);
@@ -209,7 +227,26 @@ impl Facts {
         put("ansible_distribution_release", json!(self.os.get("VERSION_CODENAME").cloned().unwrap_or_default()));
         put("ansible_kernel", json!(self.kernel));
         put("ansible_architecture", json!(self.arch));
+        put("ansible_machine", json!(self.arch));
         put("ansible_hostname", json!(self.hostname.split('.').next().unwrap_or("")));
+        put("ansible_nodename", json!(self.hostname));
+        let fqdn = self.hardware.fqdn(&self.hostname);
+        put("ansible_domain", json!(fqdn.split_once('.').map(|(_, d)| d).unwrap_or("")));
+        put("ansible_fqdn", json!(fqdn));
+        put("ansible_system_vendor", json!(self.hardware.dmi("sys_vendor")));
+        put("ansible_product_name", json!(self.hardware.dmi("product_name")));
+        put("ansible_product_version", json!(self.hardware.dmi("product_version")));
+        if !self.hardware.machine_id.is_empty() {
+            put("ansible_machine_id", json!(self.hardware.machine_id));
+        }
+        put("ansible_processor_vcpus", json!(self.hardware.processor_vcpus(&self.arch)));
+        if let Some(kb) = self.hardware.memtotal_kb {
+            put("ansible_memtotal_mb", json!(kb / 1024));
+        }
+        let (default_ipv4, all_ipv4) = self.hardware.ipv4();
+        put("ansible_default_ipv4", default_ipv4);
+        put("ansible_all_ipv4_addresses", all_ipv4);
+        put("ansible_date_time", self.hardware.date_time());
         put("ansible_user_id", json!(self.user));
         put("ansible_service_mgr", json!(if self.pid1.is_empty() { "unknown" } else { &self.pid1 }));
         put(
@@ -251,7 +288,18 @@ mod tests {
 @@units\nId=qemu-guest-agent.service\nLoadState=loaded\nUnitFileState=static\nActiveState=inactive\nSubState=dead\n\
 BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.service\nLoadState=not-found\nActiveState=inactive\n\
 @@devices\nId=dev-virtio\\x2dports-org.qemu.guest_agent.0.device\nActiveState=active\n\
-@@stat|0\n";
+@@stat|0\n\
+@@debian_version\n12.15\n\
+@@dmi\nsys_vendor=QEMU\nproduct_name=Standard PC (Q35 + ICH9, 2009)\nproduct_version=pc-q35-7.2\nproduct_family=\nbios_vendor=SeaBIOS\n\
+@@virt\nexists /dev/kvm\nsystemd_container\nmodule kvm\nmodule virtio\n\
+@@cpuinfo\nprocessor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 15\nmodel name\t: QEMU Virtual CPU version 2.5+\nphysical id\t: 0\nsiblings\t: 1\ncore id\t\t: 0\ncpu cores\t: 1\n\
+@@meminfo\n468412 kB\n@@machine_id\n\nfaa4bcc4f0e140ee938c76b873aa5bd9\n\
+@@hosts\nname 127.0.1.1 vm1.example.net vm1\naddr 127.0.1.1 vm1.example.net vm1\n\
+@@ip\n1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
+4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\       valid_lft forever preferred_lft forever\n\
+4: eth0    inet 192.0.2.9/24 brd 192.0.2.255 scope global secondary eth0:1\\       valid_lft forever preferred_lft forever\n\
+8.8.8.8 via 192.0.2.1 dev eth0 src 192.0.2.2 uid 1000 \\    cache \n\
+@@date\n1795589529 731903224 2026 11 25 06 52 09 UTC +0000 Wednesday 3 47\n";
 
     fn parsed() -> Facts {
         let request = ProbeRequest {
@@ -296,10 +344,97 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
         let v = parsed().ansible_vars();
         assert_eq!(v["ansible_distribution"], json!("Debian"));
         assert_eq!(v["ansible_distribution_major_version"], json!("12"));
-        assert_eq!(v["ansible_virtualization_type"], json!("qemu"));
+        assert_eq!(v["ansible_virtualization_type"], json!("kvm"), "QEMU in DMI is kvm to Ansible, with or without KVM");
         assert_eq!(v["ansible_virtualization_role"], json!("guest"));
         assert_eq!(v["ansible_service_mgr"], json!("systemd"));
         assert_eq!(v["ansible_facts"]["os_family"], json!("Debian"));
+        assert_eq!(v["ansible_distribution_version"], json!("12.15"), "Debian's minor version from /etc/debian_version");
+        assert_eq!(v["ansible_system_vendor"], json!("QEMU"));
+        assert_eq!(v["ansible_facts"]["product_name"], json!("Standard PC (Q35 + ICH9, 2009)"));
+        assert_eq!(v["ansible_product_version"], json!("pc-q35-7.2"));
+        assert_eq!(v["ansible_machine"], json!("x86_64"));
+        assert_eq!(v["ansible_nodename"], json!("vm1"));
+        assert_eq!(v["ansible_fqdn"], json!("vm1.example.net"));
+        assert_eq!(v["ansible_domain"], json!("example.net"));
+        assert_eq!(v["ansible_machine_id"], json!("faa4bcc4f0e140ee938c76b873aa5bd9"));
+        assert_eq!(v["ansible_processor_vcpus"], json!(1));
+        assert_eq!(v["ansible_memtotal_mb"], json!(457));
+        assert_eq!(
+            v["ansible_default_ipv4"],
+            json!({"interface": "eth0", "address": "192.0.2.2", "gateway": "192.0.2.1", "broadcast": "192.0.2.255",
+                   "netmask": "255.255.255.0", "network": "192.0.2.0", "prefix": "24", "alias": "eth0"})
+        );
+        assert_eq!(v["ansible_all_ipv4_addresses"], json!(["192.0.2.2", "192.0.2.9"]));
+        let dt = &v["ansible_facts"]["date_time"];
+        assert_eq!(dt["epoch"], json!("1795589529"));
+        assert_eq!(dt["iso8601"], json!("2026-11-25T06:52:09Z"));
+        assert_eq!(dt["iso8601_micro"], json!("2026-11-25T06:52:09.731903Z"));
+        assert_eq!(dt["iso8601_basic"], json!("20261125T065209731903"));
+        assert_eq!(
+            (dt["date"].clone(), dt["weekday"].clone(), dt["tz_offset"].clone()),
+            (json!("2026-11-25"), json!("Wednesday"), json!("+0000"))
+        );
+    }
+
+    /// The container sample as Ansible sees it as root: PID 1's environment has container=.
+    #[test]
+    fn virtualization_as_ansible_decides_it() {
+        let virt = |lines: &[&str], dmi: &[(&str, &str)]| {
+            let hw = Hardware {
+                virt: lines.iter().map(|l| l.to_string()).collect(),
+                dmi: dmi.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                ..Default::default()
+            };
+            hw.virtualization()
+        };
+        let pair = |t: &str, r: &str| (t.to_string(), r.to_string());
+        assert_eq!(virt(&["systemd_container systemd-nspawn"], &[]), pair("container", "guest"), "not root: inferred");
+        assert_eq!(virt(&["env readable", "env container", "systemd_container systemd-nspawn"], &[]), pair("container", "guest"));
+        assert_eq!(virt(&["env readable", "systemd_container systemd-nspawn"], &[]), pair("systemd-nspawn", "guest"));
+        assert_eq!(virt(&["systemd_container lxc"], &[]), pair("lxc", "guest"));
+        assert_eq!(virt(&["cgroup docker", "exists /.dockerenv", "systemd_container"], &[]), pair("docker", "guest"));
+        assert_eq!(virt(&["exists /.dockerenv", "systemd_container"], &[]), pair("docker", "guest"));
+        assert_eq!(virt(&["systemd_container", "module kvm"], &[("sys_vendor", "QEMU")]), pair("kvm", "guest"));
+        assert_eq!(virt(&["systemd_container"], &[("product_name", "VMware Virtual Platform")]), pair("VMware", "guest"));
+        assert_eq!(virt(&["systemd_container", "module kvm"], &[("sys_vendor", "Dell Inc.")]), pair("kvm", "host"));
+        assert_eq!(virt(&["systemd_container"], &[("sys_vendor", "Dell Inc.")]), pair("NA", "NA"));
+        assert_eq!(virt(&["systemd_container"], &[]), pair("NA", "NA"));
+    }
+
+    #[test]
+    fn processor_vcpus_as_ansible_counts_them() {
+        let cpuinfo = |text: &str| Hardware {
+            cpuinfo: text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().into(), v.trim().into())).collect(),
+            ..Default::default()
+        };
+        // Two sockets of 4 cores with 2 threads each: Ansible multiplies what the first says.
+        let mut two_sockets = String::new();
+        for cpu in 0..16 {
+            two_sockets.push_str(&format!(
+                "processor: {cpu}\nvendor_id: GenuineIntel\nmodel name: Xeon\nphysical id: {}\nsiblings: 8\ncore id: {}\ncpu cores: 4\n",
+                cpu / 8,
+                cpu % 4
+            ));
+        }
+        assert_eq!(cpuinfo(&two_sockets).processor_vcpus("x86_64"), 16);
+        // No topology lines (some VMs): one per vendor_id.
+        assert_eq!(
+            cpuinfo("processor: 0\nvendor_id: A\nmodel name: B\nprocessor: 1\nvendor_id: A\nmodel name: B\n").processor_vcpus("x86_64"),
+            2
+        );
+        // ARM: the processor lines.
+        assert_eq!(cpuinfo("processor: 0\nBogoMIPS: 1\nprocessor: 1\nprocessor: 2\n").processor_vcpus("aarch64"), 3);
+    }
+
+    #[test]
+    fn fqdn_and_addresses_without_a_resolvable_name_or_a_route() {
+        let hw = Hardware { ip: vec!["1: lo    inet 127.0.0.1/8 scope host lo\\ valid_lft forever".into()], ..Default::default() };
+        assert_eq!(hw.fqdn("box"), "box", "a hostname that does not resolve is its own fqdn");
+        assert_eq!(hw.ipv4(), (json!({}), json!([])), "no route: no default_ipv4; loopback addresses are not listed");
+        let hw = Hardware { hosts: vec!["name 127.0.1.1 box".into(), "addr 127.0.1.1 localhost box".into()], ..Default::default() };
+        assert_eq!(hw.fqdn("box"), "localhost", "the address's first name when none has a dot, as Python's getfqdn");
+        assert_eq!(Hardware::default().dmi("sys_vendor"), "NA");
+        assert_eq!(Hardware::default().date_time(), json!({}));
     }
 
     #[test]
@@ -308,7 +443,9 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
         f.virt_container = "systemd-nspawn".into();
         f.virt_vm = "none".into();
         assert!(f.is_container() && !f.is_vm());
-        assert_eq!(f.ansible_vars()["ansible_virtualization_type"], json!("systemd-nspawn"));
+        f.hardware.virt = vec!["systemd_container systemd-nspawn".into()];
+        assert_eq!(f.ansible_vars()["ansible_virtualization_type"], json!("container"), "Ansible as root, as with become");
+        assert_eq!(f.ansible_vars()["ansible_virtualization_role"], json!("guest"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::{first, Facts, PkgMgr, GA_CHANNEL};
 pub(super) fn probe(s: &mut String) {
     s.push_str(
         "echo '@@os'; [ -r /etc/os-release ] && while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < /etc/os-release\n\
+         echo '@@debian_version'; r /etc/debian_version\n\
          echo '@@kernel'; r /proc/sys/kernel/osrelease\n\
          echo '@@arch'; r /proc/sys/kernel/arch || uname -m\n\
          echo '@@pid1'; r /proc/1/comm\n\
@@ -31,6 +32,7 @@ pub(super) fn parse(section: &str, lines: &[&str], facts: &mut Facts) -> bool {
                 .map(|(k, v)| (k.to_string(), v.trim_matches('"').trim_matches('\'').to_string()))
                 .collect();
         }
+        "debian_version" => facts.debian_version = first(lines),
         "kernel" => facts.kernel = first(lines),
         "arch" => facts.arch = first(lines),
         "pid1" => facts.pid1 = first(lines),

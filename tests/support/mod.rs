@@ -50,6 +50,11 @@ fn unique(prefix: &str) -> String {
 
 impl Host {
     pub fn start(prefix: &str, kind: Kind) -> Host {
+        Host::start_with(prefix, kind, &[])
+    }
+
+    /// Starts a host with more `testvm up`/`ct-up` options (`--python`: with python3, for Ansible).
+    pub fn start_with(prefix: &str, kind: Kind, options: &[&str]) -> Host {
         require(kind);
         let name = unique(prefix);
         let mut cmd = Command::new(testvm());
@@ -58,6 +63,7 @@ impl Host {
             Kind::VmWithoutChannel => cmd.args(["up", &name, "--no-ga-channel"]),
             Kind::Container => cmd.args(["ct-up", &name]),
         };
+        cmd.args(options);
         let out = cmd.output().expect("run testvm");
         // Whatever happened, this handle now owns the name and will tear it down.
         let mut host = Host { name: name.clone(), info: Json::Null };
