@@ -95,6 +95,31 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
             task.module.probe(&Args(args), &mut req);
         }
     }
+    req.machine = plan.plays.iter().filter(|p| p.hosts.iter().any(|h| h == name)).any(uses_ansible_facts);
     req.normalize();
     req
+}
+
+/// Whether a play refers to Ansible's facts anywhere a template can (`ansible_X`,
+/// `ansible_facts`): then the probe reads the machine's facts too. A reference the scan
+/// cannot see finds the fact undefined (an error naming it), never a wrong value.
+fn uses_ansible_facts(planned: &crate::plan::PlannedPlay) -> bool {
+    let mentions = |v: &Json| v.to_string().contains("ansible_");
+    let play = &planned.play;
+    let names_in_strings = |list: &[String]| list.iter().any(|s| s.contains("ansible_"));
+    mentions(&Json::Object(play.vars.clone()))
+        || play.vars_files.iter().any(|f| names_in_strings(&f.candidates))
+        || planned.roles.iter().any(|r| {
+            mentions(&Json::Object(r.role.defaults.clone()))
+                || mentions(&Json::Object(r.role.vars.clone()))
+                || mentions(&Json::Object(r.params.clone()))
+        })
+        || planned.tasks.iter().any(|t| {
+            mentions(&Json::Object(t.args.0.clone()))
+                || mentions(&Json::Object(t.vars.clone()))
+                || t.kw.environment.iter().any(mentions)
+                || names_in_strings(&t.kw.when)
+                || names_in_strings(&t.changed_when)
+                || names_in_strings(&t.failed_when)
+        })
 }

@@ -59,9 +59,14 @@ pub(super) fn probe(s: &mut String) {
     s.push_str("echo '@@date'; date '+%s %N %Y %m %d %H %M %S %Z %z %A %w %W'\n");
 }
 
+const SECTIONS: &[&str] = &["dmi", "virt", "cpuinfo", "meminfo", "machine_id", "hosts", "ip", "date"];
+
 /// Reads one of these sections; false for a section that is not one of them.
 pub(super) fn parse(section: &str, lines: &[&str], facts: &mut Facts) -> bool {
-    let hw = &mut facts.hardware;
+    if !SECTIONS.contains(&section) {
+        return false;
+    }
+    let hw = facts.hardware.get_or_insert_with(Hardware::default);
     let kept = || lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()).map(str::to_string);
     match section {
         "dmi" => {

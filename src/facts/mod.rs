@@ -52,8 +52,9 @@ pub struct Facts {
     pub reboot_required: bool,
     /// Seconds since the apt lists were last updated (for `cache_valid_time`).
     pub apt_cache_age: Option<i64>,
-    /// What Ansible's setup reads about the machine (DMI, virtualization, CPU, network...).
-    pub hardware: Hardware,
+    /// What Ansible's setup reads about the machine (DMI, virtualization, CPU, network...),
+    /// when the plan uses Ansible's facts.
+    pub hardware: Option<Hardware>,
 }
 
 /// What a probe should read besides the basics.
@@ -64,6 +65,10 @@ pub struct ProbeRequest {
     pub paths: Vec<String>,
     /// Read the age of apt's package lists (only `cache_valid_time` needs it).
     pub apt_cache_age: bool,
+    /// With the basics, read the machine's facts as Ansible's setup gives them (DMI, CPU,
+    /// network, date...): only when the plan uses Ansible's facts, since they cost the
+    /// probe two processes and a read of /proc/cpuinfo.
+    pub machine: bool,
 }
 
 impl ProbeRequest {
@@ -95,7 +100,9 @@ pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
     let mut s = String::from("LC_ALL=C; export LC_ALL\nr() { IFS= read -r v < \"$1\" && printf '%s\\n' \"$v\"; } 2>/dev/null\n");
     if basics {
         system::probe(&mut s);
-        hardware::probe(&mut s);
+        if request.machine {
+            hardware::probe(&mut s);
+        }
     }
     packages::probe(request, &mut s);
     units::probe(request, &mut s);
@@ -215,7 +222,6 @@ impl Facts {
             other => capitalize(other),
         };
         let version = self.distribution_version();
-        let (virt_type, virt_role) = self.hardware.virtualization();
         let mut m = serde_json::Map::new();
         let mut put = |k: &str, v: Json| {
             m.insert(k.to_string(), v);
@@ -230,23 +236,30 @@ impl Facts {
         put("ansible_machine", json!(self.arch));
         put("ansible_hostname", json!(self.hostname.split('.').next().unwrap_or("")));
         put("ansible_nodename", json!(self.hostname));
-        let fqdn = self.hardware.fqdn(&self.hostname);
-        put("ansible_domain", json!(fqdn.split_once('.').map(|(_, d)| d).unwrap_or("")));
-        put("ansible_fqdn", json!(fqdn));
-        put("ansible_system_vendor", json!(self.hardware.dmi("sys_vendor")));
-        put("ansible_product_name", json!(self.hardware.dmi("product_name")));
-        put("ansible_product_version", json!(self.hardware.dmi("product_version")));
-        if !self.hardware.machine_id.is_empty() {
-            put("ansible_machine_id", json!(self.hardware.machine_id));
+        // The machine's facts, read when the plan uses Ansible's facts (absent, and so
+        // undefined, otherwise: never a wrong value).
+        if let Some(hw) = &self.hardware {
+            let fqdn = hw.fqdn(&self.hostname);
+            put("ansible_domain", json!(fqdn.split_once('.').map(|(_, d)| d).unwrap_or("")));
+            put("ansible_fqdn", json!(fqdn));
+            put("ansible_system_vendor", json!(hw.dmi("sys_vendor")));
+            put("ansible_product_name", json!(hw.dmi("product_name")));
+            put("ansible_product_version", json!(hw.dmi("product_version")));
+            if !hw.machine_id.is_empty() {
+                put("ansible_machine_id", json!(hw.machine_id));
+            }
+            put("ansible_processor_vcpus", json!(hw.processor_vcpus(&self.arch)));
+            if let Some(kb) = hw.memtotal_kb {
+                put("ansible_memtotal_mb", json!(kb / 1024));
+            }
+            let (default_ipv4, all_ipv4) = hw.ipv4();
+            put("ansible_default_ipv4", default_ipv4);
+            put("ansible_all_ipv4_addresses", all_ipv4);
+            put("ansible_date_time", hw.date_time());
+            let (virt_type, virt_role) = hw.virtualization();
+            put("ansible_virtualization_type", json!(virt_type));
+            put("ansible_virtualization_role", json!(virt_role));
         }
-        put("ansible_processor_vcpus", json!(self.hardware.processor_vcpus(&self.arch)));
-        if let Some(kb) = self.hardware.memtotal_kb {
-            put("ansible_memtotal_mb", json!(kb / 1024));
-        }
-        let (default_ipv4, all_ipv4) = self.hardware.ipv4();
-        put("ansible_default_ipv4", default_ipv4);
-        put("ansible_all_ipv4_addresses", all_ipv4);
-        put("ansible_date_time", self.hardware.date_time());
         put("ansible_user_id", json!(self.user));
         put("ansible_service_mgr", json!(if self.pid1.is_empty() { "unknown" } else { &self.pid1 }));
         put(
@@ -258,8 +271,6 @@ impl Facts {
                 PkgMgr::Unknown => "unknown",
             }),
         );
-        put("ansible_virtualization_type", json!(virt_type));
-        put("ansible_virtualization_role", json!(virt_role));
         put("gafix_boot_id", json!(self.boot_id));
         put("gafix_ga_channel", json!(self.ga_channel));
         put("gafix_reboot_required", json!(self.reboot_required));
@@ -307,6 +318,7 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
             units: vec!["qemu-guest-agent".into(), "nosuch".into()],
             paths: vec!["/var/run/reboot-required".into()],
             apt_cache_age: true,
+            machine: true,
         };
         let mut facts = Facts::default();
         parse_probe(SAMPLE, &request, &mut facts);
@@ -438,12 +450,25 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
     }
 
     #[test]
+    fn the_machine_facts_are_read_only_when_asked_for_and_undefined_otherwise() {
+        let cheap = probe_script(&ProbeRequest::default(), true);
+        assert!(!cheap.contains("@@cpuinfo") && !cheap.contains("ip -4"), "a plan without Ansible's facts pays nothing for them");
+        let full = probe_script(&ProbeRequest { machine: true, ..Default::default() }, true);
+        assert!(full.contains("@@cpuinfo") && full.contains("ip -4"));
+        let mut f = parsed();
+        f.hardware = None;
+        let v = f.ansible_vars();
+        assert!(!v.contains_key("ansible_system_vendor") && !v.contains_key("ansible_virtualization_type"));
+        assert_eq!(v["ansible_os_family"], json!("Debian"), "the basics are always there");
+    }
+
+    #[test]
     fn containers_are_not_vms() {
         let mut f = parsed();
         f.virt_container = "systemd-nspawn".into();
         f.virt_vm = "none".into();
         assert!(f.is_container() && !f.is_vm());
-        f.hardware.virt = vec!["systemd_container systemd-nspawn".into()];
+        f.hardware.as_mut().expect("the sample has the machine's facts").virt = vec!["systemd_container systemd-nspawn".into()];
         assert_eq!(f.ansible_vars()["ansible_virtualization_type"], json!("container"), "Ansible as root, as with become");
         assert_eq!(f.ansible_vars()["ansible_virtualization_role"], json!("guest"));
     }
@@ -456,6 +481,7 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
                 units: vec!["a@b.service".into()],
                 paths: vec!["/tmp/x y".into()],
                 apt_cache_age: false,
+                machine: false,
             },
             true,
         );
