@@ -423,10 +423,21 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
             let built = match &inv {
                 Some(inv) => {
                     let overrides = Overrides { limit: args.common.limit.clone(), ..Default::default() };
-                    plan::build(inv, &book, &roles, &overrides).map(drop)
+                    plan::build(inv, &book, &roles, &overrides).map(|plan| plan.plays.into_iter().flat_map(|p| p.roles).collect::<Vec<_>>())
                 }
-                None => book.resolve(&roles).map(drop).map_err(plan::PlanError::Roles),
+                None => book
+                    .resolve(&roles)
+                    .map(|plays| plays.into_iter().flat_map(|p| p.roles).collect::<Vec<_>>())
+                    .map_err(plan::PlanError::Roles),
             };
+            if let Ok(instances) = &built {
+                let mut warned = std::collections::HashSet::new();
+                for instance in instances.iter().filter(|i| warned.insert(i.role.origin.clone())) {
+                    for d in &instance.role.other_task_problems {
+                        eprintln!("[WARNING]: {d} (this file runs only where a task includes it)");
+                    }
+                }
+            }
             if let Err(e) = built {
                 problems.push(e.to_string());
             }

@@ -36,6 +36,17 @@ fn a_vm_without_the_channel_fails_fast_and_is_gated_while_a_healthy_vm_is_patche
     let boot_before = healthy.boot_id();
     let fleet = Fleet::new();
     let inv = fleet.inventory(&[noga, healthy]);
+    // The pre-flight check says what the run will say: the channel-less VM fails, before
+    // the package that brings the unit is even installed.
+    let check = fleet.gafix(&["-i", inv.to_str().unwrap(), "--check"]);
+    assert_eq!(check.code, 2, "{}", check.explain());
+    let predicted = check.task(&noga.name, "Enable and start QEMU Guest Agent");
+    assert_eq!(predicted["status"], "failed", "{}", check.explain());
+    assert!(predicted["msg"].as_str().unwrap().contains("qm set VMID --agent enabled=1"), "{predicted}");
+    assert_eq!(check.outcome("patch_reboot", &noga.name)["result"], "gated");
+    assert_eq!(check.task(&healthy.name, "verify qemu-guest-agent is active")["status"], "skipped", "unknown until applied");
+    assert!(noga.package_installed("qemu-guest-agent").is_none(), "check mode changed nothing");
+
     let run = fleet.gafix(&["-i", inv.to_str().unwrap()]);
     assert_eq!(run.code, 2, "{}", run.explain());
 

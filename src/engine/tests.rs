@@ -382,6 +382,9 @@ async fn environment_timeout_and_gather_facts() {
     - name: env
       shell: 'printf %s "$GREETING/$OTHER"'
       environment: {OTHER: "{{ inventory_hostname }}"}
+    - name: install with diff on
+      apt: {name: qemu-guest-agent}
+      diff: true
     - name: slow
       command: sleep 5
       timeout: 1
@@ -398,6 +401,7 @@ async fn environment_timeout_and_gather_facts() {
 "#;
     let report = converge(&[&host], Some(book), false).await;
     assert_eq!(task(&report, "h1", "env").msg, "it's a b/h1");
+    assert!(task(&report, "h1", "install with diff on").diff.is_some(), "the task's diff: true without --diff");
     let slow = task(&report, "h1", "slow");
     assert_eq!(slow.status, Status::Failed);
     assert_eq!(slow.msg, "the task exceeded its timeout of 1 s and was stopped");

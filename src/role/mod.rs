@@ -67,6 +67,9 @@ pub struct Role {
     pub dependencies: Vec<RoleRef>,
     /// `meta/main.yml` `allow_duplicates`: run again with the same parameters.
     pub allow_duplicates: bool,
+    /// Problems in `tasks/` files other than main: they run only where a task includes
+    /// them (`include_tasks`), so they are reported by `validate` as warnings.
+    pub other_task_problems: Vec<Diagnostic>,
     pub meta: RoleMeta,
     /// Where it was loaded from (a directory, or `<embedded>`).
     pub origin: String,
@@ -172,6 +175,19 @@ impl Files {
         }
     }
 
+    /// `tasks/*.yml` files besides main (per-OS files, files for `include_tasks`).
+    fn other_task_files(&self) -> Vec<PathBuf> {
+        let Files::Disk(dir) = self else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(dir.join("tasks")) else { return Vec::new() };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+            .filter(|p| p.file_stem().and_then(|s| s.to_str()) != Some("main"))
+            .collect();
+        files.sort();
+        files
+    }
+
     fn origin(&self) -> String {
         match self {
             Files::Disk(dir) => dir.display().to_string(),
@@ -206,10 +222,16 @@ fn load_role(name: &str, files: &Files) -> Result<Role, RoleError> {
             None => (Vec::new(), false),
         };
     let meta = files.file("meta/gafix.yml", &mut errors).map(|n| parse_meta(&n, &mut errors)).unwrap_or_default();
+    let mut other_task_problems = Vec::new();
+    for path in files.other_task_files() {
+        if let Some(node) = load_yaml(&path, &mut other_task_problems) {
+            task::parse_tasks(Some(&node), Some(name), &mut other_task_problems);
+        }
+    }
     if !errors.is_empty() {
         return Err(RoleError::Invalid(Diagnostics(errors)));
     }
-    Ok(Role { name: name.into(), tasks, defaults, vars, dependencies, allow_duplicates, meta, origin: files.origin() })
+    Ok(Role { name: name.into(), tasks, defaults, vars, dependencies, allow_duplicates, other_task_problems, meta, origin: files.origin() })
 }
 
 /// Ansible's `meta/main.yml`: `dependencies` and `allow_duplicates` have meaning here;
