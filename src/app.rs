@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 use serde_json::Value as Json;
 
-use crate::cli::{Cli, ColorChoice, Command, CommonArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, ValidateArgs};
+use crate::cli::{Cli, ColorChoice, Command, CommonArgs, ConfigArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, ValidateArgs};
+use crate::config::Config;
 use crate::diag::Diagnostic;
 use crate::engine;
 use crate::inventory::{self, Inventory, Vars};
@@ -58,13 +59,14 @@ pub fn main() -> i32 {
         Command::Converge(a) => a.common.verbose,
         Command::Inventory(a) => a.common.verbose,
         Command::Validate(a) => a.common.verbose,
-        Command::Completions { .. } => 0,
+        Command::Config(_) | Command::Completions { .. } => 0,
     };
     init_tracing(verbose);
     let result = match cli.command {
         Command::Converge(args) => converge(args),
         Command::Inventory(args) => inventory_command(args),
         Command::Validate(args) => validate(args),
+        Command::Config(args) => config_command(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gafix", &mut std::io::stdout());
             Ok(EXIT_OK)
@@ -108,10 +110,53 @@ fn print_yaml_warnings() {
     }
 }
 
-fn load_inventory(common: &CommonArgs) -> Result<Inventory, Failure> {
-    let inv = Inventory::load(&common.inventory).map_err(|e| Failure::error(e.to_string()))?;
+/// ansible.cfg (and its environment variables), with its warnings printed.
+fn load_config() -> Result<Config, Failure> {
+    let config = Config::load().map_err(|e| Failure::error(e.to_string()))?;
+    for w in &config.warnings {
+        eprintln!("[WARNING]: {w}");
+    }
+    Ok(config)
+}
+
+/// The inventory sources: `-i`, else ansible.cfg's `inventory`, else Ansible's default.
+fn inventory_sources(common: &CommonArgs, config: &Config) -> Result<Vec<String>, Failure> {
+    if !common.inventory.is_empty() {
+        return Ok(common.inventory.clone());
+    }
+    if let Some(list) = config.list("inventory") {
+        return Ok(list);
+    }
+    let default = "/etc/ansible/hosts";
+    if Path::new(default).exists() {
+        return Ok(vec![default.to_string()]);
+    }
+    Err(Failure::options("no inventory: give -i SOURCE, or set [defaults] inventory in ansible.cfg (see `gafix config --list`)"))
+}
+
+fn load_inventory(common: &CommonArgs, config: &Config) -> Result<Inventory, Failure> {
+    let inv = Inventory::load_all(&inventory_sources(common, config)?).map_err(|e| Failure::error(e.to_string()))?;
     print_warnings(&inv.warnings);
     Ok(inv)
+}
+
+fn config_command(args: ConfigArgs) -> Result<i32, Failure> {
+    let config = load_config()?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&config.to_json()).unwrap_or_default()),
+        Format::Text => print!("{}", config.listing()),
+    }
+    Ok(EXIT_OK)
+}
+
+/// ansible.cfg's connection settings, for hosts that do not set them.
+fn connection_defaults(config: &Config) -> crate::transport::ConnectionDefaults {
+    crate::transport::ConnectionDefaults {
+        user: config.set("remote_user").map(str::to_string),
+        key_file: config.set("private_key_file").map(str::to_string),
+        become_: config.set("become").and_then(crate::config::parse_bool),
+        become_user: config.set("become_user").map(str::to_string),
+    }
 }
 
 /// `-e key=value`, `-e @file.yaml`, `-e '{"json": true}'`, as ansible-playbook reads them.
@@ -152,9 +197,11 @@ pub fn parse_extra_vars(items: &[String]) -> Result<Vars, Failure> {
 /// (`--roles-path`, `ANSIBLE_ROLES_PATH`, else Ansible's default directories), the
 /// playbook's own directory, then the embedded roles. The built-in plan uses the embedded
 /// roles unless a roles path is given.
-fn role_source(common: &CommonArgs, playbook: Option<&Path>) -> RoleSource {
-    let configured: Option<Vec<PathBuf>> =
-        common.roles_path.as_ref().map(|paths| paths.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect());
+fn role_source(common: &CommonArgs, config: &Config, playbook: Option<&Path>) -> RoleSource {
+    let configured: Option<Vec<PathBuf>> = match &common.roles_path {
+        Some(paths) => Some(paths.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect()),
+        None => config.list("roles_path").map(|l| l.into_iter().map(PathBuf::from).collect()),
+    };
     let Some(book) = playbook else {
         if configured.is_none() {
             warn_shadowed_builtin_roles();
@@ -214,25 +261,23 @@ fn use_color(choice: ColorChoice) -> bool {
     }
 }
 
-fn host_key_policy(choice: Option<HostKeyChecking>) -> HostKeyPolicy {
-    let policy = host_key_policy_of(choice);
-    if policy == HostKeyPolicy::Off {
-        let why = if choice.is_some() { "--host-key-checking off" } else { "ANSIBLE_HOST_KEY_CHECKING=False" };
-        eprintln!("[WARNING]: SSH host keys are not checked ({why}): a host that is not the one you meant would not be noticed");
-    }
-    policy
-}
-
-fn host_key_policy_of(choice: Option<HostKeyChecking>) -> HostKeyPolicy {
-    match choice {
+fn host_key_policy(choice: Option<HostKeyChecking>, config: &Config) -> HostKeyPolicy {
+    let policy = match choice {
         Some(HostKeyChecking::Yes) => HostKeyPolicy::Strict,
         Some(HostKeyChecking::AcceptNew) => HostKeyPolicy::AcceptNew,
         Some(HostKeyChecking::Off) => HostKeyPolicy::Off,
-        None => match std::env::var("ANSIBLE_HOST_KEY_CHECKING").ok().as_deref().and_then(yaml::parse_bool_str) {
-            Some(false) => HostKeyPolicy::Off,
-            _ => HostKeyPolicy::Strict,
-        },
+        None if config.bool("host_key_checking") == Some(false) => HostKeyPolicy::Off,
+        None => HostKeyPolicy::Strict,
+    };
+    if policy == HostKeyPolicy::Off {
+        let why = match (choice, config.get("host_key_checking")) {
+            (Some(_), _) => "--host-key-checking off".to_string(),
+            (None, Some((_, origin))) => format!("host_key_checking = False, {origin}"),
+            (None, None) => "host_key_checking".to_string(),
+        };
+        eprintln!("[WARNING]: SSH host keys are not checked ({why}): a host that is not the one you meant would not be noticed");
     }
+    policy
 }
 
 fn become_password(ask: bool) -> Result<Option<Secret>, Failure> {
@@ -265,7 +310,8 @@ fn read_password_no_echo() -> std::io::Result<String> {
 }
 
 fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
-    let inv = load_inventory(&args.common)?;
+    let config = load_config()?;
+    let inv = load_inventory(&args.common, &config)?;
     let extra_vars = parse_extra_vars(&args.common.extra_vars)?;
     let book = load_playbook(args.playbook.as_deref())?;
     let overrides = Overrides {
@@ -280,25 +326,45 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
             return Err(Failure::options("--max-fail-percentage must be from 0 to 100"));
         }
     }
-    let plan = plan::build(&inv, &book, &role_source(&args.common, args.playbook.as_deref()), &overrides);
+    let plan = plan::build(&inv, &book, &role_source(&args.common, &config, args.playbook.as_deref()), &overrides);
     print_yaml_warnings();
     let plan = plan.map_err(|e| Failure::error(e.to_string()))?;
     if args.list_hosts || args.list_tasks {
         print_plan(&plan, args.list_hosts, args.list_tasks);
         return Ok(EXIT_OK);
     }
+    // ansible.cfg's retry files, unless --retry-file says where.
+    let retry_file = args.retry_file.clone().or_else(|| {
+        (config.bool("retry_files_enabled") == Some(true)).then(|| {
+            let stem = args
+                .playbook
+                .as_deref()
+                .and_then(Path::file_stem)
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "gafix".into());
+            let dir = match config.set("retry_files_save_path") {
+                Some(d) => PathBuf::from(d),
+                None => args.playbook.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default(),
+            };
+            dir.join(format!("{stem}.retry"))
+        })
+    });
     // Reports go where they were asked to, or the run does not start.
-    for path in [&args.json, &args.junit, &args.retry_file].into_iter().flatten() {
+    for path in [&args.json, &args.junit, &retry_file].into_iter().flatten() {
         report::check_path(path).map_err(Failure::options)?;
     }
     let opts = engine::Options {
-        forks: args.forks as usize,
+        forks: args.forks.map(u64::from).or_else(|| config.int("forks")).unwrap_or(50).max(1) as usize,
         check: args.check,
         diff: args.diff,
-        timeouts: Timeouts { connect: Duration::from_secs(args.timeout.max(1)), command: Duration::from_secs(args.command_timeout.max(1)) },
-        host_key_policy: host_key_policy(args.host_key_checking),
-        become_password: become_password(args.ask_become_pass)?,
+        timeouts: Timeouts {
+            connect: Duration::from_secs(args.timeout.or_else(|| config.int("timeout")).unwrap_or(10).max(1)),
+            command: Duration::from_secs(args.command_timeout.max(1)),
+        },
+        host_key_policy: host_key_policy(args.host_key_checking, &config),
+        become_password: become_password(args.ask_become_pass || config.bool("become_ask_pass") == Some(true))?,
         extra_vars,
+        connection_defaults: connection_defaults(&config),
         connect_with: None,
     };
     let json_stdout = args.common.format == Format::Json;
@@ -335,7 +401,7 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
     if let Some(path) = &args.junit {
         note(path, report::junit::write(&report, path));
     }
-    if let Some(path) = &args.retry_file {
+    if let Some(path) = &retry_file {
         note(path, report::write_retry(&report, path, |h| inv.hosts.contains_key(h)));
     }
     Ok(if unwritten > 0 && report.exit_code == EXIT_OK { EXIT_ERROR } else { report.exit_code })
@@ -374,13 +440,22 @@ fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool) {
 
 fn validate(args: ValidateArgs) -> Result<i32, Failure> {
     let mut problems: Vec<String> = Vec::new();
-    let inv = match Inventory::load(&args.common.inventory) {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(f) => {
+            problems.push(f.message);
+            Config::default()
+        }
+    };
+    let loaded_inventory = inventory_sources(&args.common, &config)
+        .and_then(|sources| Inventory::load_all(&sources).map_err(|e| Failure::error(e.to_string())));
+    let inv = match loaded_inventory {
         Ok(inv) => {
             print_warnings(&inv.warnings);
             Some(inv)
         }
         Err(e) => {
-            problems.push(e.to_string());
+            problems.push(e.message);
             None
         }
     };
@@ -399,7 +474,9 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
             None => inv.all_hosts(),
         };
         for h in hosts {
-            if let Err(e) = engine::connection_for(&h, inv, &extra_vars, HostKeyPolicy::Strict, None, &templar) {
+            if let Err(e) =
+                engine::connection_for(&h, inv, &extra_vars, &connection_defaults(&config), HostKeyPolicy::Strict, None, &templar)
+            {
                 problems.push(match e.place {
                     Some(place) => format!("{place}: host {h}: {}", e.message),
                     None => format!("host {h}: {}", e.message),
@@ -419,7 +496,7 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
         Ok(book) => {
             // The plan `converge` would run, built the same way (roles, host patterns, --limit,
             // and a plan left without hosts).
-            let roles = role_source(&args.common, args.playbook.as_deref());
+            let roles = role_source(&args.common, &config, args.playbook.as_deref());
             let built = match &inv {
                 Some(inv) => {
                     let overrides = Overrides { limit: args.common.limit.clone(), ..Default::default() };
@@ -458,14 +535,15 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
 }
 
 fn inventory_command(args: InventoryArgs) -> Result<i32, Failure> {
-    let inv = load_inventory(&args.common)?;
+    let config = load_config()?;
+    let inv = load_inventory(&args.common, &config)?;
     let extra = parse_extra_vars(&args.common.extra_vars)?;
     print_yaml_warnings();
     let hosts = match &args.common.limit {
         Some(l) => inventory::select(&inv, l).map_err(|e| Failure::error(e.to_string()))?,
         None => inv.all_hosts(),
     };
-    let as_text = |v: &Json| serde_json::to_string_pretty(v).unwrap_or_default();
+    let as_text = inventory::output::ansible_json;
     if args.list {
         println!("{}", as_text(&inventory::output::list(&inv, &hosts, &extra)));
     } else if let Some(h) = &args.host {

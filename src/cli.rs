@@ -32,6 +32,8 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Parse the inventory, the playbook and every role it names; report every error.
     Validate(ValidateArgs),
+    /// Show the ansible.cfg settings gafix uses, their values and where they come from.
+    Config(ConfigArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -41,9 +43,10 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Inventory: an Ansible YAML inventory file, or a comma-separated host list ("a,b,").
+    /// Inventory source (repeatable): a YAML, INI or JSON file, an executable inventory
+    /// script, a directory of them, or a host list ("a,b,"). Default: ansible.cfg's inventory.
     #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
-    pub inventory: String,
+    pub inventory: Vec<String>,
 
     /// Further limit the hosts with an Ansible host pattern ("web:&prod:!web03", "@file.retry").
     #[arg(short = 'l', long = "limit", value_name = "PATTERN")]
@@ -55,7 +58,7 @@ pub struct CommonArgs {
 
     /// Where to look for roles (colon-separated), after the playbook's roles/ directory and
     /// before the playbook's own directory and the embedded roles.
-    #[arg(long = "roles-path", value_name = "DIRS", env = "ANSIBLE_ROLES_PATH")]
+    #[arg(long = "roles-path", value_name = "DIRS")]
     pub roles_path: Option<String>,
 
     /// More output: -v task timings, -vv the commands run on each host, -vvv debugging.
@@ -80,9 +83,9 @@ pub struct ConvergeArgs {
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: Option<PathBuf>,
 
-    /// How many hosts to work on at once.
-    #[arg(short = 'f', long = "forks", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
-    pub forks: u32,
+    /// How many hosts to work on at once [default: ansible.cfg's forks, else 50].
+    #[arg(short = 'f', long = "forks", value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: Option<u32>,
 
     /// Check mode: read facts and report what would change, changing nothing.
     #[arg(short = 'C', long = "check")]
@@ -92,9 +95,9 @@ pub struct ConvergeArgs {
     #[arg(short = 'D', long = "diff")]
     pub diff: bool,
 
-    /// Seconds to wait for an SSH connection.
-    #[arg(short = 'T', long = "timeout", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=crate::module::spec::MAX_SECONDS))]
-    pub timeout: u64,
+    /// Seconds to wait for an SSH connection [default: ansible.cfg's timeout, else 10].
+    #[arg(short = 'T', long = "timeout", value_parser = clap::value_parser!(u64).range(1..=crate::module::spec::MAX_SECONDS))]
+    pub timeout: Option<u64>,
 
     /// Seconds a single remote command may run (package transactions are never interrupted).
     #[arg(long = "command-timeout", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=crate::module::spec::MAX_SECONDS))]
@@ -173,6 +176,18 @@ pub struct ValidateArgs {
     /// Playbook to check; without one, the built-in plan.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Every setting gafix reads with its effective value and origin, then the settings of
+    /// the file that gafix ignores (the default).
+    #[arg(long)]
+    pub list: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

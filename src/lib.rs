@@ -6,6 +6,7 @@
 
 pub mod app;
 pub(crate) mod cli;
+pub(crate) mod config;
 pub(crate) mod diag;
 pub(crate) mod engine;
 pub(crate) mod facts;

@@ -213,6 +213,12 @@ impl YamlError {
 
 pub fn load_file(path: &Path) -> Result<Option<Node>, YamlError> {
     let bytes = std::fs::read(path).map_err(|source| YamlError::Io { path: path.to_path_buf(), source })?;
+    parse_bytes(&bytes, path)
+}
+
+/// Parses a file's bytes (read elsewhere): UTF-8 is checked, with the place of a bad byte.
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Option<Node>, YamlError> {
+    let bytes = bytes.to_vec();
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value as Json;
 
@@ -28,33 +28,60 @@ fn ansible_inventory() -> Option<PathBuf> {
     which.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&which.stdout).trim()))
 }
 
-fn run_json(mut cmd: Command) -> Json {
-    let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{cmd:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+/// One inventory, given to both tools the same way: `-i` sources (none: ansible.cfg's) run
+/// from `cwd`.
+struct Case {
+    label: String,
+    sources: Vec<String>,
+    cwd: PathBuf,
 }
 
-fn ansible(bin: &Path, inventory: &Path, limit: Option<&str>) -> Json {
+fn command(bin: &Path, case: &Case, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
-    cmd.arg("-i").arg(inventory).arg("--list");
-    if let Some(l) = limit {
-        cmd.arg("--limit").arg(l);
+    for s in &case.sources {
+        cmd.arg("-i").arg(s);
     }
-    // A clean, quiet Ansible: no user config, no deprecation chatter in stdout.
-    cmd.env_remove("ANSIBLE_CONFIG")
-        .env("ANSIBLE_DEPRECATION_WARNINGS", "False")
-        .env("ANSIBLE_LOCALHOST_WARNING", "False")
-        .current_dir(root());
-    run_json(cmd)
+    cmd.args(args).current_dir(&case.cwd);
+    cmd
 }
 
-fn gafix(inventory: &Path, limit: Option<&str>) -> Json {
+fn ansible(bin: &Path, case: &Case, args: &[&str]) -> Output {
+    let mut cmd = command(bin, case, args);
+    // A clean, quiet Ansible: no user config (unless the case brings one), no chatter.
+    cmd.env_remove("ANSIBLE_CONFIG").env("ANSIBLE_DEPRECATION_WARNINGS", "False").env("ANSIBLE_LOCALHOST_WARNING", "False");
+    cmd.output().expect("run ansible-inventory")
+}
+
+fn gafix(case: &Case, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gafix"));
-    cmd.args(["inventory", "--list", "-i"]).arg(inventory);
-    if let Some(l) = limit {
-        cmd.arg("--limit").arg(l);
+    cmd.arg("inventory");
+    for s in &case.sources {
+        cmd.arg("-i").arg(s);
     }
-    run_json(cmd)
+    cmd.args(args).current_dir(&case.cwd).env_remove("ANSIBLE_CONFIG");
+    cmd.output().expect("run gafix")
+}
+
+fn json_of(out: &Output, what: &str) -> Json {
+    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Secrets as gafix prints them (masked), so that the rest compares exactly.
+fn masked(mut v: Json) -> Json {
+    fn walk(v: &mut Json) {
+        if let Some(m) = v.as_object_mut() {
+            for (k, val) in m.iter_mut() {
+                if ["ansible_become_password", "ansible_become_pass", "ansible_password", "ansible_ssh_pass"].contains(&k.as_str()) {
+                    *val = Json::String("********".into());
+                } else {
+                    walk(val);
+                }
+            }
+        }
+    }
+    walk(&mut v);
+    v
 }
 
 type Groups = BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>;
@@ -91,17 +118,44 @@ fn normalize(v: &Json) -> (BTreeSet<String>, Groups, BTreeMap<String, Json>) {
     (hosts, groups, vars)
 }
 
-fn fixtures() -> Vec<PathBuf> {
+/// Every inventory case: the YAML fixtures, INI, scripts, JSON, several sources, a
+/// directory, ansible.cfg's `inventory`, a host list.
+fn cases(scratch: &Path) -> Vec<Case> {
     let dir = root().join("tests/fixtures/inventory");
-    let mut out: Vec<PathBuf> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yml")).collect();
-    out.push(dir.join("vars_dirs/hosts.yml"));
-    out.sort();
+    let one = |label: &str, sources: &[&str]| Case {
+        label: label.into(),
+        sources: sources.iter().map(|s| dir.join(s).display().to_string()).collect(),
+        cwd: root(),
+    };
+    let mut out: Vec<Case> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .map(|p| Case { label: p.file_name().unwrap().to_string_lossy().into(), sources: vec![p.display().to_string()], cwd: root() })
+        .collect();
+    out.sort_by(|a, b| a.label.cmp(&b.label));
+    out.push(one("yaml with group_vars/host_vars", &["vars_dirs/hosts.yml"]));
+    out.push(one("INI without extension", &["ini/hosts"]));
+    out.push(one("INI .ini", &["ini/hosts.ini"]));
+    out.push(one("script with _meta", &["script/inventory.sh"]));
+    out.push(one("script without _meta (--host)", &["script/nometa.sh"]));
+    out.push(one("INI then YAML", &["multi/one/hosts.ini", "multi/two/hosts.yml"]));
+    out.push(one("YAML then INI", &["multi/two/hosts.yml", "multi/one/hosts.ini"]));
+    out.push(one("a directory", &["dir"]));
+    out.push(one("INI, a directory and a script", &["ini/hosts", "dir", "script/inventory.sh"]));
+    out.push(Case { label: "ansible.cfg inventory".into(), sources: vec![], cwd: dir.join("cfg") });
+    out.push(Case { label: "host list".into(), sources: vec!["h1,h2:2222, h3".into()], cwd: root() });
+    // Ansible reads the --list shape only from a script: gafix reads the file itself.
+    let cat = scratch.join("cat-list-json");
+    std::fs::write(&cat, format!("#!/bin/sh\ncat '{}'\n", dir.join("script/list.json").display())).unwrap();
+    std::fs::set_permissions(&cat, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    out.push(Case { label: "JSON in --list shape".into(), sources: vec![dir.join("script/list.json").display().to_string()], cwd: root() });
+    out.push(Case { label: "JSON in --list shape (as Ansible reads it)".into(), sources: vec![cat.display().to_string()], cwd: root() });
     out
 }
 
-fn patterns() -> Vec<String> {
-    std::fs::read_to_string(root().join("tests/fixtures/limit-patterns.txt"))
+fn patterns(file: &str) -> Vec<String> {
+    std::fs::read_to_string(root().join("tests/fixtures").join(file))
         .unwrap()
         .lines()
         .map(str::trim)
@@ -114,55 +168,81 @@ fn patterns() -> Vec<String> {
 #[ignore = "needs ansible-core: tests/run installs it into .venv and runs this (cargo test -- --include-ignored)"]
 fn inventory_and_limit_parity_with_ansible() {
     let bin = ansible_inventory().expect("ansible-inventory is required: run tests/run, or set GAFIX_ANSIBLE_INVENTORY");
+    let scratch = tempfile::tempdir().unwrap();
     let mut mismatches = Vec::new();
-    let inventories = fixtures();
-    assert!(inventories.len() >= 8, "at least 8 inventory fixtures");
-    for inv in &inventories {
-        let (a, g) = (normalize(&ansible(&bin, inv, None)), normalize(&gafix(inv, None)));
+    let cases = cases(scratch.path());
+    assert!(cases.len() >= 20, "at least 20 inventory cases");
+    let mut checks = 0;
+    for (i, case) in cases.iter().enumerate() {
+        // The JSON file is compared with the script that prints it.
+        let reference = if case.label == "JSON in --list shape" { &cases[i + 1] } else { case };
+        let (a, g) =
+            (masked(json_of(&ansible(&bin, reference, &["--list"]), &case.label)), json_of(&gafix(case, &["--list"]), &case.label));
+        checks += 1;
         if a != g {
-            mismatches.push(format!("{}:\n  ansible: {a:?}\n  gafix:   {g:?}", inv.display()));
+            mismatches.push(format!("{} --list:\n  ansible: {a}\n  gafix:   {g}", case.label));
+            continue;
+        }
+        let (a, g) = (ansible(&bin, reference, &["--graph"]), gafix(case, &["--graph"]));
+        checks += 1;
+        if a.stdout != g.stdout {
+            mismatches.push(format!(
+                "{} --graph:\n  ansible:\n{}\n  gafix:\n{}",
+                case.label,
+                String::from_utf8_lossy(&a.stdout),
+                String::from_utf8_lossy(&g.stdout)
+            ));
+        }
+        // --host for the first, a middle and the last host.
+        let hosts: Vec<String> = a_hosts(&masked(json_of(&ansible(&bin, reference, &["--list"]), &case.label)));
+        for h in [hosts.first(), hosts.get(hosts.len() / 2), hosts.last()].into_iter().flatten() {
+            let (a, g) = (masked(json_of(&ansible(&bin, reference, &["--host", h]), h)), json_of(&gafix(case, &["--host", h]), h));
+            checks += 1;
+            if a != g {
+                mismatches.push(format!("{} --host {h}:\n  ansible: {a}\n  gafix:   {g}", case.label));
+            }
         }
     }
-    let pats = patterns();
-    assert!(pats.len() >= 15, "at least 15 limit patterns");
     let mut pattern_checks = 0;
-    for inv in ["nested.yml", "ranges.yml"].map(|f| root().join("tests/fixtures/inventory").join(f)) {
+    for case in cases.iter().filter(|c| ["nested.yml", "ranges.yml", "INI without extension"].contains(&c.label.as_str())) {
+        let pats = patterns(if case.label.starts_with("INI") { "limit-patterns-ini.txt" } else { "limit-patterns.txt" });
+        assert!(pats.len() >= 15, "at least 15 limit patterns");
         for p in &pats {
-            let a = normalize(&ansible(&bin, &inv, Some(p))).0;
+            let a = normalize(&json_of(&ansible(&bin, case, &["--list", "--limit", p]), p)).0;
             // Patterns that select nothing are an error in gafix (exit 1, naming the pattern),
             // a warning in Ansible; anything else from gafix (hosts, a crash) is a mismatch.
             if a.is_empty() {
-                let out = Command::new(env!("CARGO_BIN_EXE_gafix"))
-                    .args(["inventory", "--list", "-i"])
-                    .arg(&inv)
-                    .args(["--limit", p])
-                    .output()
-                    .unwrap();
+                let out = gafix(case, &["--list", "--limit", p]);
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 let empty_success = out.status.success() && normalize(&serde_json::from_slice(&out.stdout).unwrap()).0.is_empty();
                 let named_error = out.status.code() == Some(1) && (stderr.contains("matches no host") || stderr.contains("leave no hosts"));
                 if !empty_success && !named_error {
                     mismatches.push(format!(
                         "{} --limit '{p}': ansible selects nothing, gafix: exit {:?} {stderr}",
-                        inv.display(),
+                        case.label,
                         out.status.code()
                     ));
                 }
             } else {
-                let g = normalize(&gafix(&inv, Some(p))).0;
+                let g = normalize(&json_of(&gafix(case, &["--list", "--limit", p]), p)).0;
                 if a != g {
-                    mismatches.push(format!("{} --limit '{p}':\n  ansible: {a:?}\n  gafix:   {g:?}", inv.display()));
+                    mismatches.push(format!("{} --limit '{p}':\n  ansible: {a:?}\n  gafix:   {g:?}", case.label));
                 }
             }
             pattern_checks += 1;
         }
     }
-    let total = inventories.len() + pattern_checks;
+    let total = checks + pattern_checks;
     println!(
-        "parity with {}: {}/{total} ({} inventories, {pattern_checks} limit checks)",
+        "parity with {}: {}/{total} ({} inventories: --list, --graph, --host; {pattern_checks} limit checks)",
         bin.display(),
         total - mismatches.len(),
-        inventories.len()
+        cases.len()
     );
     assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+}
+
+/// The hosts of an `--list` output, in `_meta` order.
+fn a_hosts(list: &Json) -> Vec<String> {
+    list["_meta"]["hostvars"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
 }

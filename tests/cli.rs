@@ -435,7 +435,8 @@ fn disabled_host_key_checking_and_shadowed_roles_are_warned_about() {
         .env("ANSIBLE_HOST_KEY_CHECKING", "False")
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SSH host keys are not checked (ANSIBLE_HOST_KEY_CHECKING=False)"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SSH host keys are not checked (host_key_checking = False, env ANSIBLE_HOST_KEY_CHECKING)"), "{stderr}");
 }
 
 #[test]
@@ -447,4 +448,65 @@ fn validate_builds_the_plan_converge_would() {
     let (code, _, verr) = gafix(&["validate", "-i", "hosts.yml", "-l", "!all"], fleet.dir.path());
     assert_eq!(code, 1, "validate says what converge says: {verr}");
     assert!(verr.contains("leave no hosts to run on") && err.contains("leave no hosts to run on"), "{verr}");
+}
+
+#[test]
+fn ansible_cfg_is_read_and_listed_with_origins() {
+    let fleet = Fleet::new();
+    fleet.write(
+        "ansible.cfg",
+        "[defaults]\ninventory = hosts.ini\nforks = 7\nstdout_callback = yaml\n[privilege_escalation]\nbecome = true\n",
+    );
+    fleet.write("hosts.ini", "[web]\nw1 ansible_connection=local\n");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gafix"));
+        cmd.args(args).current_dir(fleet.dir.path()).env_remove("ANSIBLE_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&["config", "--list"], &[("ANSIBLE_TIMEOUT", "33")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ansible.cfg:3:1; hosts worked on at once"), "{out}");
+    assert!(out.contains("[defaults] forks = 7  ("), "{out}");
+    assert!(out.contains("[defaults] timeout = 33  (env ANSIBLE_TIMEOUT;"), "{out}");
+    assert!(out.contains("[privilege_escalation] become = true  ("), "{out}");
+    assert!(out.contains("ignored (gafix does not use these settings):\n[defaults] stdout_callback = yaml  ("), "{out}");
+    // No -i: ansible.cfg's inventory, relative to the file.
+    let (code, out, err) = run(&["inventory", "--graph"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("|--@web:\n  |  |--w1"), "{out}");
+    // A file no reader takes is a clear error naming why.
+    fleet.write("hosts.txt", "w1\n");
+    let (code, _, err) = run(&["inventory", "--list", "-i", "hosts.txt"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("hosts.txt: not an inventory gafix can read: '.txt' is not an inventory extension"), "{err}");
+    fleet.write("aws_ec2.yml", "plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n");
+    let (code, _, err) = run(&["inventory", "--list", "-i", "aws_ec2.yml"], &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("inventory plugin 'amazon.aws.aws_ec2' is not supported by gafix yet; use its output: `ansible-inventory -i"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["config", "--list"], &[("ANSIBLE_FORKS", "lots")]);
+    assert_eq!(code, 1);
+    assert!(err.contains("forks: 'lots' is not a whole number"), "{err}");
+}
+
+#[test]
+fn the_example_fleet_reads_the_same_from_yaml_and_ini() {
+    let list = |file: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gafix")).args(["inventory", "--list", "-i", file]).current_dir(root()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(list("inventory.example.yaml"), list("inventory.example.ini"));
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(readme.contains(&std::fs::read_to_string(root().join("inventory.example.ini")).unwrap()), "README shows inventory.example.ini");
 }

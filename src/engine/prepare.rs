@@ -9,18 +9,26 @@ use crate::module::spec::Args;
 use crate::plan::Plan;
 use crate::session::HostSession;
 use crate::template::Templar;
-use crate::transport::{ConnectionSpec, HostKeyPolicy, Secret};
+use crate::transport::{ConnectionDefaults, ConnectionSpec, HostKeyPolicy, Secret};
 use crate::vars::Vars;
 
 use super::Options;
 
 /// A host ready to run, or why it cannot.
 pub fn prepare_host(name: &str, plan: &Plan, inv: &Inventory, opts: &Options, templar: &Templar) -> Result<HostSession, String> {
-    let (spec, rendered) = connection_for(name, inv, &opts.extra_vars, opts.host_key_policy, opts.become_password.as_ref(), templar)
-        .map_err(|e| match e.place {
-            Some(place) => format!("{place}: {}", e.message),
-            None => e.message,
-        })?;
+    let (spec, rendered) = connection_for(
+        name,
+        inv,
+        &opts.extra_vars,
+        &opts.connection_defaults,
+        opts.host_key_policy,
+        opts.become_password.as_ref(),
+        templar,
+    )
+    .map_err(|e| match e.place {
+        Some(place) => format!("{place}: {}", e.message),
+        None => e.message,
+    })?;
     let probe = probe_request(name, plan, &rendered, templar);
     let session = HostSession::new(name.into(), spec, rendered, probe, opts.timeouts);
     Ok(match &opts.connect_with {
@@ -43,6 +51,7 @@ pub fn connection_for(
     name: &str,
     inv: &Inventory,
     extra_vars: &Vars,
+    defaults: &ConnectionDefaults,
     host_key_policy: HostKeyPolicy,
     become_password: Option<&Secret>,
     templar: &Templar,
@@ -64,7 +73,7 @@ pub fn connection_for(
         Err(e) => return Err(ConnectionError { place: None, message: format!("cannot render the host's variables: {e}") }),
     };
     rendered.extend(secret);
-    match ConnectionSpec::from_vars(name, &rendered, host_key_policy, become_password) {
+    match ConnectionSpec::from_vars(name, &defaults.fill(&rendered), host_key_policy, become_password) {
         Ok(spec) => Ok((spec, rendered)),
         Err(e) => {
             let place = match e.var {

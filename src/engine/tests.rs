@@ -234,6 +234,7 @@ async fn converge(hosts: &[&FakeHost], book: Option<&str>, check: bool) -> RunRe
         host_key_policy: HostKeyPolicy::Strict,
         become_password: None,
         extra_vars: Vars::new(),
+        connection_defaults: Default::default(),
         connect_with: Some(Arc::new(move |name: &str| {
             let i: usize = name.trim_start_matches('h').parse().unwrap();
             Box::new(FakeTransport { root: roots[i - 1].clone() }) as Box<dyn Transport>

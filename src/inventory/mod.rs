@@ -1,9 +1,13 @@
 //! Ansible-style YAML inventories: groups nested to any depth, host ranges, `group_vars/` and
 //! `host_vars/` beside the file, and Ansible's variable precedence.
 
+mod ini;
 pub mod output;
 pub mod pattern;
+mod pyliteral;
 pub mod range;
+mod script;
+mod sources;
 mod vars_files;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -52,7 +56,7 @@ pub struct Group {
 }
 
 impl Group {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         Group {
             name: name.into(),
             vars: Vars::new(),
@@ -86,7 +90,7 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         let mut inv = Inventory::default();
         inv.groups.insert("all".into(), Group::new("all"));
         inv.groups.insert("ungrouped".into(), Group::new("ungrouped"));
@@ -94,43 +98,87 @@ impl Inventory {
         inv
     }
 
-    /// Loads an inventory: a YAML file, or a comma-separated host list (`a,b,` like Ansible's).
+    /// Loads an inventory from one source (see [`Inventory::load_all`]).
+    #[cfg(test)]
     pub fn load(source: &str) -> Result<Inventory, InventoryError> {
-        let path = Path::new(source);
-        if !path.exists() && source.contains(',') {
-            return Ok(Self::from_host_list(source));
+        Self::load_all(&[source.to_string()])
+    }
+
+    /// Loads an inventory from several sources, merged in order as Ansible merges them: each
+    /// a YAML, INI or JSON file (recognised by content and extension, as Ansible does), an
+    /// executable inventory script, a directory of such files, or a comma-separated host
+    /// list (`a,b,`); then each source's `group_vars/` and `host_vars/`.
+    pub fn load_all(sources: &[String]) -> Result<Inventory, InventoryError> {
+        let mut inv = Self::empty();
+        let mut errors = Vec::new();
+        let mut vars_dirs: Vec<PathBuf> = Vec::new();
+        for source in sources {
+            let path = Path::new(source);
+            if !path.exists() && source.contains(',') {
+                inv.add_host_list(source);
+                continue;
+            }
+            if !path.exists() {
+                return Err(InventoryError::NotFound(path.to_path_buf()));
+            }
+            sources::add(&mut inv, path, true, &mut errors);
+            let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+            let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+            if !vars_dirs.contains(&dir) {
+                vars_dirs.push(dir);
+            }
+            if inv.source.is_none() {
+                inv.source = Some(path.to_path_buf());
+            }
         }
-        if !path.is_file() {
-            return Err(InventoryError::NotFound(path.to_path_buf()));
+        if !errors.is_empty() {
+            return Err(InventoryError::Invalid(Diagnostics(errors)));
         }
-        let root = yaml::load_file(path)?;
-        let mut inv = Self::from_yaml(root.as_ref(), path)?;
-        inv.source = Some(path.to_path_buf());
-        let dir = path.parent().unwrap_or(Path::new("."));
-        vars_files::load_adjacent(&mut inv, dir)?;
+        inv.reconcile();
+        for dir in &vars_dirs {
+            vars_files::load_adjacent(&mut inv, dir)?;
+        }
         Ok(inv)
     }
 
-    pub fn from_host_list(list: &str) -> Inventory {
-        let mut inv = Self::empty();
+    fn add_host_list(&mut self, list: &str) {
         let location = Location::synthetic("<host list>");
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, port) = range::split_port(name).unwrap_or((name, None));
-            inv.add_host(name, "ungrouped", port, &location);
+            self.add_host(name, "ungrouped", port, &location);
         }
+    }
+
+    #[cfg(test)]
+    pub fn from_host_list(list: &str) -> Inventory {
+        let mut inv = Self::empty();
+        inv.add_host_list(list);
         inv.reconcile();
         inv
     }
 
     /// Builds an inventory from a parsed YAML document, as Ansible's `yaml` inventory plugin does.
+    #[cfg(test)]
     pub fn from_yaml(root: Option<&Node>, path: &Path) -> Result<Inventory, InventoryError> {
         let mut inv = Self::empty();
         let mut errors = Vec::new();
+        inv.add_yaml(root, &mut errors);
+        if !errors.is_empty() {
+            return Err(InventoryError::Invalid(Diagnostics(errors)));
+        }
+        let _ = path;
+        inv.reconcile();
+        Ok(inv)
+    }
+
+    /// Adds a YAML inventory document's groups and hosts.
+    fn add_yaml(&mut self, root: Option<&Node>, errors: &mut Vec<Diagnostic>) {
+        let inv = self;
         match root {
             None => {}
             Some(Node { value: Value::Map(entries), .. }) => {
                 for (key, data) in entries {
-                    inv.parse_group(key, data, &mut errors);
+                    inv.parse_group(key, data, errors);
                 }
             }
             Some(node) => errors.push(Diagnostic::new(
@@ -138,12 +186,6 @@ impl Inventory {
                 format!("an inventory must be a mapping of groups (usually starting with 'all:'), found {}", node.type_name()),
             )),
         }
-        if !errors.is_empty() {
-            return Err(InventoryError::Invalid(Diagnostics(errors)));
-        }
-        let _ = path;
-        inv.reconcile();
-        Ok(inv)
     }
 
     fn parse_group(&mut self, key: &Node, data: &Node, errors: &mut Vec<Diagnostic>) -> Option<String> {
@@ -330,7 +372,7 @@ impl Inventory {
     }
 
     /// Ansible's `reconcile_inventory`: top groups hang under `all`, group-less hosts go to `ungrouped`.
-    fn reconcile(&mut self) {
+    pub(crate) fn reconcile(&mut self) {
         let orphans: Vec<String> =
             self.groups.values().filter(|g| g.name != "all" && g.parents.is_empty()).map(|g| g.name.clone()).collect();
         for g in orphans {

@@ -46,7 +46,8 @@ pub fn list(inv: &Inventory, hosts: &[String], extra: &Vars) -> Json {
             hostvars.insert(h.clone(), Json::Object(v));
         }
     }
-    out.insert("_meta".into(), json!({"hostvars": hostvars}));
+    // ansible-core 2.19 names the shape of its output (serialization profile) here.
+    out.insert("_meta".into(), json!({"hostvars": hostvars, "profile": "inventory_legacy"}));
     Json::Object(out)
 }
 
@@ -67,15 +68,12 @@ pub fn graph(inv: &Inventory, group: &str, hosts: &[String]) -> Vec<String> {
         let name = |n: &str, d: usize| if d == 0 { n.to_string() } else { format!("{}--{n}", "  |".repeat(d)) };
         out.push(name(&format!("@{group}:"), depth));
         let g = &inv.groups[group];
-        let mut children = g.children.clone();
-        children.sort();
-        for c in children {
-            walk(inv, &c, depth + 1, hosts, out);
+        // Children and hosts in the order they were added, as ansible-inventory prints them.
+        for c in &g.children {
+            walk(inv, c, depth + 1, hosts, out);
         }
         if group != "all" {
-            let mut hs: Vec<&String> = g.hosts.iter().filter(|h| hosts.contains(h)).collect();
-            hs.sort();
-            for h in hs {
+            for h in g.hosts.iter().filter(|h| hosts.contains(h)) {
                 out.push(name(h, depth + 1));
             }
         }
@@ -83,4 +81,27 @@ pub fn graph(inv: &Inventory, group: &str, hosts: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     walk(inv, group, 0, &selected, &mut out);
     out
+}
+
+/// JSON as ansible-inventory prints it (Python's `json.dumps(sort_keys=True, indent=4)`), so
+/// that the two outputs compare with `diff`.
+pub fn ansible_json(v: &Json) -> String {
+    use serde::Serialize;
+    let sorted = sort_keys(v);
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    sorted.serialize(&mut ser).expect("JSON values serialize");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+fn sort_keys(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Json::Object(keys.into_iter().map(|k| (k.clone(), sort_keys(&m[k]))).collect())
+        }
+        Json::Array(a) => Json::Array(a.iter().map(sort_keys).collect()),
+        other => other.clone(),
+    }
 }

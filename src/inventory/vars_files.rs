@@ -16,8 +16,9 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
         let names: Vec<String> = inv.groups.keys().cloned().collect();
         for name in names {
             let (vars, locations) = load_entity(&group_dir, &name, &mut errors, &mut inv.warnings);
+            // Several sources: each one's files in turn, a later one winning.
             let group = inv.groups.get_mut(&name).unwrap();
-            group.file_vars = vars;
+            group.file_vars.extend(vars);
             group.var_locations.extend(locations);
         }
     }
@@ -27,7 +28,7 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
         for name in names {
             let (vars, locations) = load_entity(&host_dir, &name, &mut errors, &mut inv.warnings);
             let host = inv.hosts.get_mut(&name).unwrap();
-            host.file_vars = vars;
+            host.file_vars.extend(vars);
             host.var_locations.extend(locations);
         }
     }

@@ -36,6 +36,35 @@ pub struct ConnectionSpec {
     pub become_password: Option<Secret>,
 }
 
+/// Connection settings from ansible.cfg (or its environment variables): used for a host
+/// whose own variables do not set them, as in Ansible.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionDefaults {
+    pub user: Option<String>,
+    pub key_file: Option<String>,
+    pub become_: Option<bool>,
+    pub become_user: Option<String>,
+}
+
+impl ConnectionDefaults {
+    /// The host's variables with these filled in where the host sets neither spelling.
+    pub fn fill(&self, vars: &Vars) -> Vars {
+        let mut out = vars.clone();
+        let mut put = |names: &[&str], value: Option<serde_json::Value>| {
+            if let Some(v) = value {
+                if !names.iter().any(|n| vars.get(*n).is_some_and(|x| !x.is_null())) {
+                    out.insert(names[0].to_string(), v);
+                }
+            }
+        };
+        put(&["ansible_user", "ansible_ssh_user"], self.user.clone().map(Into::into));
+        put(&["ansible_ssh_private_key_file", "ansible_private_key_file"], self.key_file.clone().map(Into::into));
+        put(&["ansible_become"], self.become_.map(Into::into));
+        put(&["ansible_become_user"], self.become_user.clone().map(Into::into));
+        out
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("host {host}: {message}")]
 pub struct ConnectionSpecError {
@@ -260,5 +289,21 @@ mod tests {
         let e = check_become(&out, Some(&Become { user: "root".into(), password: None })).unwrap_err();
         assert!(e.to_string().contains("--ask-become-pass"), "{e}");
         assert!(check_become(&out, None).is_ok());
+    }
+
+    #[test]
+    fn ansible_cfg_defaults_fill_only_what_the_host_does_not_set() {
+        let d = ConnectionDefaults {
+            user: Some("deploy".into()),
+            key_file: Some("/k".into()),
+            become_: Some(true),
+            become_user: Some("admin".into()),
+        };
+        let s = ConnectionSpec::from_vars("h", &d.fill(&vars(json!({}))), HostKeyPolicy::Strict, None).unwrap();
+        assert_eq!((s.user.as_deref(), s.become_default, s.become_user.as_str()), (Some("deploy"), true, "admin"));
+        assert_eq!(s.key_file.as_deref(), Some(std::path::Path::new("/k")));
+        let own = vars(json!({"ansible_ssh_user": "ops", "ansible_become": false}));
+        let s = ConnectionSpec::from_vars("h", &d.fill(&own), HostKeyPolicy::Strict, None).unwrap();
+        assert_eq!((s.user.as_deref(), s.become_default), (Some("ops"), false), "the host's own settings win");
     }
 }

@@ -9,7 +9,7 @@ pub mod ssh;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use connection::{validate_user as connection_validate_user, Become, ConnectionSpec, HostKeyPolicy, Wrapped};
+pub use connection::{validate_user as connection_validate_user, Become, ConnectionDefaults, ConnectionSpec, HostKeyPolicy, Wrapped};
 
 use futures::future::BoxFuture;
 
