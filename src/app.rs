@@ -309,9 +309,17 @@ fn read_password_no_echo() -> std::io::Result<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
+/// `group_vars/` and `host_vars/` beside the playbook (Ansible's playbook stage).
+fn add_playbook_vars(inv: &mut Inventory, playbook: Option<&Path>) -> Result<(), Failure> {
+    let Some(book) = playbook else { return Ok(()) };
+    let dir = book.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    inv.load_playbook_vars(dir).map_err(|e| Failure::error(e.to_string()))
+}
+
 fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
     let config = load_config()?;
-    let inv = load_inventory(&args.common, &config)?;
+    let mut inv = load_inventory(&args.common, &config)?;
+    add_playbook_vars(&mut inv, args.playbook.as_deref())?;
     let extra_vars = parse_extra_vars(&args.common.extra_vars)?;
     let book = load_playbook(args.playbook.as_deref())?;
     let overrides = Overrides {
@@ -349,6 +357,12 @@ fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
             dir.join(format!("{stem}.retry"))
         })
     });
+    if let (None, Some(dir)) = (&args.retry_file, retry_file.as_deref().and_then(Path::parent)) {
+        // As Ansible does, the retry directory is made when needed.
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| Failure::options(format!("retry_files_save_path {}: {e}", dir.display())))?;
+        }
+    }
     // Reports go where they were asked to, or the run does not start.
     for path in [&args.json, &args.junit, &retry_file].into_iter().flatten() {
         report::check_path(path).map_err(Failure::options)?;
@@ -449,7 +463,7 @@ fn validate(args: ValidateArgs) -> Result<i32, Failure> {
     };
     let loaded_inventory = inventory_sources(&args.common, &config)
         .and_then(|sources| Inventory::load_all(&sources).map_err(|e| Failure::error(e.to_string())));
-    let inv = match loaded_inventory {
+    let inv = match loaded_inventory.and_then(|mut inv| add_playbook_vars(&mut inv, args.playbook.as_deref()).map(|()| inv)) {
         Ok(inv) => {
             print_warnings(&inv.warnings);
             Some(inv)

@@ -120,6 +120,26 @@ fn cases() -> Vec<Case> {
             gathering_plays: 0, inventory_user: true,
         },
         Case {
+            name: "group_vars and host_vars beside the inventory and beside the playbook",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - shell: echo "{{ a }} {{ b }} {{ c }} {{ d }}" > /tmp/gd/{{ inventory_hostname }}-vars
+"#,
+                ),
+                ("inventory/group_vars/all.yml", "a: inventory-all\nb: inventory-all\nc: inventory-all\nd: inventory-all\n"),
+                ("group_vars/all.yml", "b: playbook-all\n"),
+                ("inventory/host_vars/h2.yml", "c: inventory-h2\nd: inventory-h2\n"),
+                ("host_vars/h2.yml", "d: playbook-h2\n"),
+            ],
+            args: &[],
+            gathering_plays: 0,
+            inventory_user: true,
+        },
+        Case {
             name: "any_errors_fatal",
             files: &[(
                 "site.yml",
@@ -302,10 +322,16 @@ fn gafix_and_ansible_playbook_agree() {
     let cases = cases();
     for case in &cases {
         let dir = tempfile::tempdir().unwrap();
+        // Files under inventory/ go beside each tool's inventory; the rest beside the playbook.
         for (rel, text) in case.files {
-            let path = dir.path().join(rel);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
+            let targets = match rel.strip_prefix("inventory/") {
+                Some(r) => vec![dir.path().join("a").join(r), dir.path().join("g").join(r)],
+                None => vec![dir.path().join(rel)],
+            };
+            for path in targets {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+            }
         }
         for host in [on_ansible, on_gafix] {
             host.sh("rm -rf /tmp/gd && mkdir /tmp/gd");

@@ -34,6 +34,8 @@ pub struct Host {
     pub vars: Vars,
     /// Variables from `host_vars/NAME*`.
     pub file_vars: Vars,
+    /// Variables from `host_vars/NAME*` beside the playbook (above the inventory's).
+    pub playbook_vars: Vars,
     /// Groups that list this host directly, in the order they did.
     pub groups: Vec<String>,
     pub location: Location,
@@ -46,6 +48,8 @@ pub struct Group {
     pub name: String,
     pub vars: Vars,
     pub file_vars: Vars,
+    /// `group_vars/` beside the playbook (above the inventory's).
+    pub playbook_vars: Vars,
     pub hosts: Vec<String>,
     pub children: Vec<String>,
     pub parents: Vec<String>,
@@ -61,6 +65,7 @@ impl Group {
             name: name.into(),
             vars: Vars::new(),
             file_vars: Vars::new(),
+            playbook_vars: Vars::new(),
             hosts: Vec::new(),
             children: Vec::new(),
             parents: Vec::new(),
@@ -136,7 +141,7 @@ impl Inventory {
         }
         inv.reconcile();
         for dir in &vars_dirs {
-            vars_files::load_adjacent(&mut inv, dir)?;
+            vars_files::load_adjacent(&mut inv, dir, vars_files::Beside::Inventory)?;
         }
         Ok(inv)
     }
@@ -324,6 +329,7 @@ impl Inventory {
         let host = self.hosts.entry(name.to_string()).or_insert_with(|| Host {
             vars: Vars::new(),
             file_vars: Vars::new(),
+            playbook_vars: Vars::new(),
             groups: Vec::new(),
             location: location.clone(),
             var_locations: HashMap::new(),
@@ -441,9 +447,17 @@ impl Inventory {
         sorted
     }
 
+    /// Reads `group_vars/` and `host_vars/` beside the playbook: Ansible's "playbook"
+    /// stage, above the inventory's own files.
+    pub fn load_playbook_vars(&mut self, playbook_dir: &Path) -> Result<(), InventoryError> {
+        vars_files::load_adjacent(self, playbook_dir, vars_files::Beside::Playbook)
+    }
+
     /// A host's variables with Ansible's inventory precedence:
-    /// inventory group vars (all, then groups by depth/priority/name) < group_vars/all <
-    /// group_vars/<group> < inventory host vars < host_vars/<host>.
+    /// inventory group vars (all, then groups by depth/priority/name) < inventory
+    /// group_vars/all < playbook group_vars/all < inventory group_vars/<group> < playbook
+    /// group_vars/<group> < inventory host vars < inventory host_vars/<host> < playbook
+    /// host_vars/<host>.
     pub fn host_vars(&self, host: &str) -> Vars {
         let mut vars = Vars::new();
         let Some(h) = self.hosts.get(host) else {
@@ -457,11 +471,16 @@ impl Inventory {
             extend(&mut vars, &self.groups[g].vars);
         }
         extend(&mut vars, &all.file_vars);
+        extend(&mut vars, &all.playbook_vars);
         for g in &groups {
             extend(&mut vars, &self.groups[g].file_vars);
         }
+        for g in &groups {
+            extend(&mut vars, &self.groups[g].playbook_vars);
+        }
         extend(&mut vars, &h.vars);
         extend(&mut vars, &h.file_vars);
+        extend(&mut vars, &h.playbook_vars);
         vars
     }
 

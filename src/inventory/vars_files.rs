@@ -1,5 +1,6 @@
-//! `group_vars/` and `host_vars/` beside the inventory file, as Ansible's `host_group_vars`
-//! plugin finds them: `NAME`, `NAME.yml`, `NAME.yaml`, `NAME.json`, or a directory `NAME/`.
+//! `group_vars/` and `host_vars/` beside the inventory file (and beside the playbook), as
+//! Ansible's `host_group_vars` plugin finds them: `NAME`, `NAME.yml`, `NAME.yaml`,
+//! `NAME.json`, or a directory `NAME/`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,14 @@ use crate::yaml::{self, Location, Value};
 
 const EXTENSIONS: &[&str] = &["", ".yml", ".yaml", ".json"];
 
-pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), InventoryError> {
+/// Which of Ansible's two stages a directory's files belong to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Beside {
+    Inventory,
+    Playbook,
+}
+
+pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path, beside: Beside) -> Result<(), InventoryError> {
     let mut errors = Vec::new();
     let group_dir = dir.join("group_vars");
     if group_dir.is_dir() {
@@ -18,7 +26,10 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
             let (vars, locations) = load_entity(&group_dir, &name, &mut errors, &mut inv.warnings);
             // Several sources: each one's files in turn, a later one winning.
             let group = inv.groups.get_mut(&name).unwrap();
-            group.file_vars.extend(vars);
+            match beside {
+                Beside::Inventory => group.file_vars.extend(vars),
+                Beside::Playbook => group.playbook_vars.extend(vars),
+            }
             group.var_locations.extend(locations);
         }
     }
@@ -28,7 +39,10 @@ pub(super) fn load_adjacent(inv: &mut Inventory, dir: &Path) -> Result<(), Inven
         for name in names {
             let (vars, locations) = load_entity(&host_dir, &name, &mut errors, &mut inv.warnings);
             let host = inv.hosts.get_mut(&name).unwrap();
-            host.file_vars.extend(vars);
+            match beside {
+                Beside::Inventory => host.file_vars.extend(vars),
+                Beside::Playbook => host.playbook_vars.extend(vars),
+            }
             host.var_locations.extend(locations);
         }
     }
