@@ -528,3 +528,21 @@ fn ansible_cfg_settings_reach_the_run() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(fleet.path("retries/site.retry")).unwrap(), "localhost\n", "the retry file ansible.cfg asks for");
 }
+
+#[test]
+fn a_hanging_inventory_script_is_stopped_with_a_clear_error() {
+    let fleet = Fleet::new();
+    let script = fleet.write("inventory.sh", "#!/bin/sh\nsleep 30\n");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_gafix"))
+        .args(["inventory", "--list", "-i", "inventory.sh"])
+        .current_dir(fleet.dir.path())
+        .env("GAFIX_INVENTORY_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the inventory script `inventory.sh --list` did not finish within 1 s and was stopped"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "it was stopped, not waited for");
+}

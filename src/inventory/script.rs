@@ -15,8 +15,12 @@ use super::{Group, Inventory};
 use crate::diag::Diagnostic;
 use crate::yaml::Location;
 
-/// How long a script may run (Ansible waits forever; a hung script must not hang a run).
-pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a script may run (Ansible waits forever; a hung script must not hang a run):
+/// 60 s, or `GAFIX_INVENTORY_TIMEOUT` seconds.
+fn script_timeout() -> Duration {
+    let secs = std::env::var("GAFIX_INVENTORY_TIMEOUT").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|s| *s > 0);
+    Duration::from_secs(secs.unwrap_or(60))
+}
 
 /// Whether a JSON/YAML mapping is in the script shape rather than a YAML inventory's:
 /// `_meta`, or hosts and children given as lists.
@@ -162,12 +166,15 @@ fn kind(v: &Json) -> &'static str {
     }
 }
 
-/// Runs the script with `args` under [`SCRIPT_TIMEOUT`]; its stdout must be JSON.
+/// Runs the script with `args` under [`script_timeout`]; its stdout must be JSON.
 fn call(path: &Path, args: &[&str]) -> Result<Json, String> {
     let program = std::path::absolute(path).map_err(|e| format!("cannot run the inventory script: {e}"))?;
     let shown = format!("{} {}", path.display(), args.join(" "));
+    use std::os::unix::process::CommandExt;
+    // Its own process group, so that a script stopped at the time limit takes its children along.
     let mut child = Command::new(&program)
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -185,14 +192,20 @@ fn call(path: &Path, args: &[&str]) -> Result<Json, String> {
         let _ = stderr.read_to_end(&mut buf);
         buf
     });
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let timeout = script_timeout();
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
+                // SAFETY: kill(2) on the group this child leads; no memory is involved.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("the inventory script `{shown}` did not finish within {} s and was stopped", SCRIPT_TIMEOUT.as_secs()));
+                return Err(format!(
+                    "the inventory script `{shown}` did not finish within {} s and was stopped (GAFIX_INVENTORY_TIMEOUT sets the limit)",
+                    timeout.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(format!("the inventory script `{shown}`: {e}")),
