@@ -8,7 +8,10 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 use serde_json::Value as Json;
 
-use crate::cli::{Cli, ColorChoice, Command, CommonArgs, ConfigArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, ValidateArgs};
+use crate::cli::{
+    Cli, ColorChoice, Command, CommonArgs, ConfigArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, MergeArgs, ReportCommand,
+    ValidateArgs,
+};
 use crate::config::Config;
 use crate::diag::Diagnostic;
 use crate::engine;
@@ -59,14 +62,21 @@ pub fn main() -> i32 {
         Command::Converge(a) => a.common.verbose,
         Command::Inventory(a) => a.common.verbose,
         Command::Validate(a) => a.common.verbose,
-        Command::Config(_) | Command::Completions { .. } => 0,
+        Command::Config(_) | Command::Report(_) | Command::Man | Command::Completions { .. } => 0,
     };
     init_tracing(verbose);
     let result = match cli.command {
-        Command::Converge(args) => converge(args),
+        Command::Converge(args) => converge(*args),
         Command::Inventory(args) => inventory_command(args),
         Command::Validate(args) => validate(args),
         Command::Config(args) => config_command(args),
+        Command::Report(args) => match args.command {
+            ReportCommand::Merge(m) => merge_reports(m),
+        },
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| EXIT_OK)
+            .map_err(|e| Failure::error(format!("cannot write the manual page: {e}"))),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gafix", &mut std::io::stdout());
             Ok(EXIT_OK)
@@ -138,6 +148,45 @@ fn load_inventory(common: &CommonArgs, config: &Config) -> Result<Inventory, Fai
     let inv = Inventory::load_all(&inventory_sources(common, config)?).map_err(|e| Failure::error(e.to_string()))?;
     print_warnings(&inv.warnings);
     Ok(inv)
+}
+
+fn merge_reports(args: MergeArgs) -> Result<i32, Failure> {
+    for path in [&args.json, &args.junit].into_iter().flatten() {
+        report::check_path(path).map_err(Failure::options)?;
+    }
+    let reports = report::merge::read(&args.reports).map_err(|e| Failure::error(e.to_string()))?;
+    let merged = report::merge::merge(reports).map_err(|e| Failure::error(e.to_string()))?;
+    let reporter = TextReporter::new(Box::new(std::io::stdout()), use_color(args.color), 0);
+    reporter.recap(&merged);
+    let mut unwritten = 0;
+    if let Some(path) = &args.json {
+        if let Err(e) = report::write_json(&merged, path) {
+            eprintln!("ERROR: report {}: {e}", path.display());
+            unwritten += 1;
+        }
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = report::junit::write(&merged, path) {
+            eprintln!("ERROR: report {}: {e}", path.display());
+            unwritten += 1;
+        }
+    }
+    Ok(if unwritten > 0 && merged.exit_code == EXIT_OK { EXIT_ERROR } else { merged.exit_code })
+}
+
+/// This worker's slice: `--slice K/N`, else `GAFIX_SLICE=K/N`, else Kubernetes' 0-based
+/// `JOB_COMPLETION_INDEX` with `GAFIX_SLICE_COUNT=N`.
+fn slice_of(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<plan::Slice>, Failure> {
+    if let Some(text) = flag.map(str::to_string).or_else(|| env("GAFIX_SLICE")) {
+        return plan::Slice::parse(&text).map(Some).map_err(Failure::options);
+    }
+    match (env("JOB_COMPLETION_INDEX"), env("GAFIX_SLICE_COUNT")) {
+        (Some(i), Some(n)) => {
+            let index: usize = i.trim().parse().map_err(|_| Failure::options(format!("JOB_COMPLETION_INDEX '{i}' is not a number")))?;
+            plan::Slice::parse(&format!("{}/{}", index + 1, n.trim())).map(Some).map_err(Failure::options)
+        }
+        _ => Ok(None),
+    }
 }
 
 fn config_command(args: ConfigArgs) -> Result<i32, Failure> {
@@ -254,10 +303,21 @@ fn parse_serial(text: &str) -> Result<Vec<Serial>, Failure> {
 }
 
 fn use_color(choice: ColorChoice) -> bool {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    color_wanted(choice, &env, std::io::stdout().is_terminal())
+}
+
+/// Colour as CI tools and Semaphore ask for it: `--color` first; then `NO_COLOR` or
+/// `ANSIBLE_NOCOLOR` turn it off, `ANSIBLE_FORCE_COLOR` or `CLICOLOR_FORCE` turn it on
+/// without a terminal (a log viewer that renders ANSI); else only on a terminal.
+fn color_wanted(choice: ColorChoice, env: &dyn Fn(&str) -> Option<String>, terminal: bool) -> bool {
+    let truthy = |name: &str| env(name).is_some_and(|v| yaml::parse_bool_str(&v).unwrap_or(true) && v != "0");
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto if env("NO_COLOR").is_some() || truthy("ANSIBLE_NOCOLOR") => false,
+        ColorChoice::Auto if truthy("ANSIBLE_FORCE_COLOR") || truthy("CLICOLOR_FORCE") => true,
+        ColorChoice::Auto => terminal,
     }
 }
 
@@ -316,13 +376,22 @@ fn add_playbook_vars(inv: &mut Inventory, playbook: Option<&Path>) -> Result<(),
     inv.load_playbook_vars(dir).map_err(|e| Failure::error(e.to_string()))
 }
 
-fn converge(args: ConvergeArgs) -> Result<i32, Failure> {
+fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
+    // Trailing NAME=VALUE words are extra variables (a first one may have landed in PLAYBOOK).
+    if let Some(p) = args.playbook.clone().filter(|p| !p.exists() && p.to_string_lossy().contains('=')) {
+        args.trailing_vars.insert(0, p.to_string_lossy().into_owned());
+        args.playbook = None;
+    }
     let config = load_config()?;
     let mut inv = load_inventory(&args.common, &config)?;
     add_playbook_vars(&mut inv, args.playbook.as_deref())?;
-    let extra_vars = parse_extra_vars(&args.common.extra_vars)?;
+    let mut extra_items = args.trailing_vars.clone();
+    extra_items.extend(args.common.extra_vars.iter().cloned());
+    let extra_vars = parse_extra_vars(&extra_items)?;
     let book = load_playbook(args.playbook.as_deref())?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let overrides = Overrides {
+        slice: slice_of(args.slice.as_deref(), &env)?,
         limit: args.common.limit.clone(),
         serial: args.serial.as_deref().map(parse_serial).transpose()?,
         max_fail_percentage: args.max_fail_percentage,
@@ -574,4 +643,36 @@ fn inventory_command(args: InventoryArgs) -> Result<i32, Failure> {
         }
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn colour_as_ci_tools_and_semaphore_ask() {
+        assert!(color_wanted(ColorChoice::Auto, &env_of(&[("ANSIBLE_FORCE_COLOR", "True")]), false), "Semaphore's log renders ANSI");
+        assert!(color_wanted(ColorChoice::Auto, &env_of(&[("CLICOLOR_FORCE", "1")]), false));
+        assert!(!color_wanted(ColorChoice::Auto, &env_of(&[("CLICOLOR_FORCE", "0")]), false));
+        assert!(!color_wanted(ColorChoice::Auto, &env_of(&[("NO_COLOR", "1"), ("ANSIBLE_FORCE_COLOR", "1")]), true));
+        assert!(!color_wanted(ColorChoice::Auto, &env_of(&[("ANSIBLE_NOCOLOR", "yes")]), true));
+        assert!(color_wanted(ColorChoice::Auto, &env_of(&[]), true));
+        assert!(!color_wanted(ColorChoice::Auto, &env_of(&[]), false), "a log without a terminal gets no escapes");
+        assert!(color_wanted(ColorChoice::Always, &env_of(&[("NO_COLOR", "1")]), false), "--color wins");
+    }
+
+    #[test]
+    fn the_slice_comes_from_the_flag_or_the_environment() {
+        let s = |flag: Option<&str>, env: &'static [(&'static str, &'static str)]| slice_of(flag, &env_of(env)).map_err(|f| f.message);
+        assert_eq!(s(Some("2/3"), &[("GAFIX_SLICE", "1/3")]), Ok(Some(plan::Slice { index: 2, count: 3 })));
+        assert_eq!(s(None, &[("GAFIX_SLICE", "1/3")]), Ok(Some(plan::Slice { index: 1, count: 3 })));
+        assert_eq!(s(None, &[("JOB_COMPLETION_INDEX", "0"), ("GAFIX_SLICE_COUNT", "4")]), Ok(Some(plan::Slice { index: 1, count: 4 })));
+        assert_eq!(s(None, &[("JOB_COMPLETION_INDEX", "0")]), Ok(None), "an index without a count is not a slice");
+        assert_eq!(s(None, &[]), Ok(None));
+        assert!(s(Some("4/3"), &[]).unwrap_err().contains("expected K/N"));
+    }
 }

@@ -4,10 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `gafix --version`: the package version and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GAFIX_COMMIT"), ")");
+
 #[derive(Parser, Debug)]
 #[command(
     name = "gafix",
-    version,
+    version = VERSION,
     about = "Converge fleets of VMs over SSH: the QEMU guest agent first, then patch and reboot",
     long_about = "gafix runs Ansible-syntax roles over plain SSH on hosts from an Ansible YAML inventory.\n\
                   Targets need only sh, sudo and their package manager: no agent, no Python.\n\n\
@@ -27,13 +30,17 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a playbook (or the built-in plan) on the inventory's hosts.
-    Converge(ConvergeArgs),
+    Converge(Box<ConvergeArgs>),
     /// Show the inventory like ansible-inventory: --list, --host NAME or --graph.
     Inventory(InventoryArgs),
     /// Parse the inventory, the playbook and every role it names; report every error.
     Validate(ValidateArgs),
     /// Show the ansible.cfg settings gafix uses, their values and where they come from.
     Config(ConfigArgs),
+    /// Work with JSON reports: `gafix report merge` joins the reports of slices.
+    Report(ReportArgs),
+    /// Print the manual page (roff), generated from these definitions: `gafix man > gafix.1`.
+    Man,
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -82,6 +89,16 @@ pub struct ConvergeArgs {
     /// Playbook to run; without one, the built-in plan (qemu_ga_fix, then patch_reboot).
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: Option<PathBuf>,
+
+    /// Extra variables as trailing NAME=VALUE words (as Semaphore's custom apps pass them).
+    #[arg(value_name = "NAME=VALUE")]
+    pub trailing_vars: Vec<String>,
+
+    /// Run only this worker's share of the hosts, as AWX job slicing cuts them: after
+    /// --limit, hosts sorted by name, slice K gets every Nth from the Kth. Also from
+    /// GAFIX_SLICE=K/N, or JOB_COMPLETION_INDEX (0-based) with GAFIX_SLICE_COUNT=N.
+    #[arg(long = "slice", value_name = "K/N")]
+    pub slice: Option<String>,
 
     /// How many hosts to work on at once [default: ansible.cfg's forks, else 50].
     #[arg(short = 'f', long = "forks", value_parser = clap::value_parser!(u32).range(1..))]
@@ -176,6 +193,38 @@ pub struct ValidateArgs {
     /// Playbook to check; without one, the built-in plan.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: ReportCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ReportCommand {
+    /// Merge the JSON reports of a run's slices (--slice) into one recap, one JUnit report
+    /// and the fleet's exit code.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MergeArgs {
+    /// The slices' JSON reports (`gafix converge --json FILE`).
+    #[arg(value_name = "REPORT", required = true)]
+    pub reports: Vec<PathBuf>,
+
+    /// Write the merged JSON report here.
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the merged JUnit XML report here.
+    #[arg(long = "junit", value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Colour in the recap.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
 
 #[derive(Args, Debug, Clone)]

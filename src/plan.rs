@@ -57,16 +57,54 @@ pub struct Overrides {
     pub tags: Vec<String>,
     /// `--skip-tags`.
     pub skip_tags: Vec<String>,
+    /// `--slice K/N`: this worker's share of the hosts.
+    pub slice: Option<Slice>,
+}
+
+/// AWX's job slicing: the hosts (after `--limit`) sorted by name; slice K of N takes every
+/// Nth host starting with the Kth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// 1-based.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Slice {
+    /// `K/N` with 1 <= K <= N.
+    pub fn parse(text: &str) -> Result<Slice, String> {
+        let bad = || format!("slice '{text}': expected K/N with 1 <= K <= N, such as 2/5");
+        let (k, n) = text.trim().split_once('/').ok_or_else(bad)?;
+        let (index, count): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Slice { index, count })
+    }
+
+    /// This slice's hosts out of `hosts`.
+    pub fn select(&self, hosts: &[String]) -> std::collections::HashSet<String> {
+        let mut sorted: Vec<&String> = hosts.iter().collect();
+        sorted.sort();
+        sorted.into_iter().skip(self.index - 1).step_by(self.count).cloned().collect()
+    }
 }
 
 pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &Overrides) -> Result<Plan, PlanError> {
     let resolved = book.resolve(roles).map_err(PlanError::Roles)?;
-    let subset = match &overrides.limit {
+    let mut subset = match &overrides.limit {
         Some(limit) => {
             Some(inventory::select(inv, limit).map_err(PlanError::Limit)?.into_iter().collect::<std::collections::HashSet<String>>())
         }
         None => None,
     };
+    if let Some(slice) = overrides.slice {
+        let candidates: Vec<String> = match &subset {
+            Some(s) => s.iter().cloned().collect(),
+            None => inv.all_hosts(),
+        };
+        subset = Some(slice.select(&candidates));
+    }
     let mut plays = Vec::new();
     for ResolvedPlay { play, roles, tasks } in resolved {
         let mut hosts =
@@ -85,7 +123,8 @@ pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &O
             hosts,
         });
     }
-    if plays.iter().all(|p| p.hosts.is_empty()) {
+    // A slice may be empty (more workers than hosts): that worker has nothing to do.
+    if plays.iter().all(|p| p.hosts.is_empty()) && overrides.slice.is_none() {
         return Err(PlanError::NoHosts);
     }
     Ok(Plan { plays, source: book.source.clone(), dir: book.dir.clone() })
@@ -289,6 +328,25 @@ mod tests {
         assert!(!sel(&["db", "web"], &["web"], &["db"]), "skip wins");
         assert!(!sel(&["db"], &[], &["tagged"]));
         assert!(!sel(&[], &[], &["untagged"]));
+    }
+
+    #[test]
+    fn slices_as_awx_cuts_them() {
+        let hosts: Vec<String> = ["e", "a", "d", "b", "c", "f", "g"].iter().map(|s| s.to_string()).collect();
+        let sorted = |s: std::collections::HashSet<String>| {
+            let mut v: Vec<String> = s.into_iter().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(Slice::parse("1/3").unwrap().select(&hosts)), ["a", "d", "g"]);
+        assert_eq!(sorted(Slice::parse("2/3").unwrap().select(&hosts)), ["b", "e"]);
+        assert_eq!(sorted(Slice::parse("3/3").unwrap().select(&hosts)), ["c", "f"]);
+        let all: usize = (1..=3).map(|k| Slice { index: k, count: 3 }.select(&hosts).len()).sum();
+        assert_eq!(all, hosts.len(), "every host in exactly one slice");
+        assert!(Slice::parse("9/10").unwrap().select(&hosts[..2]).is_empty());
+        for bad in ["0/3", "4/3", "3", "a/b", "1/0"] {
+            assert!(Slice::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::module::{ModuleRef, Outcome};
 
 pub use crate::module::outcome::{Diff, Status};
 
 /// The result of one task on one host.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub host: String,
     pub play: String,
@@ -25,12 +25,12 @@ pub struct TaskRecord {
     /// Failed, but `ignore_errors` let the host go on.
     pub ignored: bool,
     pub msg: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rc: Option<i32>,
     /// The last lines of the failing command's stderr.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_tail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<Diff>,
     /// When the task started, in seconds from the start of the run.
     pub started_s: f64,
@@ -75,7 +75,7 @@ impl TaskRecord {
 }
 
 /// How a host ended a play; the gate reads this.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum PlayOutcome {
     Passed,
@@ -99,7 +99,7 @@ impl PlayOutcome {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
     pub ok: u32,
     pub changed: u32,
@@ -126,7 +126,7 @@ impl Stats {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PlayReport {
     pub name: String,
     pub gate: Option<String>,
@@ -137,9 +137,9 @@ pub struct PlayReport {
     pub stopped: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunReport {
-    pub gafix_version: &'static str,
+    pub gafix_version: String,
     pub playbook: String,
     pub check_mode: bool,
     pub started_unix: u64,
@@ -158,7 +158,7 @@ impl RunReport {
     /// An empty report for a run starting now.
     pub fn new(playbook: String, check_mode: bool) -> RunReport {
         RunReport {
-            gafix_version: env!("CARGO_PKG_VERSION"),
+            gafix_version: env!("CARGO_PKG_VERSION").to_string(),
             playbook,
             check_mode,
             started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),

@@ -174,6 +174,14 @@ impl serde::Serialize for ModuleRef {
     }
 }
 
+/// A report read back (`gafix report merge`) names modules by name.
+impl<'de> serde::Deserialize<'de> for ModuleRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        ModuleRef::lookup(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown module '{name}'")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

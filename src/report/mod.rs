@@ -1,6 +1,7 @@
 //! Reporters: live text lines and the recap, a JSON document, JUnit XML, a retry file.
 
 pub mod junit;
+pub mod merge;
 pub mod text;
 
 use std::path::Path;
