@@ -9,8 +9,8 @@ use clap::{CommandFactory, Parser};
 use serde_json::Value as Json;
 
 use crate::cli::{
-    Cli, ColorChoice, Command, CommonArgs, ConfigArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, MergeArgs, ReportCommand,
-    ValidateArgs,
+    Cli, ColorChoice, Command, CommonArgs, ConfigArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, MergeArgs, PlaybookArgs,
+    ReportCommand, ValidateArgs,
 };
 use crate::config::Config;
 use crate::diag::Diagnostic;
@@ -50,6 +50,24 @@ impl Failure {
 
 /// The whole program: parses the command line, runs the command, returns the exit code.
 pub fn main() -> i32 {
+    // Installed (linked) as ansible-playbook, gafix takes ansible-playbook's command line.
+    let argv0 = std::env::args_os().next().map(PathBuf::from);
+    if argv0.as_deref().and_then(Path::file_name).is_some_and(|n| n == "ansible-playbook") {
+        return match PlaybookArgs::try_parse() {
+            Ok(args) => {
+                init_tracing(args.run.common.verbose);
+                finish(playbook(args))
+            }
+            Err(e) => {
+                let _ = e.print();
+                if e.use_stderr() {
+                    EXIT_BAD_OPTIONS
+                } else {
+                    EXIT_OK
+                }
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -60,6 +78,7 @@ pub fn main() -> i32 {
     };
     let verbose = match &cli.command {
         Command::Converge(a) => a.common.verbose,
+        Command::Playbook(a) => a.run.common.verbose,
         Command::Inventory(a) => a.common.verbose,
         Command::Validate(a) => a.common.verbose,
         Command::Config(_) | Command::Report(_) | Command::Man | Command::Completions { .. } => 0,
@@ -67,6 +86,7 @@ pub fn main() -> i32 {
     init_tracing(verbose);
     let result = match cli.command {
         Command::Converge(args) => converge(*args),
+        Command::Playbook(args) => playbook(*args),
         Command::Inventory(args) => inventory_command(args),
         Command::Validate(args) => validate(args),
         Command::Config(args) => config_command(args),
@@ -82,6 +102,11 @@ pub fn main() -> i32 {
             Ok(EXIT_OK)
         }
     };
+    finish(result)
+}
+
+/// The exit code; an error is printed once, secrets masked.
+fn finish(result: Result<i32, Failure>) -> i32 {
     match result {
         Ok(code) => code,
         Err(f) => {
@@ -89,6 +114,41 @@ pub fn main() -> i32 {
             f.code
         }
     }
+}
+
+/// `gafix playbook` / `ansible-playbook`: ansible-playbook's command line on `converge`.
+fn playbook(args: PlaybookArgs) -> Result<i32, Failure> {
+    let refused = [
+        (args.step, "--step"),
+        (args.ask_pass, "-k/--ask-pass (SSH passwords; use keys or SSH_AUTH_SOCK)"),
+        (
+            !args.vault_id.is_empty() || !args.vault_password_file.is_empty() || args.ask_vault_pass,
+            "Ansible Vault (--vault-id, --vault-password-file, --ask-vault-pass)",
+        ),
+        (args.force_handlers, "--force-handlers"),
+        (args.module_path.is_some(), "-M/--module-path"),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
+        return Err(Failure::options(format!("{what} is not supported by gafix yet")));
+    }
+    let run = args.run;
+    let Some(book) = run.playbook.clone() else {
+        return Err(Failure::options("ansible-playbook needs a playbook: ansible-playbook [options] PLAYBOOK"));
+    };
+    if let Some(more) = run.trailing_vars.iter().find(|w| !w.contains('=')) {
+        return Err(Failure::options(format!("gafix runs one playbook at a time; run '{more}' on its own")));
+    }
+    if args.syntax_check {
+        let config = load_config()?;
+        let loaded = Playbook::load(&book).map_err(|d| Failure::error(d.to_string()))?;
+        loaded
+            .resolve(&role_source(&run.common, &config, Some(&book)))
+            .map_err(|errors| Failure::error(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
+        print_yaml_warnings();
+        println!("\nplaybook: {}", book.display());
+        return Ok(EXIT_OK);
+    }
+    converge(run)
 }
 
 fn init_tracing(verbose: u8) {
@@ -205,7 +265,24 @@ fn connection_defaults(config: &Config) -> crate::transport::ConnectionDefaults 
         key_file: config.set("private_key_file").map(str::to_string),
         become_: config.set("become").and_then(crate::config::parse_bool),
         become_user: config.set("become_user").map(str::to_string),
+        ..Default::default()
     }
+}
+
+/// The command line's connection settings over ansible.cfg's (a host's own variables still win).
+fn cli_connection_defaults(args: &ConvergeArgs, config: &Config) -> Result<crate::transport::ConnectionDefaults, Failure> {
+    if let Some(m) = args.become_method.as_deref().filter(|m| *m != "sudo") {
+        return Err(Failure::options(format!("--become-method {m} is not supported by gafix yet (only sudo)")));
+    }
+    let mut d = connection_defaults(config);
+    d.user = args.user.clone().or(d.user);
+    d.key_file = args.private_key.clone().or(d.key_file);
+    d.become_ = if args.become_ { Some(true) } else { d.become_ };
+    d.become_user = args.become_user.clone().or(d.become_user);
+    d.ssh_common_args = args.ssh_common_args.clone();
+    d.ssh_extra_args = args.ssh_extra_args.clone();
+    d.connection = args.connection.clone();
+    Ok(d)
 }
 
 /// `-e key=value`, `-e @file.yaml`, `-e '{"json": true}'`, as ansible-playbook reads them.
@@ -348,23 +425,37 @@ fn become_password(ask: bool) -> Result<Option<Secret>, Failure> {
     if !ask {
         return Ok(None);
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::options("--ask-become-pass needs a terminal; in CI set GAFIX_BECOME_PASSWORD instead"));
-    }
-    eprint!("BECOME password: ");
-    let password = read_password_no_echo().map_err(|e| Failure::error(format!("cannot read the password: {e}")))?;
+    let password = read_password("BECOME password: ")
+        .map_err(|e| Failure::options(format!("--ask-become-pass needs a terminal ({e}); in CI set GAFIX_BECOME_PASSWORD instead")))?;
     crate::secrets::register(&password);
     Ok(Some(Secret::new(password)))
 }
 
-/// Reads a line from the terminal with echo off (stty), restoring it afterwards.
-fn read_password_no_echo() -> std::io::Result<String> {
-    let stty = |arg: &str| std::process::Command::new("stty").arg(arg).stdin(std::process::Stdio::inherit()).status();
-    let _ = stty("-echo");
+/// Asks on the controlling terminal, as ansible-playbook's getpass does (so that a tool
+/// that drives a pseudo-terminal, like Semaphore, sees the prompt and answers it), echo off.
+fn read_password(prompt: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsRawFd;
+    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty")?;
+    (&tty).write_all(prompt.as_bytes())?;
+    (&tty).flush()?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for this open terminal.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    let have_termios = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if have_termios {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: sets the attributes of the terminal just read.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
     let mut line = String::new();
-    let result = std::io::stdin().read_line(&mut line);
-    let _ = stty("echo");
-    eprintln!();
+    let result = std::io::BufReader::new(&tty).read_line(&mut line);
+    if have_termios {
+        // SAFETY: restores what tcgetattr returned.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    }
+    let _ = (&tty).write_all(b"\n");
     result?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
@@ -397,6 +488,7 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
         max_fail_percentage: args.max_fail_percentage,
         tags: split_tags(&args.tags),
         skip_tags: split_tags(&args.skip_tags),
+        start_at_task: args.start_at_task.clone(),
     };
     if let Some(p) = overrides.max_fail_percentage {
         if !(0.0..=100.0).contains(&p) {
@@ -406,8 +498,8 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
     let plan = plan::build(&inv, &book, &role_source(&args.common, &config, args.playbook.as_deref()), &overrides);
     print_yaml_warnings();
     let plan = plan.map_err(|e| Failure::error(e.to_string()))?;
-    if args.list_hosts || args.list_tasks {
-        print_plan(&plan, args.list_hosts, args.list_tasks);
+    if args.list_hosts || args.list_tasks || args.list_tags {
+        print_plan(&plan, args.list_hosts, args.list_tasks, args.list_tags);
         return Ok(EXIT_OK);
     }
     // ansible.cfg's retry files, unless --retry-file says where.
@@ -447,7 +539,7 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
         host_key_policy: host_key_policy(args.host_key_checking, &config),
         become_password: become_password(args.ask_become_pass || config.bool("become_ask_pass") == Some(true))?,
         extra_vars,
-        connection_defaults: connection_defaults(&config),
+        connection_defaults: cli_connection_defaults(&args, &config)?,
         connect_with: None,
     };
     let json_stdout = args.common.format == Format::Json;
@@ -490,7 +582,7 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
     Ok(if unwritten > 0 && report.exit_code == EXIT_OK { EXIT_ERROR } else { report.exit_code })
 }
 
-fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool) {
+fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool, tags: bool) {
     println!("playbook: {}", plan.source);
     for p in &plan.plays {
         let gate = p.play.gate.as_deref().map(|g| format!(", gated on '{g}'")).unwrap_or_default();
@@ -515,8 +607,15 @@ fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool) {
             println!("    tasks:");
             for t in &p.tasks {
                 let role = t.role.as_deref().map(|r| format!("{r} : ")).unwrap_or_default();
-                println!("      {role}{}  ({}, {})", t.display_name(), t.module.name(), t.location);
+                let task_tags = if t.kw.tags.is_empty() { String::new() } else { format!(" TAGS: [{}]", t.kw.tags.join(", ")) };
+                println!("      {role}{}  ({}, {}){task_tags}", t.display_name(), t.module.name(), t.location);
             }
+        }
+        if tags {
+            let mut all: Vec<&String> = p.tasks.iter().flat_map(|t| t.kw.tags.iter()).collect();
+            all.sort();
+            all.dedup();
+            println!("    TASK TAGS: [{}]", all.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "));
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a playbook (or the built-in plan) on the inventory's hosts.
     Converge(Box<ConvergeArgs>),
+    /// ansible-playbook's command line (also: gafix linked as `ansible-playbook`).
+    Playbook(Box<PlaybookArgs>),
     /// Show the inventory like ansible-inventory: --list, --host NAME or --graph.
     Inventory(InventoryArgs),
     /// Parse the inventory, the playbook and every role it names; report every error.
@@ -52,7 +54,7 @@ pub enum Command {
 pub struct CommonArgs {
     /// Inventory source (repeatable): a YAML, INI or JSON file, an executable inventory
     /// script, a directory of them, or a host list ("a,b,"). Default: ansible.cfg's inventory.
-    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    #[arg(short = 'i', long = "inventory", alias = "inventory-file", value_name = "INVENTORY")]
     pub inventory: Vec<String>,
 
     /// Further limit the hosts with an Ansible host pattern ("web:&prod:!web03", "@file.retry").
@@ -157,6 +159,46 @@ pub struct ConvergeArgs {
     #[arg(long = "skip-tags", value_name = "TAGS")]
     pub skip_tags: Vec<String>,
 
+    /// Log in as this user where a host's variables and its play do not say (ansible-playbook's -u).
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Become (sudo) on hosts whose variables and plays do not say otherwise.
+    #[arg(short = 'b', long = "become")]
+    pub become_: bool,
+
+    /// Become this user where hosts and plays do not say (default root).
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+
+    /// Only sudo is supported (given for ansible-playbook's command line).
+    #[arg(long = "become-method", value_name = "METHOD")]
+    pub become_method: Option<String>,
+
+    /// SSH key file for hosts without ansible_ssh_private_key_file.
+    #[arg(long = "private-key", alias = "key-file", value_name = "FILE")]
+    pub private_key: Option<String>,
+
+    /// ssh options for hosts without ansible_ssh_common_args.
+    #[arg(long = "ssh-common-args", value_name = "ARGS", allow_hyphen_values = true)]
+    pub ssh_common_args: Option<String>,
+
+    /// More ssh options for hosts without ansible_ssh_extra_args.
+    #[arg(long = "ssh-extra-args", value_name = "ARGS", allow_hyphen_values = true)]
+    pub ssh_extra_args: Option<String>,
+
+    /// Connection for hosts without ansible_connection: ssh or local.
+    #[arg(short = 'c', long = "connection", value_name = "TYPE")]
+    pub connection: Option<String>,
+
+    /// Start at the first task of this name (`role : name` or a glob), as ansible-playbook.
+    #[arg(long = "start-at-task", value_name = "NAME")]
+    pub start_at_task: Option<String>,
+
+    /// Print the tags of each play's tasks, then exit.
+    #[arg(long = "list-tags")]
+    pub list_tags: bool,
+
     /// Print the hosts each play would run on, then exit.
     #[arg(long = "list-hosts")]
     pub list_hosts: bool,
@@ -193,6 +235,43 @@ pub struct ValidateArgs {
     /// Playbook to check; without one, the built-in plan.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: Option<PathBuf>,
+}
+
+/// ansible-playbook's command line: `gafix playbook ...`, or gafix installed (linked) under
+/// the name `ansible-playbook`.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "ansible-playbook",
+    version = VERSION,
+    about = "gafix, run as ansible-playbook: the same command line, recap and exit codes",
+    after_help = "Refused with a clear message: --step, -k/--ask-pass, --vault-id, --vault-password-file, -J/--ask-vault-pass, \
+                  --force-handlers, -M/--module-path. Accepted with no effect: --flush-cache (gafix keeps no fact cache)."
+)]
+pub struct PlaybookArgs {
+    #[command(flatten)]
+    pub run: ConvergeArgs,
+
+    /// Refused: gafix has no step-by-step mode.
+    #[arg(long = "step", hide = true)]
+    pub step: bool,
+    #[arg(short = 'k', long = "ask-pass", hide = true)]
+    pub ask_pass: bool,
+    #[arg(long = "vault-id", hide = true)]
+    pub vault_id: Vec<String>,
+    #[arg(long = "vault-password-file", alias = "vault-pass-file", hide = true)]
+    pub vault_password_file: Vec<String>,
+    #[arg(short = 'J', long = "ask-vault-pass", alias = "ask-vault-password", hide = true)]
+    pub ask_vault_pass: bool,
+    #[arg(long = "force-handlers", hide = true)]
+    pub force_handlers: bool,
+    #[arg(short = 'M', long = "module-path", hide = true)]
+    pub module_path: Option<String>,
+    /// Accepted: gafix keeps no fact cache to flush.
+    #[arg(long = "flush-cache", hide = true)]
+    pub flush_cache: bool,
+    /// Parse the playbook and its roles, then exit.
+    #[arg(long = "syntax-check")]
+    pub syntax_check: bool,
 }
 
 #[derive(Args, Debug, Clone)]

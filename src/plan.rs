@@ -17,6 +17,8 @@ pub enum PlanError {
     Roles(Vec<RoleError>),
     #[error("the inventory, host pattern and --limit leave no hosts to run on")]
     NoHosts,
+    #[error("--start-at-task {0}")]
+    StartAtTask(String),
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +61,8 @@ pub struct Overrides {
     pub skip_tags: Vec<String>,
     /// `--slice K/N`: this worker's share of the hosts.
     pub slice: Option<Slice>,
+    /// `--start-at-task NAME`: tasks before the first one so named are left out.
+    pub start_at_task: Option<String>,
 }
 
 /// AWX's job slicing: the hosts (after `--limit`) sorted by name; slice K of N takes every
@@ -123,11 +127,37 @@ pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &O
             hosts,
         });
     }
+    if let Some(name) = &overrides.start_at_task {
+        start_at_task(&mut plays, name)?;
+    }
     // A slice may be empty (more workers than hosts): that worker has nothing to do.
     if plays.iter().all(|p| p.hosts.is_empty()) && overrides.slice.is_none() {
         return Err(PlanError::NoHosts);
     }
     Ok(Plan { plays, source: book.source.clone(), dir: book.dir.clone() })
+}
+
+/// ansible-playbook's `--start-at-task`: the first task whose name (or `role : name`)
+/// matches, as a glob, and every task after it, across the plays.
+fn start_at_task(plays: &mut [PlannedPlay], pattern: &str) -> Result<(), PlanError> {
+    let re =
+        regex::Regex::new(&inventory::pattern::fnmatch_to_regex(pattern)).map_err(|e| PlanError::StartAtTask(format!("{pattern}: {e}")))?;
+    let matches = |t: &Task| {
+        let name = t.display_name();
+        let with_role = t.role.as_deref().map(|r| format!("{r} : {name}"));
+        re.is_match(&name) || with_role.is_some_and(|n| re.is_match(&n))
+    };
+    let mut started = false;
+    for play in plays.iter_mut() {
+        play.tasks.retain(|t| {
+            started = started || matches(t);
+            started
+        });
+    }
+    if !started {
+        return Err(PlanError::StartAtTask(format!("no task is named '{pattern}'")));
+    }
+    Ok(())
 }
 
 /// Ansible's `order` keyword.

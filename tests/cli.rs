@@ -1,6 +1,7 @@
 //! The command line without hosts: validation, inventory output, exit codes, safety checks
 //! that happen before anything connects.
 
+use std::path::Path;
 use std::process::Command;
 
 mod support;
@@ -545,4 +546,56 @@ fn a_hanging_inventory_script_is_stopped_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the inventory script `inventory.sh --list` did not finish within 1 s and was stopped"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(25), "it was stopped, not waited for");
+}
+
+#[test]
+fn ansible_playbook_command_line_and_name() {
+    let fleet = Fleet::new();
+    fleet.write("hosts", "[local]\nlocalhost ansible_connection=local\n");
+    fleet.write(
+        "site.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: first\n      command: echo first\n      tags: one\n\
+         \x20   - name: second\n      command: echo {{ who }}\n      tags: two\n",
+    );
+    let link = fleet.path("ansible-playbook");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gafix"), &link).unwrap();
+    let run = |program: &Path, args: &[&str]| {
+        let out = Command::new(program).args(args).current_dir(fleet.dir.path()).env("NO_COLOR", "1").output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Semaphore's shape: -i FILE, --extra-vars JSON, --limit=..., the playbook last.
+    let (code, out, err) = run(&link, &["-i", "hosts", "--extra-vars", "{\"who\": \"semaphore\"}", "--limit=localhost", "site.yml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("second => semaphore"), "{out}");
+    let gafix = Path::new(env!("CARGO_BIN_EXE_gafix"));
+    let (code, out, _) = run(gafix, &["playbook", "-i", "hosts", "-e", "who=x", "--start-at-task", "sec*", "site.yml"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("first") && out.contains("second => x"), "{out}");
+    let (code, out, _) = run(&link, &["-i", "hosts", "--list-tags", "site.yml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("TASK TAGS: [one, two]"), "{out}");
+    let (code, out, err) = run(&link, &["-i", "hosts", "--syntax-check", "site.yml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("playbook: site.yml"), "{out}");
+    for (args, says) in [
+        (
+            &["-i", "hosts", "--vault-id", "dev@prompt", "site.yml"][..],
+            "Ansible Vault (--vault-id, --vault-password-file, --ask-vault-pass) is not supported by gafix yet",
+        ),
+        (&["-i", "hosts", "--step", "site.yml"][..], "--step is not supported by gafix yet"),
+        (&["-i", "hosts", "--become-method", "su", "site.yml"][..], "--become-method su is not supported by gafix yet (only sudo)"),
+        (&["-i", "hosts", "site.yml", "other.yml"][..], "gafix runs one playbook at a time"),
+        (&["-i", "hosts"][..], "ansible-playbook needs a playbook"),
+    ] {
+        let (code, _, err) = run(&link, args);
+        assert_eq!(code, 5, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let (code, out, _) = run(&link, &["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ansible-playbook ") && out.contains("(commit "), "{out}");
 }

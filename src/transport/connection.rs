@@ -44,6 +44,10 @@ pub struct ConnectionDefaults {
     pub key_file: Option<String>,
     pub become_: Option<bool>,
     pub become_user: Option<String>,
+    /// From the command line (`--ssh-common-args`, `--ssh-extra-args`, `-c`).
+    pub ssh_common_args: Option<String>,
+    pub ssh_extra_args: Option<String>,
+    pub connection: Option<String>,
 }
 
 impl ConnectionDefaults {
@@ -61,6 +65,9 @@ impl ConnectionDefaults {
         put(&["ansible_ssh_private_key_file", "ansible_private_key_file"], self.key_file.clone().map(Into::into));
         put(&["ansible_become"], self.become_.map(Into::into));
         put(&["ansible_become_user"], self.become_user.clone().map(Into::into));
+        put(&["ansible_ssh_common_args"], self.ssh_common_args.clone().map(Into::into));
+        put(&["ansible_ssh_extra_args"], self.ssh_extra_args.clone().map(Into::into));
+        put(&["ansible_connection"], self.connection.clone().map(Into::into));
         out
     }
 }
@@ -298,11 +305,14 @@ mod tests {
             key_file: Some("/k".into()),
             become_: Some(true),
             become_user: Some("admin".into()),
+            connection: Some("local".into()),
+            ..Default::default()
         };
         let s = ConnectionSpec::from_vars("h", &d.fill(&vars(json!({}))), HostKeyPolicy::Strict, None).unwrap();
+        assert!(s.local, "-c local");
         assert_eq!((s.user.as_deref(), s.become_default, s.become_user.as_str()), (Some("deploy"), true, "admin"));
         assert_eq!(s.key_file.as_deref(), Some(std::path::Path::new("/k")));
-        let own = vars(json!({"ansible_ssh_user": "ops", "ansible_become": false}));
+        let own = vars(json!({"ansible_ssh_user": "ops", "ansible_become": false, "ansible_connection": "ssh"}));
         let s = ConnectionSpec::from_vars("h", &d.fill(&own), HostKeyPolicy::Strict, None).unwrap();
         assert_eq!((s.user.as_deref(), s.become_default), (Some("ops"), false), "the host's own settings win");
     }
