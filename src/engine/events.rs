@@ -87,6 +87,15 @@ pub enum PlayOutcome {
 }
 
 impl PlayOutcome {
+    /// Which task ended the host's play, without the cause (told once, on its failed line).
+    pub fn brief(&self) -> String {
+        match self {
+            PlayOutcome::Failed { task, .. } => format!("failed at \"{task}\" (cause above)"),
+            PlayOutcome::Unreachable { .. } => "unreachable (cause above)".into(),
+            other => other.summary(),
+        }
+    }
+
     pub fn summary(&self) -> String {
         match self {
             PlayOutcome::Passed => "passed".into(),

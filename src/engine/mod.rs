@@ -158,7 +158,7 @@ fn gate(
             let verdict = earlier.get(gate).and_then(|o| o.get(h));
             if verdict != Some(&PlayOutcome::Passed) {
                 let reason = match verdict {
-                    Some(v) => format!("{gate} {}", v.summary()),
+                    Some(v) => format!("{gate} {}", v.brief()),
                     None => format!("{gate} did not run on this host"),
                 };
                 outcomes.insert(h.clone(), PlayOutcome::Gated { reason });

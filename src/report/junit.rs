@@ -27,7 +27,8 @@ pub fn render(report: &RunReport) -> std::io::Result<String> {
             let kind = if first.status == Status::Unreachable { NonSuccessKind::Error } else { NonSuccessKind::Failure };
             let mut s = TestCaseStatus::non_success(kind);
             if let TestCaseStatus::NonSuccess { message, description, ty, .. } = &mut s {
-                *message = Some(format!("{}: {}", first.task, first.msg).into());
+                // The cause and its remedy once, in the description; the message names the task.
+                *message = Some(format!("\"{}\" {}", first.task, first.status.label()).into());
                 *ty = Some(first.status.label().into());
                 let mut d = format!("task: {}\n{}", first.location, first.msg);
                 if let Some(rc) = first.rc {
@@ -51,7 +52,13 @@ pub fn render(report: &RunReport) -> std::io::Result<String> {
         let mut case = TestCase::new(format!("{host}: {unit}"), status);
         case.set_classname(format!("{play}.{host}"));
         case.set_time(std::time::Duration::from_secs_f64(records.iter().map(|r| r.duration_s).sum()));
-        let log: Vec<String> = records.iter().map(|r| format!("{}: {} => {}", r.status.label(), r.task, r.msg)).collect();
+        let log: Vec<String> = records
+            .iter()
+            .map(|r| match failed.first() {
+                Some(f) if std::ptr::eq(**f, *r) => format!("{}: {} (see the failure)", r.status.label(), r.task),
+                _ => format!("{}: {} => {}", r.status.label(), r.task, r.msg),
+            })
+            .collect();
         case.set_system_out(log.join("\n"));
         suite.add_test_case(case);
     }
@@ -68,6 +75,9 @@ pub fn render(report: &RunReport) -> std::io::Result<String> {
             }
         }
     }
+    // JUnit readers count skipped cases from `skipped=` (quick-junit writes `disabled=`).
+    let skipped = suite.test_cases.iter().filter(|c| matches!(c.status, TestCaseStatus::Skipped { .. })).count();
+    suite.extra.insert("skipped".into(), skipped.to_string().into());
     if report.interrupted {
         // The run did not finish: say so where CI tools look, as a failing case.
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);

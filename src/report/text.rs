@@ -88,7 +88,10 @@ impl TextReporter {
             bar.finish_and_clear();
         }
         let mut lines = vec![String::new(), "PLAY RECAP ".to_string() + &"*".repeat(68)];
-        for (host, s) in &report.stats {
+        // Hosts by name, as ansible-playbook's recap lists them.
+        let mut hosts: Vec<(&String, &crate::engine::events::Stats)> = report.stats.iter().collect();
+        hosts.sort_by(|a, b| a.0.cmp(b.0));
+        for (host, s) in hosts {
             let status = if s.unreachable > 0 || s.failed > 0 {
                 Status::Failed
             } else if s.changed > 0 {
@@ -121,7 +124,7 @@ impl TextReporter {
                 let after = play.outcomes.get(host).map(|o| o.summary()).unwrap_or_else(|| "not run".into());
                 let detail = match outcome {
                     PlayOutcome::Passed => format!("{} {after}", play.name),
-                    other => other.summary(),
+                    other => other.brief(),
                 };
                 let host = escape_controls(host);
                 lines.push(format!(

@@ -47,8 +47,17 @@ pub fn classify_connect_error(spec: &ConnectionSpec, text: &str) -> TransportErr
             spec.address
         ));
     }
+    // ssh names the host and port itself ("ssh: connect to host A port P: why"): say them once.
+    let why = match text.find("connect to host ") {
+        Some(at) => {
+            let rest = &text[at..];
+            let cut = rest.find(": ").map(|i| &rest[i + 2..]).unwrap_or(rest);
+            format!("{}{}", &text[..at].trim_end_matches("ssh: "), cut)
+        }
+        None => text.to_string(),
+    };
     TransportError::Unreachable(format!(
-        "cannot connect to {}{}: {text}",
+        "cannot connect to {}{}: {why}",
         spec.address,
         spec.port.map(|p| format!(":{p}")).unwrap_or_default()
     ))
