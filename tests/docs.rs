@@ -281,8 +281,8 @@ fn check_github_actions(doc: &Yaml) -> Vec<String> {
             let Some(uses) = uses else {
                 for cmd in run.map(|r| command_lines(r).unwrap_or_default()).unwrap_or_default() {
                     junit_files.extend(cmd.value_of("--junit"));
+                    unpublished.extend(cmd.value_of("--junit"));
                 }
-                unpublished.clone_from(&junit_files);
                 continue;
             };
             let cond = step["if"].as_str().unwrap_or("");
