@@ -200,7 +200,11 @@ fn semaphore_ansible_app_and_custom_app() {
         ),
     )
     .unwrap();
-    std::fs::write(checkout.join("app.yml"), "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: greeting\n      command: echo {{ greeting }}\n").unwrap();
+    std::fs::write(
+        checkout.join("app.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: greeting\n      command: echo {{ greeting }}\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_gafix"))
         .args(["converge", "-i", tester_inventory.to_str().unwrap(), "app.yml", "greeting=hello-from-semaphore"])
         .current_dir(&checkout)
