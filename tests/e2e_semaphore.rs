@@ -34,20 +34,31 @@ fn openpty() -> (OwnedFd, OwnedFd) {
 /// An ssh-agent holding the test key, as Semaphore's in-process agent holds the inventory's.
 struct Agent {
     dir: tempfile::TempDir,
-    pid: String,
+    process: std::process::Child,
 }
 
 impl Agent {
     fn start(key: &Path) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("agent.sock");
-        let out = Command::new("ssh-agent").arg("-a").arg(&sock).arg("-s").output().expect("ssh-agent");
-        assert!(out.status.success(), "ssh-agent: {}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8_lossy(&out.stdout);
-        let pid = text.split("SSH_AGENT_PID=").nth(1).and_then(|r| r.split(';').next()).expect("agent pid").to_string();
+        // In the foreground (-D): this handle owns it, and no daemon keeps our pipes open.
+        let process = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent");
+        let agent = Agent { dir, process };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent made no socket");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let add = Command::new("ssh-add").arg(key).env("SSH_AUTH_SOCK", &sock).output().expect("ssh-add");
         assert!(add.status.success(), "ssh-add: {}", String::from_utf8_lossy(&add.stderr));
-        Agent { dir, pid }
+        agent
     }
 
     fn sock(&self) -> std::path::PathBuf {
@@ -57,7 +68,8 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(&self.pid).status();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -137,6 +149,8 @@ fn semaphore_ansible_app_and_custom_app() {
         });
     }
     let mut child = cmd.spawn().expect("run ansible-playbook");
+    // Only the child may hold the terminal's slave side: the watcher's reads end when it exits.
+    drop(cmd);
     drop(slave);
     // Semaphore's prompt loop: 100-byte chunks of the terminal, trimmed, checked by prefix.
     let mut terminal = std::fs::File::from(master);
@@ -158,24 +172,29 @@ fn semaphore_ansible_app_and_custom_app() {
         }
         transcript
     });
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    let (mut out_pipe, mut err_pipe) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let _ = out_pipe.read_to_string(&mut stdout);
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = pipe.read_to_string(&mut s);
+            s
+        })
+    };
+    let out_reader = reader(Box::new(child.stdout.take().unwrap()));
+    let err_reader = reader(Box::new(child.stderr.take().unwrap()));
+    // A run that waits for an answer nobody gives must fail the test, not hang it.
+    let deadline = Instant::now() + Duration::from_secs(300);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "ansible-playbook (gafix) did not finish");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ansible-playbook (gafix) did not finish within 300 s (a prompt Semaphore did not see?)");
+        }
         std::thread::sleep(Duration::from_millis(100));
     };
-    stderr.push_str(&err_reader.join().unwrap());
+    let (stdout, stderr) = (out_reader.join().unwrap(), err_reader.join().unwrap());
     let _ = watcher.join();
     let explain = format!("exit {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
     assert!(answered.load(std::sync::atomic::Ordering::SeqCst), "Semaphore saw no BECOME password prompt on the terminal\n{explain}");
