@@ -599,3 +599,37 @@ fn ansible_playbook_command_line_and_name() {
     assert_eq!(code, 0);
     assert!(out.starts_with("ansible-playbook ") && out.contains("(commit "), "{out}");
 }
+
+#[test]
+fn logs_people_read_a_cause_once_hosts_by_name_skipped_counted() {
+    let fleet = Fleet::new();
+    // Inventory order: z first; the recap lists hosts by name, as Ansible's does.
+    fleet.write(
+        "hosts",
+        "z-unreachable ansible_host=127.0.0.1 ansible_port=9\na-local ansible_connection=local\nm-failing ansible_connection=local\n",
+    );
+    fleet.write(
+        "site.yml",
+        "- name: stage1\n  hosts: all\n  gather_facts: false\n  tasks:\n    - name: check\n      shell: test {{ inventory_hostname }} != m-failing || { printf 'REMEDY-%s do this\\n' MARKER >&2; exit 3; }\n\
+         - name: stage2\n  hosts: all\n  gafix_gate: stage1\n  gather_facts: false\n  tasks:\n    - command: 'true'\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_gafix"))
+        .args(["converge", "-i", "hosts", "site.yml", "-T", "3", "--junit", "r.xml"])
+        .current_dir(fleet.dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+    let recap = &stdout[stdout.find("PLAY RECAP").unwrap()..];
+    let (a, m, z) = (recap.find("a-local").unwrap(), recap.find("m-failing").unwrap(), recap.find("z-unreachable").unwrap());
+    assert!(a < m && m < z, "hosts by name: {recap}");
+    assert_eq!(stdout.matches("REMEDY-MARKER").count(), 1, "the cause is told once: {stdout}");
+    assert!(stdout.contains("gated: [m-failing] stage1 failed at \"check\" (cause above)"), "{stdout}");
+    let unreachable = stdout.lines().find(|l| l.starts_with("unreachable: [z-unreachable]")).expect("the unreachable line");
+    assert_eq!(unreachable.matches("127.0.0.1").count(), 1, "host once: {unreachable}");
+    assert_eq!(unreachable.matches('9').count(), 1, "port once: {unreachable}");
+    let junit = std::fs::read_to_string(fleet.path("r.xml")).unwrap();
+    assert!(junit.contains("skipped=\"2\""), "the two gated hosts are skipped cases: {junit}");
+    assert_eq!(junit.matches("REMEDY-MARKER").count(), 1, "once in JUnit: {junit}");
+}

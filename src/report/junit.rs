@@ -35,7 +35,9 @@ pub fn render(report: &RunReport) -> std::io::Result<String> {
                     d.push_str(&format!("\nexit code: {rc}"));
                 }
                 if let Some(t) = &first.stderr_tail {
-                    d.push_str(&format!("\n{t}"));
+                    for l in t.lines().filter(|l| !l.trim().is_empty() && !first.msg.contains(l.trim())) {
+                        d.push_str(&format!("\n{l}"));
+                    }
                 }
                 *description = Some(d.into());
             }

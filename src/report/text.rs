@@ -186,7 +186,8 @@ impl Reporter for TextReporter {
                         text.push_str(&format!("\n    exit code: {rc}"));
                     }
                     if let Some(tail) = &r.stderr_tail {
-                        for l in tail.lines() {
+                        // Each line once: the message may already end with the last one.
+                        for l in tail.lines().filter(|l| !l.trim().is_empty() && !r.msg.contains(l.trim())) {
                             text.push_str(&format!("\n    | {}", c(l)));
                         }
                     }
