@@ -369,6 +369,8 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
     let file: std::sync::Arc<Path> = std::sync::Arc::from(path);
     let mut entries: Vec<Entry> = Vec::new();
     let mut section: Option<String> = None;
+    // The indentation of the last option line: a line indented deeper continues its value.
+    let mut option_indent: Option<usize> = None;
     for (i, raw) in text.lines().enumerate() {
         let at = Location::new(&file, i + 1, 1);
         let trimmed = raw.trim();
@@ -376,8 +378,9 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
             continue;
         }
         let value_part = strip_inline_comment(trimmed);
-        if raw.starts_with([' ', '\t']) {
-            if let Some(last) = entries.last_mut().filter(|e| e.at.line < i + 1) {
+        let indent = raw.len() - raw.trim_start().len();
+        if option_indent.is_some_and(|o| indent > o) {
+            if let Some(last) = entries.last_mut() {
                 last.value.push('\n');
                 last.value.push_str(value_part);
                 continue;
@@ -385,6 +388,7 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
         }
         if let Some(name) = trimmed.strip_prefix('[').and_then(|r| r.split_once(']')).map(|(n, _)| n.trim()) {
             section = Some(name.to_string());
+            option_indent = None;
             continue;
         }
         let Some(sec) = &section else {
@@ -393,6 +397,7 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Entry>, ConfigError> {
         let split = value_part.find(['=', ':']).map(|i| (&value_part[..i], &value_part[i + 1..]));
         match split {
             Some((k, v)) if !k.trim().is_empty() => {
+                option_indent = Some(indent);
                 entries.push(Entry { section: sec.clone(), key: k.trim().to_ascii_lowercase(), value: v.trim().to_string(), at })
             }
             _ => return Err(ConfigError::Invalid(Diagnostic::new(&at, format!("expected 'key = value', found: {trimmed}")))),
@@ -485,5 +490,8 @@ mod tests {
         assert!(c.unwrap_err().to_string().contains("become_method: 'su' is not supported by gafix (only sudo)"));
         let (_d, c) = load(&[("project/ansible.cfg", "forks = 1\n")], &[]);
         assert!(c.unwrap_err().to_string().contains("ansible.cfg:1:1: a setting before any [section]"));
+        let (_d, c) = load(&[("project/ansible.cfg", "[defaults]\n  inventory = hosts\n  remote_user = deploy\n      and more\n")], &[]);
+        let c = c.unwrap();
+        assert_eq!(c.set("remote_user"), Some("deploy\nand more"), "indented options are options; deeper lines continue");
     }
 }

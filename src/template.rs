@@ -61,6 +61,7 @@ impl Templar {
 fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(undefined);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(|out, state, value| {
         if value.is_undefined() {
             return Err(Error::new(ErrorKind::UndefinedError, "a variable in this template is undefined"));
@@ -139,7 +140,7 @@ impl Templar {
         let ctx = context(vars);
         let compiled = self.env.compile_expression(expr).map_err(|e| describe(&e))?;
         let result = match compiled.eval(&ctx) {
-            Err(e) if e.kind() == ErrorKind::UndefinedError && guards_undefined(expr) => {
+            Err(e) if e.kind() == ErrorKind::UndefinedError && guarded(expr, compiled.undeclared_variables(true), vars) => {
                 self.chaining.compile_expression(expr).and_then(|c| c.eval(&ctx))
             }
             other => other,
@@ -152,17 +153,98 @@ impl Templar {
         }
     }
 
+    /// Renders, in place, the values of the variables that `sources` (conditions and
+    /// templates) use, where those values are templates themselves (`app_dir: "{{ base
+    /// }}/app"`), and of the variables those use in turn: Ansible templates a variable when
+    /// it is used. Variables nothing uses are left as they are (and cannot fail the task).
+    pub fn resolve_used(&self, vars: &mut Vars, sources: &[String]) -> Result<(), TemplateError> {
+        let mut done = std::collections::HashSet::new();
+        for source in sources {
+            for name in self.names_in(source) {
+                self.resolve_var(vars, &name, &mut Vec::new(), &mut done)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The top-level variable names a condition or template uses.
+    fn names_in(&self, source: &str) -> Vec<String> {
+        let trimmed = source.trim();
+        let names = if trimmed.contains("{{") || trimmed.contains("{%") {
+            self.chaining.template_from_str(source).map(|t| t.undeclared_variables(false)).unwrap_or_default()
+        } else {
+            self.chaining.compile_expression(trimmed).map(|e| e.undeclared_variables(false)).unwrap_or_default()
+        };
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort();
+        names
+    }
+
+    fn resolve_var(
+        &self,
+        vars: &mut Vars,
+        name: &str,
+        in_progress: &mut Vec<String>,
+        done: &mut std::collections::HashSet<String>,
+    ) -> Result<(), TemplateError> {
+        if done.contains(name) || crate::inventory::SECRET_VARS.contains(&name) {
+            return Ok(());
+        }
+        let Some(value) = vars.get(name).cloned() else { return Ok(()) };
+        let mut templates = Vec::new();
+        collect_templates(&value, &mut templates);
+        if templates.is_empty() {
+            done.insert(name.to_string());
+            return Ok(());
+        }
+        if in_progress.iter().any(|n| n == name) || in_progress.len() >= 32 {
+            return Err(TemplateError {
+                what: "variable",
+                source_text: name.to_string(),
+                message: format!("it refers to itself ({} -> {name})", in_progress.join(" -> ")),
+            });
+        }
+        in_progress.push(name.to_string());
+        for t in &templates {
+            for inner in self.names_in(t) {
+                self.resolve_var(vars, &inner, in_progress, done)?;
+            }
+        }
+        in_progress.pop();
+        let rendered = self.render(&value, vars).map_err(|e| TemplateError {
+            what: "variable",
+            source_text: name.to_string(),
+            message: e.to_string(),
+        })?;
+        vars.insert(name.to_string(), rendered);
+        done.insert(name.to_string());
+        Ok(())
+    }
+
     /// Renders every string in a value that contains `{{` or `{%`. A string that is exactly
     /// one `{{ expression }}` keeps the expression's type, as Ansible's native rendering does.
     pub fn render(&self, value: &Json, vars: &Vars) -> Result<Json, TemplateError> {
+        self.render_inner(value, vars, false)
+    }
+
+    /// Renders variables' values: `!unsafe` strings keep their mark, so that wherever the
+    /// variable is used later it is still used as written.
+    pub fn render_vars(&self, value: &Json, vars: &Vars) -> Result<Json, TemplateError> {
+        self.render_inner(value, vars, true)
+    }
+
+    fn render_inner(&self, value: &Json, vars: &Vars, keep_unsafe: bool) -> Result<Json, TemplateError> {
         match value {
+            Json::String(s) if s.starts_with(UNSAFE_MARK) && keep_unsafe => Ok(value.clone()),
             Json::String(s) if s.starts_with(UNSAFE_MARK) => Ok(Json::String(s[UNSAFE_MARK.len()..].to_string())),
             Json::String(s) if s.contains("{{") || s.contains("{%") => self.render_str(s, vars),
-            Json::Array(items) => items.iter().map(|i| self.render(i, vars)).collect::<Result<Vec<_>, _>>().map(Json::Array),
+            Json::Array(items) => {
+                items.iter().map(|i| self.render_inner(i, vars, keep_unsafe)).collect::<Result<Vec<_>, _>>().map(Json::Array)
+            }
             Json::Object(map) => {
                 let mut out = serde_json::Map::new();
                 for (k, v) in map {
-                    let v = self.render(v, vars)?;
+                    let v = self.render_inner(v, vars, keep_unsafe)?;
                     if v.as_str() != Some(OMIT) {
                         out.insert(k.clone(), v);
                     }
@@ -185,7 +267,7 @@ impl Templar {
         let ctx = context(vars);
         let template = self.env.template_from_str(s).map_err(|e| err(describe(&e)))?;
         let result = match template.render(&ctx) {
-            Err(e) if e.kind() == ErrorKind::UndefinedError && guards_undefined(s) => {
+            Err(e) if e.kind() == ErrorKind::UndefinedError && guarded(s, template.undeclared_variables(true), vars) => {
                 self.chaining.template_from_str(s).and_then(|t| t.render(&ctx))
             }
             other => other,
@@ -198,13 +280,36 @@ impl Templar {
     }
 }
 
-/// Whether an expression guards against undefined values itself (`default`, `d`,
-/// `is defined`, `is undefined`, `mandatory`): then Ansible's chaining undefined applies.
-fn guards_undefined(source: &str) -> bool {
-    static GUARD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    GUARD
-        .get_or_init(|| regex::Regex::new(r"\|\s*(default|d|mandatory)\b|\bis\s+(not\s+)?(defined|undefined)\b").expect("valid regex"))
-        .is_match(source)
+/// Whether every variable the expression uses that is undefined is guarded where it is
+/// used (`x | default(..)`, `x.y | d(..)`, `x is defined`, `x is undefined`, `mandatory`):
+/// then Ansible's chaining undefined applies. One unguarded use keeps the strict error
+/// (`foo is defined and bar == 'x'` with `bar` undefined is an error, as in Ansible).
+fn guarded(source: &str, referenced: std::collections::HashSet<String>, vars: &Vars) -> bool {
+    let undefined: Vec<String> = referenced
+        .iter()
+        .filter_map(|path| {
+            let first = path.split('.').next()?;
+            (!vars.contains_key(first)).then(|| first.to_string())
+        })
+        .collect();
+    if undefined.is_empty() {
+        // Only attributes are missing (`d.nokey`): guarded if the expression guards at all.
+        return guard_after(source, r"[A-Za-z_][\w.]*");
+    }
+    undefined.iter().all(|name| {
+        let every_use = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name))).expect("valid regex");
+        let uses = every_use.find_iter(source).count();
+        let guarded_uses =
+            regex::Regex::new(&format!(r"\b{}\b{}", regex::escape(name), GUARD_TAIL)).expect("valid regex").find_iter(source).count();
+        uses > 0 && uses == guarded_uses
+    })
+}
+
+/// What may follow a variable (attributes, subscripts) before a guard, then the guard.
+const GUARD_TAIL: &str = r"(?:\.\w+|\[[^\]]*\])*\s*(?:\|\s*(?:default|d|mandatory)\b|is\s+(?:not\s+)?(?:defined|undefined)\b)";
+
+fn guard_after(source: &str, name: &str) -> bool {
+    regex::Regex::new(&format!("{name}{GUARD_TAIL}")).expect("valid regex").is_match(source)
 }
 
 /// "'x' is undefined", naming the first variable (or attribute path) of the expression
@@ -226,6 +331,16 @@ fn undefined_message(referenced: std::collections::HashSet<String>, vars: &Vars)
         }
     }
     "a variable in this expression is undefined".to_string()
+}
+
+/// The template strings in a value (not `!unsafe` ones).
+pub fn collect_templates(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::String(s) if !s.starts_with(UNSAFE_MARK) && (s.contains("{{") || s.contains("{%")) => out.push(s.clone()),
+        Json::Array(items) => items.iter().for_each(|i| collect_templates(i, out)),
+        Json::Object(map) => map.values().for_each(|i| collect_templates(i, out)),
+        _ => {}
+    }
 }
 
 /// The variables as templates see them: `!unsafe` values are plain strings there (a
@@ -306,6 +421,10 @@ mod tests {
         assert!(t.condition("{{ n == 1 }}", &v).unwrap());
         assert!(t.condition("'12.1' is version('12', '>=')", &v).unwrap());
         assert!(t.condition("ansible_os_family is match('Deb')", &v).unwrap());
+        assert!(
+            t.condition("ansible_os_family.startswith('Deb') and ansible_os_family.lower() == 'debian'", &v).unwrap(),
+            "Python's string methods"
+        );
         let e = t.condition("nosuch", &v).unwrap_err();
         assert!(e.to_string().contains("undefined"), "{e}");
         assert!(t.condition("a ==", &v).is_err());
@@ -333,6 +452,28 @@ mod tests {
         assert!(t.condition("d.n.nokey is not defined", &v).unwrap());
         assert_eq!(t.render(&json!("{{ nosuch.x | default('z') }}-{{ s }}"), &v).unwrap(), json!("z-QEMU"));
         assert_eq!(t.render(&json!({"a": "{{ nosuch | default(omit) }}"}), &vars(json!({"omit": OMIT}))).unwrap(), json!({}));
+        // A guard on one variable does not cover another.
+        assert_eq!(t.condition("nosuch is not defined and bar == 'x'", &v).unwrap_err().message, "'bar' is undefined");
+        assert!(t.condition("not (skip | default(false)) and not maintenance_windw", &v).is_err(), "a typo is not false");
+        assert!(t.render(&json!("{{ (a | default('')) ~ b }}"), &v).is_err());
+    }
+
+    #[test]
+    fn variables_are_templated_when_used() {
+        let t = Templar::new();
+        let mut v = vars(
+            json!({"base": "/srv", "app_dir": "{{ base }}/app", "logs": ["{{ app_dir }}/log"], "unused": "{{ nosuch }}", "me": "{{ me }}"}),
+        );
+        t.resolve_used(&mut v, &["{{ logs[0] }}".to_string(), "app_dir == '/srv/app'".to_string()]).unwrap();
+        assert_eq!(v["app_dir"], json!("/srv/app"));
+        assert_eq!(v["logs"], json!(["/srv/app/log"]));
+        assert_eq!(t.render(&json!("{{ logs[0] }}"), &v).unwrap(), json!("/srv/app/log"));
+        assert_eq!(v["unused"], json!("{{ nosuch }}"), "what nothing uses is not rendered (and cannot fail)");
+        let e = t.resolve_used(&mut v, &["{{ me }}".to_string()]).unwrap_err();
+        assert!(e.message.contains("refers to itself"), "{e}");
+        let mut v = vars(json!({"app_dir": "{{ base }}/app"}));
+        let e = t.resolve_used(&mut v, &["{{ app_dir }}".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("'base' is undefined"), "{e}");
     }
 
     #[test]

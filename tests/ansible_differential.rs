@@ -120,6 +120,27 @@ fn cases() -> Vec<Case> {
             gathering_plays: 0, inventory_user: true,
         },
         Case {
+            name: "variables whose values are templates, rendered when used",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  gather_facts: false
+  vars:
+    base: /srv
+    unused: "{{ not_defined_anywhere }}"
+  roles:
+    - paths
+"#,
+                ),
+                ("roles/paths/defaults/main.yml", "app_dir: \"{{ base }}/{{ inventory_hostname }}\"\nlogs: [\"{{ app_dir }}/log\"]\n"),
+                ("roles/paths/tasks/main.yml", "- shell: echo \"{{ logs[0] }}\" > /tmp/gd/{{ inventory_hostname }}-logs\n  when: app_dir.startswith(base)\n"),
+            ],
+            args: &[],
+            gathering_plays: 0,
+            inventory_user: true,
+        },
+        Case {
             name: "group_vars and host_vars beside the inventory and beside the playbook",
             files: &[
                 (
@@ -157,6 +178,26 @@ fn cases() -> Vec<Case> {
             )],
             args: &[],
             gathering_plays: 0, inventory_user: true,
+        },
+        Case {
+            name: "any_errors_fatal on the last task ends the playbook",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  any_errors_fatal: true
+  tasks:
+    - shell: echo a > /tmp/gd/{{ inventory_hostname }}-a
+    - shell: test {{ inventory_hostname }} != h3
+- hosts: all
+  gather_facts: false
+  tasks:
+    - shell: echo c > /tmp/gd/{{ inventory_hostname }}-c
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0,
+            inventory_user: true,
         },
         Case {
             name: "max_fail_percentage is checked after each task",

@@ -219,6 +219,12 @@ pub enum Event<'a> {
         count: usize,
         hosts: &'a [String],
     },
+    /// With `strategy: linear`, every host of the batch is about to run this task (the
+    /// `TASK [role : name]` header of ansible-playbook's output).
+    TaskStart {
+        role: Option<&'a str>,
+        task: &'a str,
+    },
     Task(&'a TaskRecord),
     BatchStopped {
         play: &'a str,

@@ -87,6 +87,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
             interrupt,
             records: Mutex::new(Vec::new()),
             fatal: Mutex::new(None),
+            over_max_fail: std::sync::atomic::AtomicBool::new(false),
             plan_dir: &plan.dir,
             no_vars: Vars::new(),
         };
@@ -94,6 +95,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
         if interrupt.is_stopping() {
             report.interrupted = true;
         }
+        let ends_playbook = ctx.fatal.lock().unwrap().is_some() || ctx.over_max_fail.load(std::sync::atomic::Ordering::SeqCst);
         outcomes_by_play.insert(planned.play.name.clone(), outcomes.clone());
         report.plays.push(PlayReport {
             name: planned.play.name.clone(),
@@ -103,7 +105,7 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
             outcomes,
             stopped,
         });
-        if report.interrupted {
+        if report.interrupted || ends_playbook {
             break;
         }
     }
@@ -201,6 +203,7 @@ async fn run_batches(
         if index + 1 < batches.len() && plan::batch_stops_play(batch.len(), failed, ctx.planned.max_fail_percentage) {
             let reason = match ctx.planned.max_fail_percentage {
                 Some(max) if failed < batch.len() => {
+                    ctx.over_max_fail.store(true, std::sync::atomic::Ordering::SeqCst);
                     format!("{failed} of {} hosts in batch {} failed, more than max_fail_percentage {max}%", batch.len(), index + 1)
                 }
                 _ => format!("every host in batch {} failed", index + 1),
@@ -282,6 +285,11 @@ async fn run_linear(ctx: &PlayCtx<'_>, mut plays: Vec<HostPlay>, steps: &[Step],
         for hp in plays.iter_mut() {
             stop_if_fatal(ctx, hp, index);
         }
+        if let (Step::Task(i), true) = (step, plays.iter().any(|hp| hp.left.is_none()) && !ctx.interrupt.is_stopping()) {
+            let task = &ctx.planned.tasks[*i];
+            let name = task.display_name();
+            ctx.reporter.event(&Event::TaskStart { role: ctx.planned.role_of(task).map(|r| r.role.name.as_str()), task: &name });
+        }
         stream::iter(plays.iter_mut())
             .for_each_concurrent(ctx.opts.forks.max(1), |hp| async move {
                 play::run_step(hp, *step, ctx).await;
@@ -292,6 +300,7 @@ async fn run_linear(ctx: &PlayCtx<'_>, mut plays: Vec<HostPlay>, steps: &[Step],
             plays.iter().filter(|hp| matches!(hp.left, Some(PlayOutcome::Failed { .. } | PlayOutcome::Unreachable { .. }))).count();
         if let Some(max) = ctx.planned.max_fail_percentage {
             if failed < batch_len && plan::batch_stops_play(batch_len, failed, Some(max)) {
+                ctx.over_max_fail.store(true, std::sync::atomic::Ordering::SeqCst);
                 let reason = format!("{failed} of {batch_len} hosts failed, more than max_fail_percentage {max}%");
                 // As Ansible: the rest of the batch is done with the play, and out of the run.
                 for hp in plays.iter_mut().filter(|hp| hp.left.is_none()) {
@@ -357,6 +366,9 @@ struct PlayCtx<'a> {
     records: Mutex<Vec<TaskRecord>>,
     /// The step and reason at which `any_errors_fatal` ended the play.
     fatal: Mutex<Option<(usize, String)>>,
+    /// `max_fail_percentage` was exceeded: as `any_errors_fatal`, this ends the playbook
+    /// (Ansible's "break play": no later batch and no later play runs).
+    over_max_fail: std::sync::atomic::AtomicBool,
     /// The playbook's directory (`vars_files` are found from it).
     plan_dir: &'a std::path::Path,
     /// No variables: the facts of a host whose facts were not gathered.

@@ -60,8 +60,15 @@ pub(super) enum Step {
 pub(super) fn steps(ctx: &PlayCtx<'_>) -> Vec<Step> {
     let mut steps = vec![Step::Start];
     steps.extend((0..ctx.planned.tasks.len()).map(Step::Task));
+    // A role whose tasks --tags or --start-at-task left out is not verified either.
+    let ran = |i: usize| ctx.planned.tasks.iter().any(|t| t.role_instance == Some(i));
     steps.extend(
-        ctx.planned.roles.iter().enumerate().filter(|(_, r)| r.role.meta.verify_unit_active.is_some()).map(|(i, _)| Step::Verify(i)),
+        ctx.planned
+            .roles
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| r.role.meta.verify_unit_active.is_some() && ran(*i))
+            .map(|(i, _)| Step::Verify(i)),
     );
     steps
 }
@@ -234,7 +241,8 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
         module: Some(task.module),
     };
     if let Some(why) = instance.and_then(|i| hp.not_applicable.get(i).cloned().flatten()) {
-        let o = Outcome::skipped(format!("not applicable: {why}"));
+        // Registered as skipped, as Ansible registers a skipped task: later tasks may test it.
+        let o = register(&mut hp.host, task, Outcome::skipped(format!("not applicable: {why}")));
         return hp.emit(ctx, TaskRecord::new(of, &o, Instant::now(), ctx.run_started));
     }
     let started = Instant::now();
@@ -356,6 +364,13 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
     };
     let mut vars = plan::task_vars(&layers, hp.host.name(), ctx.inv, &ctx.planned.hosts, check_mode);
     let host = &mut hp.host;
+    // Variables whose values are templates are rendered when the task uses them, as in Ansible.
+    let mut sources: Vec<String> = task.kw.when.iter().chain(&task.changed_when).chain(&task.failed_when).cloned().collect();
+    crate::template::collect_templates(&Json::Object(task.args.0.clone()), &mut sources);
+    task.kw.environment.iter().for_each(|e| crate::template::collect_templates(e, &mut sources));
+    if let Err(e) = ctx.templar.resolve_used(&mut vars, &sources) {
+        return register(host, task, Outcome::failed(e.to_string()));
+    }
     for cond in &task.kw.when {
         match ctx.templar.condition(cond, &vars) {
             Ok(true) => {}

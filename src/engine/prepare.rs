@@ -67,13 +67,18 @@ pub fn connection_for(
     for value in secret.values() {
         crate::secrets::register_json(value);
     }
-    let mut rendered = match templar.render(&Json::Object(ordinary), &vars) {
+    let mut rendered = match templar.render_vars(&Json::Object(ordinary), &vars) {
         Ok(Json::Object(m)) => m,
         Ok(_) => vars.clone(),
         Err(e) => return Err(ConnectionError { place: None, message: format!("cannot render the host's variables: {e}") }),
     };
     rendered.extend(secret);
-    match ConnectionSpec::from_vars(name, &defaults.fill(&rendered), host_key_policy, become_password) {
+    // The connection reads values as they are: `!unsafe` marks off.
+    let plain = match crate::yaml::strip_unsafe_marks(&Json::Object(rendered.clone())) {
+        Json::Object(m) => m,
+        _ => rendered.clone(),
+    };
+    match ConnectionSpec::from_vars(name, &defaults.fill(&plain), host_key_policy, become_password) {
         Ok(spec) => Ok((spec, rendered)),
         Err(e) => {
             let place = match e.var {

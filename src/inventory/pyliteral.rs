@@ -46,14 +46,16 @@ impl Parser<'_> {
             b'{' => self.braces(),
             b'\'' | b'"' => self.strings(),
             b'-' | b'+' => {
+                // One sign, on a number (literal_eval's rule; `--3` is not a literal).
                 let negative = self.peek() == Some(b'-');
                 self.i += 1;
                 self.skip_space();
-                match self.value()? {
+                if !self.peek().is_some_and(|c| c.is_ascii_digit() || c == b'.') {
+                    return None;
+                }
+                match self.number()? {
                     Json::Number(n) if negative => negate(&n),
-                    Json::Number(n) => Some(Json::Number(n)),
-                    Json::Bool(b) => Some(Json::from(if negative { -(b as i64) } else { b as i64 })),
-                    _ => None,
+                    other => Some(other),
                 }
             }
             c if c.is_ascii_digit() || c == b'.' => self.number(),
@@ -376,8 +378,10 @@ mod tests {
 
     #[test]
     fn not_literals_stay_text() {
-        for text in ["yes", "10.0.0.1", "0777", "07", "abc", "1+2", "[1, 2", "'open", "x=1", "1_", "{'a' 1}", "f'x'", "1j", "", "--", "inf"]
-        {
+        for text in [
+            "--3", "-True", "yes", "10.0.0.1", "0777", "07", "abc", "1+2", "[1, 2", "'open", "x=1", "1_", "{'a' 1}", "f'x'", "1j", "",
+            "--", "inf",
+        ] {
             assert_eq!(literal_eval(text), None, "{text}");
         }
         assert_eq!(literal_eval(&"[".repeat(1000)), None, "deep nesting is refused, not a stack overflow");

@@ -211,6 +211,9 @@ fn call(path: &Path, args: &[&str]) -> Result<Json, String> {
             Err(e) => return Err(format!("the inventory script `{shown}`: {e}")),
         }
     };
+    // Whatever the script left behind (a daemon holding its pipes) goes with it.
+    // SAFETY: kill(2) on the group the script led; no memory is involved.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     let out = out_reader.join().unwrap_or_default();
     let err = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).trim().to_string();
     let tail = |s: &str| s.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");

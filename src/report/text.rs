@@ -166,6 +166,12 @@ impl Reporter for TextReporter {
                 }
             }
             Event::BatchStart { index, count, hosts, .. } => self.line(&format!("batch {index}/{count}: {}", hosts.join(", "))),
+            Event::TaskStart { role, task } => {
+                let role = role.map(|r| format!("{} : ", escape_controls(r))).unwrap_or_default();
+                let title = format!("TASK [{role}{}] ", escape_controls(task));
+                let stars = "*".repeat(79usize.saturating_sub(title.chars().count()).max(3));
+                self.line(&format!("\n{title}{stars}"));
+            }
             Event::Task(r) => {
                 let c = escape_controls;
                 let label = if r.ignored { "failed (ignored)".to_string() } else { r.status.label().to_string() };

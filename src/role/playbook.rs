@@ -259,7 +259,13 @@ impl Expansion<'_> {
             self.add(dep, &kw, chain, seen);
         }
         chain.pop();
-        let key = (role.name.clone(), serde_json::to_string(&r.vars).unwrap_or_default());
+        // Ansible's role identity: the role (where it was found), its parameters (in any
+        // order), and the entry's own `when` and `tags`.
+        let params: std::collections::BTreeMap<&String, &serde_json::Value> = r.vars.iter().collect();
+        let key = (
+            format!("{}/{}", role.origin, role.name),
+            format!("{}|{:?}|{:?}", serde_json::to_string(&params).unwrap_or_default(), r.kw.when, r.kw.tags),
+        );
         if seen.contains(&key) && !role.allow_duplicates {
             return;
         }
