@@ -540,6 +540,7 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
         become_password: become_password(args.ask_become_pass || config.bool("become_ask_pass") == Some(true))?,
         extra_vars,
         connection_defaults: cli_connection_defaults(&args, &config)?,
+        verbosity: args.common.verbose,
         connect_with: None,
     };
     let json_stdout = args.common.format == Format::Json;

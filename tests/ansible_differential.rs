@@ -141,6 +141,35 @@ fn cases() -> Vec<Case> {
             inventory_user: true,
         },
         Case {
+            name: "set_fact, debug and fail",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  vars:
+    level: play
+  tasks:
+    - set_fact:
+        level: fact
+        twice: "{{ level }}-{{ level }}"
+    - debug:
+        msg: "{{ twice }}"
+    - debug:
+        var: level
+    - debug:
+        msg: quiet
+        verbosity: 2
+    - fail:
+        msg: "{{ inventory_hostname }} stops here"
+      when: inventory_hostname == 'h2'
+    - shell: echo "{{ level }} {{ twice }}" > /tmp/gd/{{ inventory_hostname }}-facts
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0,
+            inventory_user: true,
+        },
+        Case {
             name: "group_vars and host_vars beside the inventory and beside the playbook",
             files: &[
                 (

@@ -633,3 +633,37 @@ fn logs_people_read_a_cause_once_hosts_by_name_skipped_counted() {
     assert!(junit.contains("skipped=\"2\""), "the two gated hosts are skipped cases: {junit}");
     assert_eq!(junit.matches("REMEDY-MARKER").count(), 1, "once in JUnit: {junit}");
 }
+
+#[test]
+fn debug_set_fact_and_fail() {
+    let fleet = Fleet::new();
+    fleet.write("hosts.yml", "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n");
+    fleet.write(
+        "site.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - set_fact:\n        greeting: hello\n        items: [1, 2]\n        cacheable: true\n\
+         \x20   - name: say\n      debug:\n        msg: \"{{ greeting }} {{ items | length }}\"\n\
+         \x20   - name: show\n      debug:\n        var: items\n\
+         \x20   - name: quiet\n      debug:\n        msg: only with -v\n        verbosity: 1\n\
+         \x20   - name: stop\n      fail:\n        msg: stopped on purpose\n      when: greeting == 'hello'\n\
+         \x20   - name: never\n      debug:\n        msg: not reached\n",
+    );
+    let (code, out, err) = gafix(&["converge", "-i", "hosts.yml", "site.yml"], fleet.dir.path());
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("ok: [localhost] set_fact => set greeting, items"), "{out}");
+    assert!(out.contains("ok: [localhost] say => hello 2"), "{out}");
+    assert!(out.contains("ok: [localhost] show => items: [1,2]"), "{out}");
+    assert!(out.contains("skipped: [localhost] quiet => verbosity threshold not met"), "{out}");
+    assert!(out.contains("failed: [localhost] stop => stopped on purpose"), "{out}");
+    assert!(!out.contains("not reached"), "{out}");
+    let (code, out, _) = gafix(&["converge", "-i", "hosts.yml", "site.yml", "-v"], fleet.dir.path());
+    assert_eq!(code, 2);
+    assert!(out.contains("ok: [localhost] quiet => only with -v"), "{out}");
+    fleet.write(
+        "bad.yml",
+        "- hosts: all\n  tasks:\n    - set_fact:\n        \"not a name\": 1\n    - debug:\n        msg: a\n        var: b\n",
+    );
+    let (code, _, err) = gafix(&["validate", "-i", "hosts.yml", "bad.yml"], fleet.dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("set_fact: 'not a name' is not a valid variable name"), "{err}");
+    assert!(err.contains("debug: 'msg' and 'var' are mutually exclusive"), "{err}");
+}

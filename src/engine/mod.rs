@@ -41,6 +41,8 @@ pub struct Options {
     pub host_key_policy: HostKeyPolicy,
     pub become_password: Option<Secret>,
     pub extra_vars: Vars,
+    /// `-v` count: `debug`'s `verbosity` is compared with it.
+    pub verbosity: u8,
     /// ansible.cfg's connection settings, for hosts whose variables do not set them.
     pub connection_defaults: crate::transport::ConnectionDefaults,
     /// A transport for each host by name, instead of SSH or local (tests).

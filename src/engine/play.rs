@@ -407,6 +407,7 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         diff: task.kw.diff.unwrap_or(ctx.opts.diff),
         become_: become_.as_deref(),
         vars: &vars,
+        verbosity: ctx.opts.verbosity,
         binds_to,
     };
     let started = Instant::now();

@@ -235,6 +235,7 @@ async fn converge(hosts: &[&FakeHost], book: Option<&str>, check: bool) -> RunRe
         become_password: None,
         extra_vars: Vars::new(),
         connection_defaults: Default::default(),
+        verbosity: 0,
         connect_with: Some(Arc::new(move |name: &str| {
             let i: usize = name.trim_start_matches('h').parse().unwrap();
             Box::new(FakeTransport { root: roots[i - 1].clone() }) as Box<dyn Transport>

@@ -41,6 +41,7 @@ pub static SPEC: Spec = Spec {
         "allow_change_held_packages",
         "force_apt_get",
     ],
+    any_keys: false,
 };
 
 /// The `apt` module.

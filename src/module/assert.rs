@@ -48,6 +48,7 @@ pub static SPEC: Spec = Spec {
     free_form: None,
     required: &["that"],
     unsupported: &[],
+    any_keys: false,
 };
 
 #[derive(Clone, Debug, PartialEq)]

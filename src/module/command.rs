@@ -27,6 +27,7 @@ pub static COMMAND_SPEC: Spec = Spec {
     free_form: Some("_raw_params"),
     required: &[],
     unsupported: &["expand_argument_vars"],
+    any_keys: false,
 };
 
 pub static SHELL_SPEC: Spec = Spec {
@@ -46,6 +47,7 @@ pub static SHELL_SPEC: Spec = Spec {
     free_form: Some("_raw_params"),
     required: &[],
     unsupported: &[],
+    any_keys: false,
 };
 
 /// The `command` module: a program and its arguments, never through a shell.

@@ -34,6 +34,7 @@ pub static SPEC: Spec = Spec {
         "list",
         "download_only",
     ],
+    any_keys: false,
 };
 
 /// The `dnf` module (`yum`, `dnf5`).

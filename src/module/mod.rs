@@ -5,11 +5,14 @@
 pub mod apt;
 pub mod assert;
 pub mod command;
+pub mod debug;
 pub mod dnf;
+pub mod fail;
 pub mod outcome;
 pub mod package;
 pub mod packages;
 pub mod reboot;
+pub mod set_fact;
 pub mod spec;
 pub mod stat;
 pub mod systemd;
@@ -84,6 +87,8 @@ pub struct RunCtx<'a> {
     pub become_: Option<&'a Become>,
     /// The task's variables (for modules that evaluate expressions, like `assert`).
     pub vars: &'a Vars,
+    /// How verbose the run is (`-v` count), for `debug`'s `verbosity`.
+    pub verbosity: u8,
     /// Devices the task's role says its units bind to (unit, device path): check mode
     /// predicts a unit that cannot start even before its package is installed.
     pub binds_to: &'a [(String, String)],
@@ -101,6 +106,9 @@ pub static REGISTRY: &[&dyn Module] = &[
     &command::Shell,
     &assert::Assert,
     &stat::Stat,
+    &debug::Debug,
+    &fail::Fail,
+    &set_fact::SetFact,
 ];
 
 /// A module from the registry: cheap to copy, compared and printed by name.

@@ -15,6 +15,7 @@ pub static SPEC: Spec = Spec {
     free_form: None,
     required: &["name"],
     unsupported: &["use"],
+    any_keys: false,
 };
 
 /// The `package` module.

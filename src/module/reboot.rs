@@ -130,6 +130,7 @@ pub static SPEC: Spec = Spec {
     free_form: None,
     required: &[],
     unsupported: &[],
+    any_keys: false,
 };
 
 #[derive(Clone, Debug, PartialEq)]

@@ -15,6 +15,8 @@ pub enum Kind {
     Bool,
     /// A duration in whole seconds, from 0 to [`MAX_SECONDS`].
     Seconds,
+    /// Any value (a message, a structure).
+    Any,
 }
 
 /// What is wrong with a module's arguments.
@@ -44,6 +46,9 @@ pub enum ArgError {
     /// A command with no words.
     #[error("{0} is empty")]
     Empty(&'static str),
+    /// Arguments that do not go together, or another problem the module explains.
+    #[error("{0}")]
+    Module(String),
 }
 
 /// The longest duration any option takes (ten years): beyond it a value is a mistake, and
@@ -80,6 +85,8 @@ pub struct Spec {
     /// Options Ansible documents that gafix recognises but does not implement (an error
     /// that says so, rather than "unknown argument" or a silent no-op).
     pub unsupported: &'static [&'static str],
+    /// Any key is an argument (`set_fact: {name: value}`), as well as those listed.
+    pub any_keys: bool,
 }
 
 impl Spec {
@@ -147,6 +154,7 @@ pub fn check_value(arg: &Arg, v: &Json) -> Result<(), ArgError> {
             .as_i64()
             .or_else(|| v.as_str().and_then(|s| s.trim().parse::<i64>().ok()))
             .is_some_and(|n| (0..=MAX_SECONDS as i64).contains(&n)),
+        Kind::Any => true,
     };
     if !ok {
         let expected = match arg.kind {
@@ -154,6 +162,7 @@ pub fn check_value(arg: &Arg, v: &Json) -> Result<(), ArgError> {
             Kind::List => "a string or a list of strings",
             Kind::Bool => "a boolean (true/false, yes/no)",
             Kind::Seconds => "a number of seconds from 0 to 315360000 (ten years)",
+            Kind::Any => "a value",
         };
         return Err(ArgError::WrongType { arg: arg.name, expected, found: describe(v) });
     }
@@ -210,6 +219,9 @@ pub fn parse_args(spec: &Spec, value: &Node, extra: Option<&Node>, errors: &mut 
                 &node.location,
                 format!("argument '{key}' of module '{}' is not supported by gafix yet; supported: {}", spec.name, spec.arg_names()),
             )),
+            None if spec.any_keys => {
+                args.0.insert(key, v);
+            }
             None => errors.push(Diagnostic::new(
                 &node.location,
                 format!("unsupported argument '{key}' for module '{}'; supported: {}", spec.name, spec.arg_names()),

@@ -23,6 +23,7 @@ pub static SPEC: Spec = Spec {
     free_form: None,
     required: &["path"],
     unsupported: &["checksum_algorithm"],
+    any_keys: false,
 };
 
 pub fn desired(args: &Args) -> Result<String, ArgError> {

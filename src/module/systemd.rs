@@ -25,6 +25,7 @@ pub static SPEC: Spec = Spec {
     free_form: None,
     required: &[],
     unsupported: &["force"],
+    any_keys: false,
 };
 
 pub static SERVICE_SPEC: Spec = Spec {
@@ -34,6 +35,7 @@ pub static SERVICE_SPEC: Spec = Spec {
     free_form: None,
     required: &["name"],
     unsupported: &["sleep", "pattern", "runlevel", "arguments", "args", "use"],
+    any_keys: false,
 };
 
 /// The `systemd` module (`systemd_service`).
