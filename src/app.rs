@@ -218,20 +218,7 @@ fn merge_reports(args: MergeArgs) -> Result<i32, Failure> {
     let merged = report::merge::merge(reports).map_err(|e| Failure::error(e.to_string()))?;
     let reporter = TextReporter::new(Box::new(std::io::stdout()), use_color(args.color), 0);
     reporter.recap(&merged);
-    let mut unwritten = 0;
-    if let Some(path) = &args.json {
-        if let Err(e) = report::write_json(&merged, path) {
-            eprintln!("ERROR: report {}: {e}", path.display());
-            unwritten += 1;
-        }
-    }
-    if let Some(path) = &args.junit {
-        if let Err(e) = report::junit::write(&merged, path) {
-            eprintln!("ERROR: report {}: {e}", path.display());
-            unwritten += 1;
-        }
-    }
-    Ok(if unwritten > 0 && merged.exit_code == EXIT_OK { EXIT_ERROR } else { merged.exit_code })
+    Ok(write_reports(&merged, args.json.as_deref(), args.junit.as_deref(), None))
 }
 
 /// This worker's slice: `--slice K/N`, else `GAFIX_SLICE=K/N`, else Kubernetes' 0-based
@@ -562,8 +549,14 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
     if json_stdout {
         println!("{}", report::to_json(&report));
     }
-    // Every report is attempted; one that cannot be written is an error on its own line,
-    // and a run that was otherwise fine exits 1 instead of 0 (never silently).
+    let retry = retry_file.as_deref().map(|path| (path, &inv));
+    Ok(write_reports(&report, args.json.as_deref(), args.junit.as_deref(), retry))
+}
+
+/// Writes the reports asked for and returns the exit code. Every report is attempted; one
+/// that cannot be written is an error on its own line, and a run that was otherwise fine
+/// exits 1 instead of 0 (never silently).
+fn write_reports(report: &engine::events::RunReport, json: Option<&Path>, junit: Option<&Path>, retry: Option<(&Path, &Inventory)>) -> i32 {
     let mut unwritten = 0;
     let mut note = |path: &Path, result: std::io::Result<()>| {
         if let Err(e) = result {
@@ -571,16 +564,20 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
             unwritten += 1;
         }
     };
-    if let Some(path) = &args.json {
-        note(path, report::write_json(&report, path));
+    if let Some(path) = json {
+        note(path, report::write_json(report, path));
     }
-    if let Some(path) = &args.junit {
-        note(path, report::junit::write(&report, path));
+    if let Some(path) = junit {
+        note(path, report::junit::write(report, path));
     }
-    if let Some(path) = &retry_file {
-        note(path, report::write_retry(&report, path, |h| inv.hosts.contains_key(h)));
+    if let Some((path, inv)) = retry {
+        note(path, report::write_retry(report, path, |h| inv.hosts.contains_key(h)));
     }
-    Ok(if unwritten > 0 && report.exit_code == EXIT_OK { EXIT_ERROR } else { report.exit_code })
+    if unwritten > 0 && report.exit_code == EXIT_OK {
+        EXIT_ERROR
+    } else {
+        report.exit_code
+    }
 }
 
 fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool, tags: bool) {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value as Json;
-use support::{require, root, testvm, Host, Kind};
+use support::{root, Host, Kind};
 
 struct Case {
     name: &'static str,
@@ -317,13 +317,7 @@ fn ansible_playbook() -> PathBuf {
 /// A container with python3 (Ansible's modules need it; gafix does not, but both tools
 /// get the same kind of host).
 fn python_container(prefix: &str) -> Host {
-    require(Kind::Container);
-    let name = format!("{prefix}-{}", std::process::id());
-    let out = Command::new(testvm()).args(["ct-up", &name, "--python"]).output().expect("run testvm");
-    let mut host = Host { name: name.clone(), info: Json::Null };
-    assert!(out.status.success(), "testvm could not start {name}: {}", String::from_utf8_lossy(&out.stderr));
-    host.info = serde_json::from_slice(&out.stdout).expect("testvm prints JSON");
-    host
+    Host::start_with(prefix, Kind::Container, &["--python"])
 }
 
 /// The container under three inventory names.
