@@ -9,8 +9,8 @@ use clap::{CommandFactory, Parser};
 use serde_json::Value as Json;
 
 use crate::cli::{
-    Cli, ColorChoice, Command, CommonArgs, ConfigArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs, MergeArgs, PlaybookArgs,
-    ReportCommand, ValidateArgs,
+    AgentArgs, AgentQuestion, Cli, ColorChoice, Command, CommonArgs, ConfigArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs,
+    MergeArgs, PlaybookArgs, ReportCommand, ValidateArgs,
 };
 use crate::config::Config;
 use crate::diag::Diagnostic;
@@ -81,6 +81,9 @@ pub fn main() -> i32 {
         Command::Playbook(a) => a.run.common.verbose,
         Command::Inventory(a) => a.common.verbose,
         Command::Validate(a) => a.common.verbose,
+        Command::Agent(a) => match &a.question {
+            AgentQuestion::Ping(q) | AgentQuestion::Info(q) => q.common.verbose,
+        },
         Command::Config(_) | Command::Report(_) | Command::Man | Command::Completions { .. } => 0,
     };
     init_tracing(verbose);
@@ -89,6 +92,7 @@ pub fn main() -> i32 {
         Command::Playbook(args) => playbook(*args),
         Command::Inventory(args) => inventory_command(args),
         Command::Validate(args) => validate(args),
+        Command::Agent(args) => agent_command(args),
         Command::Config(args) => config_command(args),
         Command::Report(args) => match args.command {
             ReportCommand::Merge(m) => merge_reports(m),
@@ -529,6 +533,8 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
         connection_defaults: cli_connection_defaults(&args, &config)?,
         verbosity: args.common.verbose,
         connect_with: None,
+        fix_hypervisor: args.fix_hypervisor,
+        allow_restart: args.allow_restart,
     };
     let json_stdout = args.common.format == Format::Json;
     let mut reporter = TextReporter::new(
@@ -740,6 +746,53 @@ fn inventory_command(args: InventoryArgs) -> Result<i32, Failure> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// `gafix agent ping|info`: each selected host's hypervisor, asked concurrently.
+fn agent_command(args: AgentArgs) -> Result<i32, Failure> {
+    use crate::hypervisor::{fleet, Access};
+    let (question, q) = match args.question {
+        AgentQuestion::Ping(q) => (fleet::Question::Ping, q),
+        AgentQuestion::Info(q) => (fleet::Question::Info, q),
+    };
+    let config = load_config()?;
+    let inv = load_inventory(&q.common, &config)?;
+    let extra = parse_extra_vars(&q.common.extra_vars)?;
+    print_yaml_warnings();
+    let hosts = match &q.common.limit {
+        Some(l) => inventory::select(&inv, l).map_err(|e| Failure::error(e.to_string()))?,
+        None => inv.all_hosts(),
+    };
+    if hosts.is_empty() {
+        return Err(Failure::error("no hosts matched"));
+    }
+    let templar = crate::template::Templar::new();
+    let env = |name: &str| std::env::var(name).ok();
+    let configured: Vec<(String, fleet::Configured)> = hosts
+        .into_iter()
+        .map(|h| {
+            let access =
+                engine::prepare::rendered_host_vars(&h, &inv, &extra, &templar).and_then(|vars| Access::from_vars(&h, &vars, &env));
+            (h, access)
+        })
+        .collect();
+    let timeout = std::time::Duration::from_secs_f64(q.timeout);
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure::error(format!("cannot start the runtime: {e}")))?;
+    let answers = runtime.block_on(fleet::ask_all(configured, question, timeout, q.forks as usize));
+    if !fleet::any_asked(&answers) {
+        return Err(Failure::error(
+            "none of the selected hosts has a hypervisor configured: set gafix_hypervisor (qga_socket, libvirt or proxmox) in the inventory",
+        ));
+    }
+    match q.common.format {
+        Format::Json => println!("{}", crate::secrets::redact(&serde_json::to_string_pretty(&fleet::json_report(&answers)).expect("JSON"))),
+        Format::Text => {
+            for a in &answers {
+                println!("{}", crate::secrets::redact(&fleet::text_line(a, question)));
+            }
+        }
+    }
+    Ok(fleet::exit_code(&answers))
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Parse the inventory, the playbook and every role it names; report every error.
     Validate(ValidateArgs),
+    /// Ask each host's hypervisor (libvirt, Proxmox or the agent channel's socket) whether
+    /// the guest agent answers; no SSH to the guests.
+    Agent(AgentArgs),
     /// Show the ansible.cfg settings gafix uses, their values and where they come from.
     Config(ConfigArgs),
     /// Work with JSON reports: `gafix report merge` joins the reports of slices.
@@ -113,6 +116,17 @@ pub struct ConvergeArgs {
     /// Show before/after state of what changes (or would change).
     #[arg(short = 'D', long = "diff")]
     pub diff: bool,
+
+    /// Before a VM's agent role runs, give it the agent channel at its hypervisor
+    /// (gafix_hypervisor: Proxmox's agent option, libvirt's <channel>) when it has none. It
+    /// takes effect at a fresh start: without --allow-restart the host fails "restart required".
+    #[arg(long = "fix-hypervisor")]
+    pub fix_hypervisor: bool,
+
+    /// Let --fix-hypervisor restart a VM (orderly shutdown, never forced; start; wait for SSH),
+    /// within the play's serial batches.
+    #[arg(long = "allow-restart", requires = "fix_hypervisor")]
+    pub allow_restart: bool,
 
     /// Seconds to wait for an SSH connection [default: ansible.cfg's timeout, else 10].
     #[arg(short = 'T', long = "timeout", value_parser = clap::value_parser!(u64).range(1..=crate::module::spec::MAX_SECONDS))]
@@ -225,6 +239,48 @@ pub struct InventoryArgs {
     /// The group tree, optionally from GROUP down.
     #[arg(long, value_name = "GROUP", num_args = 0..=1, default_missing_value = "all")]
     pub graph: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "A host's hypervisor comes from its inventory variables:\n  \
+    gafix_hypervisor: qga_socket   gafix_qga_socket: /run/qemu/vm1-qga.sock\n  \
+    gafix_hypervisor: libvirt      libvirt_uri: qemu:///system (default)   libvirt_domain: NAME (default: the host's name)\n  \
+    gafix_hypervisor: proxmox      proxmox_url: https://pve1:8006   proxmox_node: pve1   proxmox_vmid: 101\n                                 \
+    the API token from PROXMOX_USER, PROXMOX_TOKEN_ID, PROXMOX_TOKEN_SECRET (or proxmox_user, ...),\n                                 \
+    proxmox_validate_certs (default true), proxmox_ca_file\n\n\
+    Exit codes: 0 every agent answered, 2 one did not, 4 a hypervisor could not be asked.")]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub question: AgentQuestion,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum AgentQuestion {
+    /// guest-ping: does the agent answer the hypervisor?
+    Ping(AgentQueryArgs),
+    /// guest-info: the agent's version and the commands it allows.
+    Info(AgentQueryArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentQueryArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Seconds to wait for each agent's answer (Proxmox's own ping waits 3).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+
+    /// How many hosts to ask at once.
+    #[arg(short = 'f', long = "forks", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 3600.0 => Ok(s),
+        _ => Err(format!("'{text}' is not a number of seconds between 0 and 3600")),
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -10,6 +10,7 @@ pub(crate) mod config;
 pub(crate) mod diag;
 pub(crate) mod engine;
 pub(crate) mod facts;
+pub(crate) mod hypervisor;
 pub(crate) mod inventory;
 pub(crate) mod module;
 pub(crate) mod names;

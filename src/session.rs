@@ -45,6 +45,8 @@ pub struct HostSession {
     own_user: Option<String>,
     /// Whether a play that gathers facts has run on the host: then its facts are variables.
     facts_gathered: bool,
+    /// How the host's hypervisor is asked about its agent, when the inventory says.
+    hypervisor: Option<crate::hypervisor::Access>,
 }
 
 impl HostSession {
@@ -72,7 +74,18 @@ impl HostSession {
             task_deadline: None,
             own_user: None,
             facts_gathered: false,
+            hypervisor: None,
         }
+    }
+
+    /// The host's hypervisor, asked by the gate too.
+    pub fn with_hypervisor(mut self, access: Option<crate::hypervisor::Access>) -> Self {
+        self.hypervisor = access;
+        self
+    }
+
+    pub fn hypervisor(&self) -> Option<&crate::hypervisor::Access> {
+        self.hypervisor.as_ref()
     }
 
     /// A host on a connection made elsewhere (tests bring their own transport).

@@ -7,9 +7,10 @@
 //! and the [`batches`], then [`finish`].
 
 pub mod events;
+mod hypervisor;
 pub mod interrupt;
 mod play;
-mod prepare;
+pub(crate) mod prepare;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +48,11 @@ pub struct Options {
     pub connection_defaults: crate::transport::ConnectionDefaults,
     /// A transport for each host by name, instead of SSH or local (tests).
     pub connect_with: Option<ConnectWith>,
+    /// `--fix-hypervisor`: a VM whose hypervisor lacks the agent channel gets it, before its
+    /// agent role runs.
+    pub fix_hypervisor: bool,
+    /// `--allow-restart`: the fresh start that applies the channel may happen.
+    pub allow_restart: bool,
 }
 
 /// Makes a host's transport from its name.

@@ -165,6 +165,17 @@ async fn start(hp: &mut HostPlay, ctx: &PlayCtx<'_>) {
         hp.host.expose_facts();
     }
     hp.not_applicable = ctx.planned.roles.iter().map(|r| not_applicable(&r.role, hp.host.facts())).collect();
+    let verifies_agent =
+        ctx.planned.roles.iter().enumerate().any(|(i, r)| r.role.meta.verify_unit_active.is_some() && hp.not_applicable[i].is_none());
+    if ctx.opts.fix_hypervisor && verifies_agent {
+        if let Some(outcome) = super::hypervisor::fix_channel(&mut hp.host, ctx.opts).await {
+            let r = TaskRecord::new(of("agent channel at the hypervisor"), &outcome, t0, ctx.run_started);
+            hp.finish_step(ctx, r);
+            if hp.left.is_some() {
+                return;
+            }
+        }
+    }
     match load_vars_files(hp, ctx) {
         Ok(vars) => hp.vars_files = vars,
         Err(msg) => {
@@ -271,7 +282,11 @@ async fn verify(hp: &mut HostPlay, instance: &RoleInstance, index: usize, ctx: &
     }
     let Some(unit) = &instance.role.meta.verify_unit_active else { return };
     let started = Instant::now();
-    let outcome = verify_unit_active(&mut hp.host, unit, &instance.role, ctx).await;
+    let inside = verify_unit_active(&mut hp.host, unit, &instance.role, ctx).await;
+    let outcome = match hp.host.hypervisor() {
+        Some(access) => with_hypervisor_view(inside, access, ctx.opts.check).await,
+        None => inside,
+    };
     let origin = format!("{}/meta/gafix.yml", instance.role.origin);
     let task_name = format!("verify {unit} is active");
     let host_name = hp.host.name().to_string();
@@ -315,6 +330,32 @@ async fn verify_unit_active(host: &mut HostSession, unit: &str, role: &Role, ctx
         "active" => Outcome::ok(format!("{unit} is active")),
         "" => Outcome::failed(format!("{unit} is unknown after the role ran")),
         state => Outcome::failed(format!("{unit} is {state} after the role ran")),
+    }
+}
+
+/// The gate with both views: the unit active inside AND the hypervisor's ping answered.
+/// In check mode an agent not yet running inside is unknown until applied, as the unit is;
+/// a VM whose hypervisor has no channel fails in check mode as it will in the run.
+async fn with_hypervisor_view(inside: Outcome, access: &crate::hypervisor::Access, check: bool) -> Outcome {
+    use crate::hypervisor::Cause;
+    if inside.status == Status::Failed {
+        return inside;
+    }
+    let guest = if inside.status == Status::Skipped { inside.msg.clone() } else { format!("in guest: {}", inside.msg) };
+    match access.ping(crate::hypervisor::PING_TIMEOUT).await {
+        Ok(answer) if inside.status == Status::Skipped => {
+            Outcome::skipped(format!("{guest}; hypervisor: guest-ping {} ms via {}", answer.elapsed.as_millis(), answer.via))
+        }
+        Ok(answer) => Outcome::ok(format!("{guest}; hypervisor: guest-ping {} ms via {}", answer.elapsed.as_millis(), answer.via)),
+        Err(d) if check && inside.status == Status::Skipped && matches!(d.cause, Cause::Disconnected | Cause::NoAnswer | Cause::Silent) => {
+            Outcome::skipped(format!("{guest}; hypervisor: {} via {} (the run starts the agent)", d.detail, d.via))
+        }
+        Err(d) => {
+            let status = if d.cause.unreachable() { Status::Unreachable } else { Status::Failed };
+            let mut o = Outcome::failed(format!("{guest}; hypervisor: {} via {}. Remedy: {}", d.detail, d.via, d.remedy));
+            o.status = status;
+            o
+        }
     }
 }
 

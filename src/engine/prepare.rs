@@ -29,8 +29,14 @@ pub fn prepare_host(name: &str, plan: &Plan, inv: &Inventory, opts: &Options, te
         Some(place) => format!("{place}: {}", e.message),
         None => e.message,
     })?;
+    let env = |var: &str| std::env::var(var).ok();
+    let hypervisor =
+        crate::hypervisor::Access::from_vars(name, &rendered, &env).map_err(|e| match inv.var_location(name, "gafix_hypervisor") {
+            Some(place) => format!("{place}: {e}"),
+            None => e,
+        })?;
     let probe = probe_request(name, plan, &rendered, templar);
-    let session = HostSession::new(name.into(), spec, rendered, probe, opts.timeouts);
+    let session = HostSession::new(name.into(), spec, rendered, probe, opts.timeouts).with_hypervisor(hypervisor);
     Ok(match &opts.connect_with {
         Some(make) => session.with_connection(crate::transport::Connection::over(make(name))),
         None => session,
@@ -56,23 +62,7 @@ pub fn connection_for(
     become_password: Option<&Secret>,
     templar: &Templar,
 ) -> Result<(ConnectionSpec, Vars), ConnectionError> {
-    let mut vars = inv.host_vars(name);
-    for (k, v) in extra_vars {
-        vars.insert(k.clone(), v.clone());
-    }
-    vars.insert("inventory_hostname".into(), json!(name));
-    vars.insert("inventory_hostname_short".into(), json!(name.split('.').next().unwrap_or(name)));
-    // Secret values are used as written, never templated: a password may hold `{{`.
-    let (secret, ordinary): (Vars, Vars) = vars.clone().into_iter().partition(|(k, _)| inventory::SECRET_VARS.contains(&k.as_str()));
-    for value in secret.values() {
-        crate::secrets::register_json(value);
-    }
-    let mut rendered = match templar.render_vars(&Json::Object(ordinary), &vars) {
-        Ok(Json::Object(m)) => m,
-        Ok(_) => vars.clone(),
-        Err(e) => return Err(ConnectionError { place: None, message: format!("cannot render the host's variables: {e}") }),
-    };
-    rendered.extend(secret);
+    let rendered = rendered_host_vars(name, inv, extra_vars, templar).map_err(|message| ConnectionError { place: None, message })?;
     // The connection reads values as they are: `!unsafe` marks off.
     let plain = match crate::yaml::strip_unsafe_marks(&Json::Object(rendered.clone())) {
         Json::Object(m) => m,
@@ -90,6 +80,29 @@ pub fn connection_for(
             Err(ConnectionError { place, message: e.message })
         }
     }
+}
+
+/// A host's variables (inventory and `-e`, with `inventory_hostname`), rendered; secret
+/// values are registered for masking and used as written, never templated (a password may
+/// hold `{{`).
+pub fn rendered_host_vars(name: &str, inv: &Inventory, extra_vars: &Vars, templar: &Templar) -> Result<Vars, String> {
+    let mut vars = inv.host_vars(name);
+    for (k, v) in extra_vars {
+        vars.insert(k.clone(), v.clone());
+    }
+    vars.insert("inventory_hostname".into(), json!(name));
+    vars.insert("inventory_hostname_short".into(), json!(name.split('.').next().unwrap_or(name)));
+    let (secret, ordinary): (Vars, Vars) = vars.clone().into_iter().partition(|(k, _)| inventory::SECRET_VARS.contains(&k.as_str()));
+    for value in secret.values() {
+        crate::secrets::register_json(value);
+    }
+    let mut rendered = match templar.render_vars(&Json::Object(ordinary), &vars) {
+        Ok(Json::Object(m)) => m,
+        Ok(_) => vars.clone(),
+        Err(e) => return Err(format!("cannot render the host's variables: {e}")),
+    };
+    rendered.extend(secret);
+    Ok(rendered)
 }
 
 /// The packages, units and paths the plan names for this host, so that one probe reads

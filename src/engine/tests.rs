@@ -236,6 +236,8 @@ async fn converge(hosts: &[&FakeHost], book: Option<&str>, check: bool) -> RunRe
         extra_vars: Vars::new(),
         connection_defaults: Default::default(),
         verbosity: 0,
+        fix_hypervisor: false,
+        allow_restart: false,
         connect_with: Some(Arc::new(move |name: &str| {
             let i: usize = name.trim_start_matches('h').parse().unwrap();
             Box::new(FakeTransport { root: roots[i - 1].clone() }) as Box<dyn Transport>

@@ -24,8 +24,15 @@ pub use pattern::{select, PatternError};
 pub use crate::vars::Vars;
 
 /// Variable names whose values are secrets: never printed, never reported.
-pub const SECRET_VARS: &[&str] =
-    &["ansible_become_password", "ansible_become_pass", "ansible_password", "ansible_ssh_pass", "ansible_sudo_pass"];
+pub const SECRET_VARS: &[&str] = &[
+    "ansible_become_password",
+    "ansible_become_pass",
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_sudo_pass",
+    "proxmox_token_secret",
+    "proxmox_password",
+];
 pub const MASK: &str = "********";
 
 #[derive(Debug, Clone)]

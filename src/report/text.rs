@@ -122,9 +122,18 @@ impl TextReporter {
                     _ => ("closed", Status::Failed),
                 };
                 let after = play.outcomes.get(host).map(|o| o.summary()).unwrap_or_else(|| "not run".into());
-                let detail = match outcome {
-                    PlayOutcome::Passed => format!("{} {after}", play.name),
-                    other => other.brief(),
+                // Both views of the agent, when the gate asked the hypervisor too.
+                let views = report.tasks.iter().rev().find(|t| {
+                    t.host == *host
+                        && t.play == source.name
+                        && t.module.is_none()
+                        && t.task.starts_with("verify ")
+                        && t.msg.contains("; hypervisor: ")
+                });
+                let detail = match (outcome, views) {
+                    (PlayOutcome::Passed, Some(v)) => format!("{} {after} ({})", play.name, v.msg),
+                    (PlayOutcome::Passed, None) => format!("{} {after}", play.name),
+                    (other, _) => other.brief(),
                 };
                 let host = escape_controls(host);
                 lines.push(format!(
