@@ -1,0 +1,174 @@
+//! The hypervisor's view of the agent, on real VMs: the channel's QGA socket spoken directly,
+//! and Proxmox's API through a stand-in whose agent answers come from a real VM's socket.
+
+mod proxmox_standin;
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use proxmox_standin::{StandIn, Vm};
+use serde_json::Value as Json;
+use support::{Fleet, Host, Kind};
+
+const GA_PLAYBOOK: &str = "- hosts: all\n  become: true\n  roles:\n    - qemu_ga_fix\n";
+/// The API token's secret: it must appear in no output and no report.
+const SECRET: &str = "5ecret-7f3a-4c1e-marker";
+
+struct Agent {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Agent {
+    fn json(&self) -> Json {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", self.stdout, self.stderr))
+    }
+
+    fn host(&self, name: &str) -> Json {
+        let all = self.json();
+        all["hosts"].as_array().unwrap().iter().find(|h| h["host"] == name).cloned().unwrap_or_else(|| panic!("no {name} in {all}"))
+    }
+}
+
+fn agent(fleet: &Fleet, args: &[&str], secret: &str) -> Agent {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_gafix"))
+        .arg("agent")
+        .args(args)
+        .env("PROXMOX_USER", "gafix@pve")
+        .env("PROXMOX_TOKEN_ID", "ci")
+        .env("PROXMOX_TOKEN_SECRET", secret)
+        .current_dir(fleet.dir.path())
+        .output()
+        .unwrap();
+    let run = Agent {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        took: started.elapsed(),
+    };
+    assert!(!run.stdout.contains(SECRET) && !run.stderr.contains(SECRET), "the token secret leaked:\n{}\n{}", run.stdout, run.stderr);
+    run
+}
+
+/// The VM's inventory entry under another name, with more variables.
+fn entry(inventory: &str, vm: &Host, alias: &str, vars: &str) -> String {
+    let start = inventory.find(&format!("    {}:\n", vm.name)).unwrap();
+    let block: String = inventory[start..].lines().skip(1).take_while(|l| l.starts_with("      ")).map(|l| format!("{l}\n")).collect();
+    let extra: String = vars.lines().map(|l| format!("      {l}\n")).collect();
+    format!("    {alias}:\n{block}{extra}")
+}
+
+#[test]
+#[ignore = "needs QEMU and the test image: tests/run runs it (cargo test -- --include-ignored)"]
+fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
+    let hosts = Host::start_all(&[("hv-ga", Kind::Vm), ("hv-noga", Kind::VmWithoutChannel)]);
+    let (ga, noga) = (&hosts[0], &hosts[1]);
+    let fleet = Fleet::new();
+    let token = format!("PVEAPIToken=gafix@pve!ci={SECRET}");
+    let vm = |agent: Option<&str>, pending: Option<&str>, running: bool, old_style_errors: bool| Vm {
+        agent: agent.map(str::to_string),
+        pending_agent: pending.map(str::to_string),
+        running,
+        qga_of: Some(ga.name.clone()),
+        old_style_errors,
+    };
+    let pve = StandIn::start(
+        "pve1",
+        &token,
+        support::testvm(),
+        BTreeMap::from([
+            (101, vm(Some("enabled=1,fstrim_cloned_disks=1"), None, true, false)),
+            (102, vm(None, None, true, true)),
+            (103, vm(Some("0"), Some("1"), true, false)),
+            (104, vm(Some("1"), None, false, false)),
+        ]),
+    );
+
+    // One inventory: the VMs by their socket, and as Proxmox VMs 101-104.
+    let base = support::read(&fleet.inventory(&[ga, noga]));
+    let socket = |h: &Host| h.info["run_dir"].as_str().unwrap().to_string() + "/qga.sock";
+    let pve_vars = |vmid: u32| format!("gafix_hypervisor: proxmox\nproxmox_url: {}\nproxmox_node: pve1\nproxmox_vmid: {vmid}", pve.url);
+    let mut inventory = String::from("all:\n  hosts:\n");
+    inventory += &entry(&base, ga, "sock-ga", &format!("gafix_hypervisor: qga_socket\ngafix_qga_socket: {}", socket(ga)));
+    inventory += &entry(&base, noga, "sock-noga", &format!("gafix_hypervisor: qga_socket\ngafix_qga_socket: {}", socket(noga)));
+    for vmid in 101..=104 {
+        inventory += &entry(&base, ga, &format!("pve{vmid}"), &pve_vars(vmid));
+    }
+    let inv = fleet.write("hv.yml", &inventory);
+    let inv = inv.to_str().unwrap();
+
+    // Before the agent is installed: each host's one cause, at once or within the timeout.
+    let before = agent(&fleet, &["ping", "-i", inv, "--timeout", "1", "--format", "json"], SECRET);
+    assert_eq!(before.code, 2, "{}", before.stdout);
+    let cause = |run: &Agent, host: &str| run.host(host)["cause"].as_str().unwrap_or("none").to_string();
+    assert_eq!(cause(&before, "sock-ga"), "no_answer", "the socket is served by QEMU, and nothing answers on it");
+    assert_eq!(cause(&before, "sock-noga"), "not_configured");
+    assert_eq!(cause(&before, "pve101"), "no_answer");
+    assert!(before.host("pve101")["error"].as_str().unwrap().contains("QEMU guest agent is not running"));
+    assert_eq!(cause(&before, "pve102"), "not_configured", "the old error style: the message in the reason phrase");
+    assert!(before.host("pve102")["remedy"].as_str().unwrap().contains("qm set 102 --agent enabled=1"));
+    assert_eq!(cause(&before, "pve103"), "pending");
+    assert!(before.host("pve103")["remedy"].as_str().unwrap().contains("a reboot from inside the guest does not"));
+    assert_eq!(cause(&before, "pve104"), "not_running");
+    assert!(before.took < Duration::from_secs(12), "hosts are asked at once: {:?}", before.took);
+
+    // A wrong token: the hypervisor cannot be asked at all (exit code 4).
+    let wrong = agent(&fleet, &["ping", "-i", inv, "-l", "pve101"], "not-the-secret");
+    assert_eq!(wrong.code, 4, "{}", wrong.stdout);
+    assert!(wrong.stdout.contains("unreachable: [pve101] guest-ping via proxmox: HTTP 401"), "{}", wrong.stdout);
+
+    // --fix-hypervisor enables VM 102's agent option, keeping the VM as it is without
+    // --allow-restart: the change waits for a fresh start, and the host fails "restart required".
+    let env = [("PROXMOX_USER", "gafix@pve"), ("PROXMOX_TOKEN_ID", "ci"), ("PROXMOX_TOKEN_SECRET", SECRET)];
+    let book = fleet.write("ga.yml", GA_PLAYBOOK);
+    let fixed = fleet.gafix_env(&["-i", inv, "-l", "pve102", "--fix-hypervisor", book.to_str().unwrap()], &env);
+    assert_eq!(fixed.code, 2, "{}", fixed.explain());
+    let step = fixed.task("pve102", "agent channel at the hypervisor");
+    assert!(
+        step["msg"].as_str().unwrap().starts_with("restart required: the agent channel is enabled at the hypervisor (via proxmox)"),
+        "{step}"
+    );
+    assert_eq!(fixed.tasks("pve102").len(), 1, "no role task ran on a VM whose channel is not there yet");
+    assert_eq!(pve.vms.lock().unwrap()[&102].pending_agent.as_deref(), Some("enabled=1"));
+    assert!(pve.requests.lock().unwrap().contains(&"PUT /api2/json/nodes/pve1/qemu/102/config".to_string()));
+
+    // The gate asks the hypervisor too: on the VM as Proxmox VM 101, then by its socket.
+    let run = fleet.gafix_env(&["-i", inv, "-l", "pve101", book.to_str().unwrap()], &env);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let verify = run.task("pve101", "verify qemu-guest-agent is active");
+    let msg = verify["msg"].as_str().unwrap();
+    assert!(msg.starts_with("in guest: qemu-guest-agent is active; hypervisor: guest-ping ") && msg.ends_with(" ms via proxmox"), "{msg}");
+    assert!(!run.stdout.contains(SECRET) && !run.report.to_string().contains(SECRET), "the token secret leaked");
+    let run = fleet.gafix(&["-i", inv, "-l", "sock-ga", "ga.yml"]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert!(run.task("sock-ga", "verify qemu-guest-agent is active")["msg"].as_str().unwrap().ends_with(" ms via qga_socket"));
+
+    // Installed and running: both ways in answer, and guest-info tells the version.
+    let after = agent(&fleet, &["ping", "-i", inv, "-l", "sock-ga:pve101"], SECRET);
+    assert_eq!(after.code, 0, "{}", after.stdout);
+    assert!(
+        after.stdout.contains("ok: [sock-ga] guest-ping via qga_socket ") && after.stdout.contains("ok: [pve101] guest-ping via proxmox ")
+    );
+    let info = agent(&fleet, &["info", "-i", inv, "-l", "sock-ga:pve101", "--format", "json"], SECRET);
+    assert_eq!(info.code, 0, "{}", info.stdout);
+    for host in ["sock-ga", "pve101"] {
+        assert!(info.host(host)["info"]["version"].as_str().is_some_and(|v| !v.is_empty()), "{}", info.stdout);
+    }
+
+    // A hung agent: silent within the timeout on the socket; Proxmox's own 3-second ping fails.
+    ga.sh("sudo pkill -STOP -x qemu-ga");
+    let hung = agent(&fleet, &["ping", "-i", inv, "-l", "sock-ga:pve101", "--timeout", "2", "--format", "json"], SECRET);
+    ga.sh("sudo pkill -CONT -x qemu-ga");
+    assert_eq!(hung.code, 2, "{}", hung.stdout);
+    assert_eq!(cause(&hung, "sock-ga"), "no_answer");
+    assert_eq!(cause(&hung, "pve101"), "no_answer");
+    assert!(hung.took < Duration::from_secs(15), "{:?}", hung.took);
+    let back = agent(&fleet, &["ping", "-i", inv, "-l", "sock-ga"], SECRET);
+    assert_eq!(back.code, 0, "a resumed agent answers again (stale answers skipped): {}", back.stdout);
+    assert!(pve.requests.lock().unwrap().iter().any(|r| r.ends_with("/qemu/103/pending")), "pending was looked up");
+}
