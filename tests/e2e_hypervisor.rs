@@ -171,4 +171,31 @@ fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
     let back = agent(&fleet, &["ping", "-i", inv, "-l", "sock-ga"], SECRET);
     assert_eq!(back.code, 0, "a resumed agent answers again (stale answers skipped): {}", back.stdout);
     assert!(pve.requests.lock().unwrap().iter().any(|r| r.ends_with("/qemu/103/pending")), "pending was looked up");
+
+    // The fleet read from Proxmox, as Ansible's proxmox inventory plugin reads it; its VMs are
+    // asked through Proxmox without any more configuration.
+    let plugin = fleet.write("pve.proxmox.yml", &format!("plugin: community.proxmox.proxmox\nurl: {}\nvalidate_certs: false\n", pve.url));
+    let list =
+        Command::new(env!("CARGO_BIN_EXE_gafix")).args(["inventory", "-i", plugin.to_str().unwrap(), "--list"]).envs(env).output().unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success() && !text.contains(SECRET), "{text}\n{}", String::from_utf8_lossy(&list.stderr));
+    let list: Json = serde_json::from_str(&text).unwrap();
+    let hosts = |g: &str| list[g]["hosts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hosts("proxmox_all_qemu"), ["vm101", "vm102", "vm103", "vm104"]);
+    assert_eq!(hosts("proxmox_all_running"), ["ct200", "vm101", "vm102", "vm103"]);
+    assert_eq!(hosts("proxmox_all_stopped"), ["vm104"]);
+    assert_eq!(hosts("proxmox_all_lxc"), ["ct200"]);
+    assert_eq!(hosts("proxmox_all_templates"), ["debian-template"]);
+    assert_eq!(hosts("proxmox_pve1_qemu").len(), 4);
+    assert_eq!(hosts("proxmox_pool_prod"), ["vm101", "ct200"]);
+    assert_eq!(hosts("proxmox_nodes"), ["pve1"]);
+    let vm101 = &list["_meta"]["hostvars"]["vm101"];
+    assert_eq!((vm101["proxmox_vmid"].as_i64(), vm101["proxmox_node"].as_str()), (Some(101), Some("pve1")));
+    assert_eq!((vm101["proxmox_vmtype"].as_str(), vm101["proxmox_tags"].as_str()), (Some("qemu"), Some("gafix;ci")));
+    assert_eq!(vm101["gafix_hypervisor"], "proxmox");
+    assert!(list["_meta"]["hostvars"]["ct200"].get("gafix_hypervisor").is_none(), "containers have no guest agent");
+    let via_plugin = agent(&fleet, &["ping", "-i", plugin.to_str().unwrap(), "-l", "proxmox_all_qemu", "--format", "json"], SECRET);
+    assert_eq!(via_plugin.code, 2, "{}", via_plugin.stdout);
+    assert_eq!(via_plugin.host("vm101")["ok"], true, "{}", via_plugin.stdout);
+    assert_eq!(cause(&via_plugin, "vm104"), "not_running");
 }

@@ -155,7 +155,10 @@ pub fn classify(message: &str) -> Cause {
         Cause::NotConfigured
     } else if m.contains("guest agent is not connected") {
         Cause::Disconnected
-    } else if m.contains("guest agent not available for now") || m.contains("guest agent is not responding") {
+    } else if m.contains("guest agent not available for now")
+        || m.contains("not available due to an error")
+        || m.contains("guest agent is not responding")
+    {
         Cause::Silent
     } else if m.contains("domain is not running") {
         Cause::NotRunning

@@ -341,7 +341,7 @@ mod tests {
         ]);
         let Some(Access::Proxmox(t)) = Access::from_vars("vm1", &pve, &env).unwrap() else { panic!() };
         assert_eq!(t.vmid, 101);
-        assert_eq!(t.token.header(), "PVEAPIToken=gafix@pve!ci=0f6b2f5c-secret");
+        assert_eq!(t.api.token.header(), "PVEAPIToken=gafix@pve!ci=0f6b2f5c-secret");
         assert!(!format!("{t:?}").contains("0f6b2f5c-secret"), "Debug never shows the secret");
     }
 

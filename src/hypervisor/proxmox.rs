@@ -41,101 +41,116 @@ impl Token {
     }
 }
 
-/// A VM on a Proxmox node, and how to reach the node's API.
-pub struct Target {
-    /// `https://pve1:8006`, without a trailing slash.
+/// A Proxmox VE API endpoint with its token: `https://pve1:8006`.
+pub struct Api {
+    /// Without a trailing slash.
     pub url: String,
-    pub node: String,
-    pub vmid: u32,
     pub token: Token,
     agent: ureq::Agent,
 }
 
-impl Clone for Target {
+impl Clone for Api {
     fn clone(&self) -> Self {
-        Target {
-            url: self.url.clone(),
-            node: self.node.clone(),
-            vmid: self.vmid,
-            token: Token {
-                user: self.token.user.clone(),
-                id: self.token.id.clone(),
-                secret: Secret::new(self.token.secret.expose().to_string()),
-            },
-            agent: self.agent.clone(),
-        }
+        let token =
+            Token { user: self.token.user.clone(), id: self.token.id.clone(), secret: Secret::new(self.token.secret.expose().to_string()) };
+        Api { url: self.url.clone(), token, agent: self.agent.clone() }
     }
 }
 
-impl std::fmt::Debug for Target {
+impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Target({} node {} vmid {} as {}!{})", self.url, self.node, self.vmid, self.token.user, self.token.id)
+        write!(f, "Api({} as {}!{})", self.url, self.token.user, self.token.id)
     }
 }
-
-/// How long an API call may take beyond the agent's own timeout.
-const HTTP_GRACE: Duration = Duration::from_secs(10);
 
 /// What an API call got instead of data.
 #[derive(Debug)]
-enum ApiError {
+pub enum ApiError {
     /// No HTTP answer at all (DNS, refused, TLS, timeout).
     Transport(String),
     /// An HTTP error status, with the message from the body or the reason phrase.
     Status(u16, String),
 }
 
-impl Target {
-    pub fn new(url: &str, node: String, vmid: u32, token: Token, validate_certs: bool, ca_file: Option<PathBuf>) -> Result<Target, String> {
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Transport(m) => f.write_str(m),
+            ApiError::Status(code, m) => write!(f, "HTTP {code} {m}"),
+        }
+    }
+}
+
+impl Api {
+    pub fn new(url: &str, token: Token, validate_certs: bool, ca_file: Option<PathBuf>) -> Result<Api, String> {
         let url = url.trim_end_matches('/').to_string();
         let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
         if rest.is_none_or(|r| r.is_empty() || r.contains(['/', '?', '#'])) {
             return Err(format!("proxmox_url '{url}' is not https://HOST[:PORT] (http:// is accepted too)"));
         }
-        if node.is_empty() || !node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-            return Err(format!("proxmox_node '{node}' is not a node name"));
-        }
         let mut builder = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5));
         if let Some(config) = tls_config(validate_certs, ca_file)? {
             builder = builder.tls_config(config);
         }
-        Ok(Target { url, node, vmid, token, agent: builder.build() })
+        Ok(Api { url, token, agent: builder.build() })
     }
 
-    fn vm_path(&self, rest: &str) -> String {
-        format!("{}/api2/json/nodes/{}/qemu/{}/{rest}", self.url, self.node, self.vmid)
-    }
-
-    /// One API call (blocking, on tokio's blocking pool): the envelope's `data`.
-    async fn call(&self, method: &'static str, rest: &str, form: Vec<(String, String)>, limit: Duration) -> Result<Json, ApiError> {
-        let request = self.agent.request(method, &self.vm_path(rest)).set("Authorization", &self.token.header()).timeout(limit);
-        let answer = tokio::task::spawn_blocking(move || {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let response = if method == "GET" { request.call() } else { request.send_form(&form) };
-            match response {
-                Ok(r) => r
-                    .into_string()
-                    .map_err(|e| e.to_string())
-                    .and_then(|text| serde_json::from_str::<Json>(&text).map_err(|e| e.to_string()))
-                    .map_err(|e| ApiError::Transport(format!("unreadable answer: {e}"))),
-                Err(ureq::Error::Status(code, r)) => {
-                    let reason = r.status_text().trim().to_string();
-                    let body: Option<Json> = r.into_string().ok().and_then(|text| serde_json::from_str(&text).ok());
-                    let message = body
-                        .as_ref()
-                        .and_then(|b| b.get("message"))
-                        .and_then(Json::as_str)
-                        .map(|m| m.trim().to_string())
-                        .filter(|m| !m.is_empty())
-                        .unwrap_or(reason);
-                    Err(ApiError::Status(code, message))
-                }
-                Err(ureq::Error::Transport(t)) => Err(ApiError::Transport(t.to_string())),
+    /// One call, blocking: the envelope's `data`. `path` follows `/api2/json/`.
+    pub fn request(&self, method: &str, path: &str, form: &[(String, String)], limit: Duration) -> Result<Json, ApiError> {
+        let request =
+            self.agent.request(method, &format!("{}/api2/json/{path}", self.url)).set("Authorization", &self.token.header()).timeout(limit);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let response = if method == "GET" { request.call() } else { request.send_form(&form) };
+        let answer: Json = match response {
+            Ok(r) => r
+                .into_string()
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_json::from_str::<Json>(&text).map_err(|e| e.to_string()))
+                .map_err(|e| ApiError::Transport(format!("unreadable answer: {e}")))?,
+            Err(ureq::Error::Status(code, r)) => {
+                let reason = r.status_text().trim().to_string();
+                let body: Option<Json> = r.into_string().ok().and_then(|text| serde_json::from_str(&text).ok());
+                let message = body
+                    .as_ref()
+                    .and_then(|b| b.get("message"))
+                    .and_then(Json::as_str)
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or(reason);
+                return Err(ApiError::Status(code, message));
             }
-        })
-        .await
-        .map_err(|e| ApiError::Transport(e.to_string()))??;
+            Err(ureq::Error::Transport(t)) => return Err(ApiError::Transport(t.to_string())),
+        };
         Ok(answer.get("data").cloned().unwrap_or(Json::Null))
+    }
+}
+
+/// A VM on a Proxmox node, and the node's API.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub api: Api,
+    pub node: String,
+    pub vmid: u32,
+}
+
+/// How long an API call may take beyond the agent's own timeout.
+const HTTP_GRACE: Duration = Duration::from_secs(10);
+
+impl Target {
+    pub fn new(url: &str, node: String, vmid: u32, token: Token, validate_certs: bool, ca_file: Option<PathBuf>) -> Result<Target, String> {
+        if node.is_empty() || !node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return Err(format!("proxmox_node '{node}' is not a node name"));
+        }
+        Ok(Target { api: Api::new(url, token, validate_certs, ca_file)?, node, vmid })
+    }
+
+    /// One call on the VM (on tokio's blocking pool): the envelope's `data`.
+    async fn call(&self, method: &'static str, rest: &str, form: Vec<(String, String)>, limit: Duration) -> Result<Json, ApiError> {
+        let api = self.api.clone();
+        let path = format!("nodes/{}/qemu/{}/{rest}", self.node, self.vmid);
+        tokio::task::spawn_blocking(move || api.request(method, &path, &form, limit))
+            .await
+            .map_err(|e| ApiError::Transport(e.to_string()))?
     }
 
     /// Runs one agent command through the API: `guest-ping` is `POST agent/ping`, others

@@ -4,6 +4,7 @@
 mod ini;
 pub mod output;
 pub mod pattern;
+mod proxmox;
 mod pyliteral;
 pub mod range;
 mod script;

@@ -58,6 +58,9 @@ pub(super) fn add(inv: &mut Inventory, path: &Path, given: bool, errors: &mut Ve
                 Value::Map(entries) if entries.iter().any(|(k, _)| k.as_str() == Some("plugin")) => {
                     let plugin =
                         entries.iter().find(|(k, _)| k.as_str() == Some("plugin")).map(|(_, v)| v.key_string()).unwrap_or_default();
+                    if super::proxmox::PLUGINS.contains(&plugin.as_str()) {
+                        return super::proxmox::add(inv, &node, path, errors);
+                    }
                     errors.push(Diagnostic::new(
                         &node.location,
                         format!(

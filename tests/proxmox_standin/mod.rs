@@ -131,6 +131,10 @@ fn respond(mut stream: TcpStream, code: u16, reason: &str, body: &str) {
     );
 }
 
+fn respond_json(stream: &TcpStream, body: &Json) {
+    respond(stream.try_clone().unwrap(), 200, "OK", &body.to_string());
+}
+
 fn error(stream: TcpStream, code: u16, message: &str, old_style: bool) {
     let body = if old_style { json!({"data": null}) } else { json!({"data": null, "message": format!("{message}\n")}) };
     respond(stream, code, message, &body.to_string());
@@ -141,6 +145,34 @@ fn serve(stream: TcpStream, state: &Mutex<BTreeMap<u32, Vm>>, log: &Mutex<Vec<St
     log.lock().unwrap().push(format!("{} {}", req.method, req.path));
     if req.authorization.as_deref() != Some(token) {
         return respond(stream, 401, "Authentication failed!", "");
+    }
+    // The fleet, as the inventory plugin lists it: one node, its VMs (and a template), one
+    // container, one pool.
+    let listing = |d: Json| respond_json(&stream, &json!({ "data": d }));
+    if req.method == "GET" {
+        match req.path.as_str() {
+            "/api2/json/nodes" => return listing(json!([{"node": node, "type": "node", "status": "online"}])),
+            p if p == format!("/api2/json/nodes/{node}/qemu") => {
+                let mut vms: Vec<Json> = state
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(id, vm)| json!({"vmid": id, "name": format!("vm{id}"), "status": if vm.running { "running" } else { "stopped" }, "tags": "gafix;ci"}))
+                    .collect();
+                vms.push(json!({"vmid": 9000, "name": "debian-template", "status": "stopped", "template": 1}));
+                return listing(json!(vms));
+            }
+            p if p == format!("/api2/json/nodes/{node}/lxc") => {
+                return listing(json!([{"vmid": 200, "name": "ct200", "status": "running"}]))
+            }
+            "/api2/json/pools" => return listing(json!([{"poolid": "prod"}])),
+            "/api2/json/pools/prod" => {
+                return listing(
+                    json!({"members": [{"vmid": 101, "name": "vm101", "type": "qemu"}, {"vmid": 200, "name": "ct200", "type": "lxc"}]}),
+                )
+            }
+            _ => {}
+        }
     }
     let prefix = format!("/api2/json/nodes/{node}/qemu/");
     let Some(rest) = req.path.strip_prefix(&prefix) else {
