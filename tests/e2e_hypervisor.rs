@@ -199,3 +199,67 @@ fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
     assert_eq!(via_plugin.host("vm101")["ok"], true, "{}", via_plugin.stdout);
     assert_eq!(cause(&via_plugin, "vm104"), "not_running");
 }
+
+fn virsh(args: &[&str]) -> String {
+    let out = Command::new("virsh").args(["-q", "-c", "qemu:///system"]).args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+#[ignore = "needs libvirtd, QEMU and the test image: tests/run runs it (cargo test -- --include-ignored)"]
+fn libvirt_sees_the_channel_and_fix_hypervisor_adds_it() {
+    let hosts = Host::start_all(&[("lv-ga", Kind::Libvirt), ("lv-noga", Kind::LibvirtWithoutChannel)]);
+    let (ga, noga) = (&hosts[0], &hosts[1]);
+    let fleet = Fleet::new();
+    // The domain is the inventory name (libvirt_domain's default), at qemu:///system (libvirt_uri's).
+    let base = support::read(&fleet.inventory(&[ga, noga]));
+    let mut inventory = String::from("all:\n  vars:\n    gafix_hypervisor: libvirt\n  hosts:\n");
+    inventory += &entry(&base, ga, &ga.name, "");
+    inventory += &entry(&base, noga, &noga.name, "");
+    let inv = fleet.write("lv.yml", &inventory);
+    let inv = inv.to_str().unwrap();
+    let cause = |run: &Agent, host: &str| run.host(host)["cause"].as_str().unwrap_or("none").to_string();
+
+    // No channel: "not configured" at once; a channel nothing in the guest opened: "not connected".
+    let before = agent(&fleet, &["ping", "-i", inv, "--format", "json"], SECRET);
+    assert_eq!(before.code, 2, "{}", before.stdout);
+    assert_eq!(cause(&before, &noga.name), "not_configured", "{}", before.stdout);
+    assert!(before.host(&noga.name)["error"].as_str().unwrap().contains("QEMU guest agent is not configured"));
+    assert_eq!(cause(&before, &ga.name), "disconnected", "{}", before.stdout);
+    assert!(before.took < Duration::from_secs(5), "both are told at once: {:?}", before.took);
+
+    // --fix-hypervisor without --allow-restart: the channel goes into the domain's
+    // configuration, the running VM is left alone, and the host fails "restart required".
+    let book = fleet.write("ga.yml", GA_PLAYBOOK);
+    let book = book.to_str().unwrap();
+    let fixed = fleet.gafix(&["-i", inv, "-l", &noga.name, "--fix-hypervisor", book]);
+    assert_eq!(fixed.code, 2, "{}", fixed.explain());
+    let step = fixed.task(&noga.name, "agent channel at the hypervisor");
+    assert!(step["msg"].as_str().unwrap().starts_with("restart required"), "{step}");
+    assert!(virsh(&["dumpxml", "--inactive", &noga.name]).contains("name='org.qemu.guest_agent.0'"));
+    let pending = agent(&fleet, &["ping", "-i", inv, "-l", &noga.name, "--format", "json"], SECRET);
+    assert_eq!(cause(&pending, &noga.name), "pending", "{}", pending.stdout);
+
+    // With --allow-restart: a fresh start applies it, the role installs the agent, and the gate
+    // passes on both views; the VM that had its channel is not restarted.
+    let boot_before = ga.boot_id();
+    let run = fleet.gafix(&["-i", inv, "--fix-hypervisor", "--allow-restart", book]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert!(run.task(&noga.name, "agent channel at the hypervisor")["msg"].as_str().unwrap().contains("restarted the VM via libvirt"));
+    for h in [ga, noga] {
+        let msg = run.task(&h.name, "verify qemu-guest-agent is active")["msg"].as_str().unwrap().to_string();
+        assert!(
+            msg.starts_with("in guest: qemu-guest-agent is active; hypervisor: guest-ping ") && msg.ends_with(" ms via libvirt"),
+            "{msg}"
+        );
+    }
+    assert_eq!(ga.boot_id(), boot_before, "no restart for a VM that has its channel");
+
+    // A hung agent: libvirt's guest-sync times out ("not available for now").
+    ga.sh("sudo pkill -STOP -x qemu-ga");
+    let hung = agent(&fleet, &["ping", "-i", inv, "-l", &ga.name, "--timeout", "2", "--format", "json"], SECRET);
+    ga.sh("sudo pkill -CONT -x qemu-ga");
+    assert_eq!(cause(&hung, &ga.name), "silent", "{}", hung.stdout);
+    let again = agent(&fleet, &["ping", "-i", inv], SECRET);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+}

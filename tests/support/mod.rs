@@ -24,6 +24,7 @@ pub fn testvm() -> PathBuf {
 pub fn require(kind: Kind) {
     let tool = match kind {
         Kind::Vm | Kind::VmWithoutChannel => "qemu-system-x86_64",
+        Kind::Libvirt | Kind::LibvirtWithoutChannel => "virsh",
         Kind::Container => "systemd-nspawn",
     };
     let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success()).unwrap_or(false);
@@ -35,6 +36,9 @@ pub enum Kind {
     Vm,
     VmWithoutChannel,
     Container,
+    /// A VM defined in and run by libvirtd (`testvm up --libvirt`).
+    Libvirt,
+    LibvirtWithoutChannel,
 }
 
 pub struct Host {
@@ -62,6 +66,8 @@ impl Host {
             Kind::Vm => cmd.args(["up", &name]),
             Kind::VmWithoutChannel => cmd.args(["up", &name, "--no-ga-channel"]),
             Kind::Container => cmd.args(["ct-up", &name]),
+            Kind::Libvirt => cmd.args(["up", &name, "--libvirt"]),
+            Kind::LibvirtWithoutChannel => cmd.args(["up", &name, "--libvirt", "--no-ga-channel"]),
         };
         cmd.args(options);
         let out = cmd.output().expect("run testvm");
