@@ -76,6 +76,7 @@ fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
         running,
         qga_of: Some(ga.name.clone()),
         old_style_errors,
+        audit_denied: false,
     };
     let pve = StandIn::start(
         "pve1",
@@ -86,6 +87,7 @@ fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
             (102, vm(None, None, true, true)),
             (103, vm(Some("0"), Some("1"), true, false)),
             (104, vm(Some("1"), None, false, false)),
+            (105, Vm { audit_denied: true, ..vm(Some("1"), None, true, false) }),
         ]),
     );
 
@@ -96,7 +98,7 @@ fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
     let mut inventory = String::from("all:\n  hosts:\n");
     inventory += &entry(&base, ga, "sock-ga", &format!("gafix_hypervisor: qga_socket\ngafix_qga_socket: {}", socket(ga)));
     inventory += &entry(&base, noga, "sock-noga", &format!("gafix_hypervisor: qga_socket\ngafix_qga_socket: {}", socket(noga)));
-    for vmid in 101..=104 {
+    for vmid in 101..=105 {
         inventory += &entry(&base, ga, &format!("pve{vmid}"), &pve_vars(vmid));
     }
     let inv = fleet.write("hv.yml", &inventory);
@@ -115,6 +117,11 @@ fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
     assert_eq!(cause(&before, "pve103"), "pending");
     assert!(before.host("pve103")["remedy"].as_str().unwrap().contains("a reboot from inside the guest does not"));
     assert_eq!(cause(&before, "pve104"), "not_running");
+    assert_eq!(cause(&before, "pve105"), "permission_denied");
+    assert!(before.host("pve105")["remedy"]
+        .as_str()
+        .unwrap()
+        .contains("VM.GuestAgent.Audit on /vms/105 (Proxmox VE 9; VM.Monitor before 9)"));
     assert!(before.took < Duration::from_secs(12), "hosts are asked at once: {:?}", before.took);
 
     // A wrong token: the hypervisor cannot be asked at all (exit code 4).
@@ -144,9 +151,32 @@ fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
     let msg = verify["msg"].as_str().unwrap();
     assert!(msg.starts_with("in guest: qemu-guest-agent is active; hypervisor: guest-ping ") && msg.ends_with(" ms via proxmox"), "{msg}");
     assert!(!run.stdout.contains(SECRET) && !run.report.to_string().contains(SECRET), "the token secret leaked");
-    let run = fleet.gafix(&["-i", inv, "-l", "sock-ga", "ga.yml"]);
+    let gated = fleet.write(
+        "gated.yml",
+        "- name: qemu_ga_fix\n  hosts: all\n  become: true\n  roles: [qemu_ga_fix]\n\
+         - name: after\n  hosts: all\n  gafix_gate: qemu_ga_fix\n  gather_facts: false\n  tasks:\n    - command: 'true'\n",
+    );
+    let run = fleet.gafix(&["-i", inv, "-l", "sock-ga", gated.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.explain());
     assert!(run.task("sock-ga", "verify qemu-guest-agent is active")["msg"].as_str().unwrap().ends_with(" ms via qga_socket"));
+    let gate_line =
+        run.stdout.lines().find(|l| l.starts_with("sock-ga") && l.contains(" open ")).unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        gate_line.contains("(in guest: qemu-guest-agent is active; hypervisor: guest-ping ") && gate_line.ends_with(" ms via qga_socket)"),
+        "{gate_line}"
+    );
+
+    // --fix-hypervisor --allow-restart through Proxmox: VM 102's pending option applied by a
+    // shutdown and a start through the API (the stand-in's VM is not really restarted), then
+    // the role and a passing gate.
+    let restarted = fleet.gafix_env(&["-i", inv, "-l", "pve102", "--fix-hypervisor", "--allow-restart", book.to_str().unwrap()], &env);
+    assert_eq!(restarted.code, 0, "{}", restarted.explain());
+    assert!(restarted.task("pve102", "agent channel at the hypervisor")["msg"].as_str().unwrap().contains("restarted the VM via proxmox"));
+    let requests = pve.requests.lock().unwrap().clone();
+    let shutdown = requests.iter().position(|r| r == "POST /api2/json/nodes/pve1/qemu/102/status/shutdown").expect("a shutdown");
+    let start = requests.iter().position(|r| r == "POST /api2/json/nodes/pve1/qemu/102/status/start").expect("a start");
+    assert!(shutdown < start);
+    assert_eq!(pve.vms.lock().unwrap()[&102].agent.as_deref(), Some("enabled=1"));
 
     // Installed and running: both ways in answer, and guest-info tells the version.
     let after = agent(&fleet, &["ping", "-i", inv, "-l", "sock-ga:pve101"], SECRET);
@@ -174,25 +204,33 @@ fn the_socket_and_proxmox_see_what_the_hypervisor_sees() {
 
     // The fleet read from Proxmox, as Ansible's proxmox inventory plugin reads it; its VMs are
     // asked through Proxmox without any more configuration.
-    let plugin = fleet.write("pve.proxmox.yml", &format!("plugin: community.proxmox.proxmox\nurl: {}\nvalidate_certs: false\n", pve.url));
+    let plugin = fleet.write(
+        "pve.proxmox.yml",
+        &format!("plugin: community.proxmox.proxmox\nurl: {}\nvalidate_certs: false\nwant_facts: true\n", pve.url),
+    );
     let list =
         Command::new(env!("CARGO_BIN_EXE_gafix")).args(["inventory", "-i", plugin.to_str().unwrap(), "--list"]).envs(env).output().unwrap();
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(list.status.success() && !text.contains(SECRET), "{text}\n{}", String::from_utf8_lossy(&list.stderr));
     let list: Json = serde_json::from_str(&text).unwrap();
     let hosts = |g: &str| list[g]["hosts"].as_array().cloned().unwrap_or_default();
-    assert_eq!(hosts("proxmox_all_qemu"), ["vm101", "vm102", "vm103", "vm104"]);
-    assert_eq!(hosts("proxmox_all_running"), ["ct200", "vm101", "vm102", "vm103"]);
+    assert_eq!(hosts("proxmox_all_qemu"), ["vm101", "vm102", "vm103", "vm104", "vm105"]);
+    assert_eq!(hosts("proxmox_all_running"), ["ct200", "vm101", "vm102", "vm103", "vm105"]);
     assert_eq!(hosts("proxmox_all_stopped"), ["vm104"]);
     assert_eq!(hosts("proxmox_all_lxc"), ["ct200"]);
     assert_eq!(hosts("proxmox_all_templates"), ["debian-template"]);
-    assert_eq!(hosts("proxmox_pve1_qemu").len(), 4);
+    assert_eq!(hosts("proxmox_pve1_qemu").len(), 5);
     assert_eq!(hosts("proxmox_pool_prod"), ["vm101", "ct200"]);
     assert_eq!(hosts("proxmox_nodes"), ["pve1"]);
     let vm101 = &list["_meta"]["hostvars"]["vm101"];
     assert_eq!((vm101["proxmox_vmid"].as_i64(), vm101["proxmox_node"].as_str()), (Some(101), Some("pve1")));
     assert_eq!((vm101["proxmox_vmtype"].as_str(), vm101["proxmox_tags"].as_str()), (Some("qemu"), Some("gafix;ci")));
     assert_eq!(vm101["gafix_hypervisor"], "proxmox");
+    assert_eq!(vm101["proxmox_net0"], serde_json::json!({"virtio": "BC:24:11:00:00:01", "bridge": "vmbr0"}), "want_facts: {vm101}");
+    assert_eq!(vm101["proxmox_scsi0"]["disk_image"], "local-lvm:vm-disk-0");
+    assert_eq!(vm101["proxmox_tags_parsed"], serde_json::json!(["gafix", "ci"]));
+    assert_eq!(vm101["proxmox_qmpstatus"], "running");
+    assert_eq!(vm101["proxmox_snapshots"], serde_json::json!([]));
     assert!(list["_meta"]["hostvars"]["ct200"].get("gafix_hypervisor").is_none(), "containers have no guest agent");
     let via_plugin = agent(&fleet, &["ping", "-i", plugin.to_str().unwrap(), "-l", "proxmox_all_qemu", "--format", "json"], SECRET);
     assert_eq!(via_plugin.code, 2, "{}", via_plugin.stdout);

@@ -30,6 +30,8 @@ pub struct Vm {
     pub qga_of: Option<String>,
     /// Errors in the old style: the message only in the reason phrase.
     pub old_style_errors: bool,
+    /// The token lacks the agent privileges on this VM.
+    pub audit_denied: bool,
 }
 
 pub struct StandIn {
@@ -165,6 +167,20 @@ fn serve(stream: TcpStream, state: &Mutex<BTreeMap<u32, Vm>>, log: &Mutex<Vec<St
             p if p == format!("/api2/json/nodes/{node}/lxc") => {
                 return listing(json!([{"vmid": 200, "name": "ct200", "status": "running"}]))
             }
+            p if p == format!("/api2/json/nodes/{node}/qemu/9000/status/current") => {
+                return listing(json!({"status": "stopped", "vmid": 9000, "template": 1}))
+            }
+            p if p == format!("/api2/json/nodes/{node}/qemu/9000/config") => {
+                return listing(json!({"name": "debian-template", "template": 1, "cores": 1}))
+            }
+            p if p == format!("/api2/json/nodes/{node}/qemu/9000/snapshot") => return listing(json!([{"name": "current"}])),
+            p if p == format!("/api2/json/nodes/{node}/lxc/200/status/current") => {
+                return listing(json!({"status": "running", "vmid": 200}))
+            }
+            p if p == format!("/api2/json/nodes/{node}/lxc/200/config") => {
+                return listing(json!({"hostname": "ct200", "ostype": "debian"}))
+            }
+            p if p == format!("/api2/json/nodes/{node}/lxc/200/snapshot") => return listing(json!([{"name": "current"}])),
             "/api2/json/pools" => return listing(json!([{"poolid": "prod"}])),
             "/api2/json/pools/prod" => {
                 return listing(
@@ -189,7 +205,8 @@ fn serve(stream: TcpStream, state: &Mutex<BTreeMap<u32, Vm>>, log: &Mutex<Vec<St
         ("GET", "config") => {
             let current = req.query.contains("current=1");
             let agent = if current { vm.agent.clone() } else { vm.pending_agent.clone().or(vm.agent.clone()) };
-            let mut config = json!({"name": format!("vm{vmid}"), "memory": "512", "digest": "0"});
+            let mut config = json!({"name": format!("vm{vmid}"), "memory": "512", "digest": "0", "cores": 1,
+                "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0", "scsi0": "local-lvm:vm-disk-0,size=8G", "tags": "gafix;ci"});
             if let Some(a) = agent {
                 config["agent"] = json!(a);
             }
@@ -225,6 +242,25 @@ fn serve(stream: TcpStream, state: &Mutex<BTreeMap<u32, Vm>>, log: &Mutex<Vec<St
                 }
             }
             respond(stream, 200, "OK", &data(Json::Null))
+        }
+        ("GET", "snapshot") => respond(stream, 200, "OK", &data(json!([{"name": "current", "description": "You are here!"}]))),
+        // A fresh start applies what is pending; the VM behind the agent is not restarted.
+        ("POST", "status/shutdown") | ("POST", "status/start") => {
+            let mut all = state.lock().unwrap();
+            let vm = all.get_mut(&vmid).unwrap();
+            if route == "status/shutdown" {
+                vm.running = false;
+                if let Some(p) = vm.pending_agent.take() {
+                    vm.agent = Some(p);
+                }
+            } else {
+                vm.running = true;
+            }
+            let task = route.trim_start_matches("status/");
+            respond(stream, 200, "OK", &data(json!(format!("UPID:{node}:0000A1B2:0001C3D4:6745A1B2:qm{task}:{vmid}:gafix@pve!ci:"))))
+        }
+        ("POST", "agent/ping") | ("GET", "agent/info") if vm.audit_denied => {
+            error(stream, 403, &format!("Permission check failed (/vms/{vmid}, VM.GuestAgent.Audit|VM.GuestAgent.Unrestricted)"), old)
         }
         ("POST", "agent/ping") | ("GET", "agent/info") => {
             if vm.agent.is_none() {
