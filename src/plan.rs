@@ -28,6 +28,8 @@ pub struct PlannedPlay {
     pub roles: Vec<RoleInstance>,
     /// Every task in run order, with its inherited keywords, after `--tags`/`--skip-tags`.
     pub tasks: Vec<Task>,
+    /// The handlers, in the order they run when notified.
+    pub handlers: Vec<Task>,
     /// Hosts the play targets (play pattern, narrowed by --limit), in the play's `order`.
     pub hosts: Vec<String>,
     pub serial: Vec<Serial>,
@@ -110,7 +112,7 @@ pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &O
         subset = Some(slice.select(&candidates));
     }
     let mut plays = Vec::new();
-    for ResolvedPlay { play, roles, tasks } in resolved {
+    for ResolvedPlay { play, roles, tasks, handlers } in resolved {
         let mut hosts =
             inventory::select(inv, &play.hosts).map_err(|error| PlanError::PlayHosts { location: play.location.clone(), error })?;
         if let Some(subset) = &subset {
@@ -124,6 +126,7 @@ pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &O
             play,
             roles,
             tasks,
+            handlers,
             hosts,
         });
     }
@@ -143,6 +146,9 @@ fn start_at_task(plays: &mut [PlannedPlay], pattern: &str) -> Result<(), PlanErr
     let re =
         regex::Regex::new(&inventory::pattern::fnmatch_to_regex(pattern)).map_err(|e| PlanError::StartAtTask(format!("{pattern}: {e}")))?;
     let matches = |t: &Task| {
+        if t.flush_handlers {
+            return false;
+        }
         let name = t.display_name();
         let with_role = t.role.as_deref().map(|r| format!("{r} : {name}"));
         re.is_match(&name) || with_role.is_some_and(|n| re.is_match(&n))

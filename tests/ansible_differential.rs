@@ -119,6 +119,90 @@ fn cases() -> Vec<Case> {
             args: &[],
             gathering_plays: 0, inventory_user: true,
         },
+        Case { name: "import_tasks: nested, with when, tags, vars and become inherited", files: IMPORTS, args: &[], gathering_plays: 0, inventory_user: true },
+        Case { name: "import_tasks under --tags install", files: IMPORTS, args: &["--tags", "install"], gathering_plays: 0, inventory_user: true },
+        Case {
+            name: "handlers: notify, listen, role handlers, flush_handlers, once per host, not on a failed host",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  gather_facts: false
+  roles: [web]
+  tasks:
+    - shell: echo t1 >> /tmp/gd/{{ inventory_hostname }}-log
+      notify: [say hello, "web : restart web"]
+    - shell: echo t2 >> /tmp/gd/{{ inventory_hostname }}-log
+      notify: say hello
+      changed_when: inventory_hostname != 'h2'
+    - shell: echo t3 >> /tmp/gd/{{ inventory_hostname }}-log
+      changed_when: false
+      notify: listener
+    - ansible.builtin.meta: flush_handlers
+    - shell: echo after-flush >> /tmp/gd/{{ inventory_hostname }}-log
+      notify: topic
+    - command: /bin/false
+      when: inventory_hostname == 'h3'
+  handlers:
+    - name: say hello
+      shell: echo hello >> /tmp/gd/{{ inventory_hostname }}-log
+    - name: listener
+      shell: echo listened >> /tmp/gd/{{ inventory_hostname }}-log
+      listen: topic
+  post_tasks:
+    - shell: echo post >> /tmp/gd/{{ inventory_hostname }}-log
+      notify: say hello
+"#,
+                ),
+                ("roles/web/tasks/main.yml", "- shell: echo web >> /tmp/gd/{{ inventory_hostname }}-log\n  notify: restart web\n"),
+                ("roles/web/handlers/main.yml", "- name: restart web\n  shell: echo restart >> /tmp/gd/{{ inventory_hostname }}-log\n"),
+            ],
+            args: &[],
+            gathering_plays: 0, inventory_user: true,
+        },
+        Case {
+            name: "loops: loop, with_items, with_dict, with_sequence, with_together, loop_control, register results, when per item",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  vars:
+    pkgs: [a, b, c]
+    users: {alice: 1, bob: 2}
+  tasks:
+    - shell: echo {{ item }} >> /tmp/gd/{{ inventory_hostname }}-loop
+      loop: "{{ pkgs }}"
+      register: out
+    - shell: echo "{{ out.results | map(attribute='item') | join(',') }} {{ out.results | length }} {{ out.changed }} {{ out.msg }}" >> /tmp/gd/{{ inventory_hostname }}-loop
+    - shell: echo {{ u.key }}={{ u.value }} idx={{ i }} >> /tmp/gd/{{ inventory_hostname }}-loop
+      with_dict: "{{ users }}"
+      loop_control: {loop_var: u, index_var: i, label: "{{ u.key }}"}
+    - shell: echo {{ item }} >> /tmp/gd/{{ inventory_hostname }}-loop
+      with_items: [[x, y], z]
+      when: item != 'y'
+      register: skipped_one
+    - shell: echo "{{ skipped_one.results | map(attribute='skipped', default=false) | list }}" >> /tmp/gd/{{ inventory_hostname }}-loop
+    - shell: echo {{ item }} >> /tmp/gd/{{ inventory_hostname }}-loop
+      with_sequence: start=1 end=3 format=n%02d
+    - shell: echo "{{ item.0 }}-{{ item.1 }}" >> /tmp/gd/{{ inventory_hostname }}-loop
+      with_together: [[1, 2], [a, b]]
+    - command: "test {{ item }} != bad"
+      loop: [good, bad]
+      ignore_errors: true
+      register: r
+    - shell: echo "{{ r.failed }} {{ r.results | map(attribute='rc') | list }}" >> /tmp/gd/{{ inventory_hostname }}-loop
+    - shell: echo {{ ansible_loop.index }}/{{ ansible_loop.length }} {{ ansible_loop.last }} >> /tmp/gd/{{ inventory_hostname }}-loop
+      loop: [p, q]
+      loop_control: {extended: true}
+    - shell: echo never
+      loop: []
+    - command: /bin/false
+      ignore_errors: true
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0, inventory_user: true,
+        },
         Case {
             name: "variables whose values are templates, rendered when used",
             files: &[
@@ -284,6 +368,33 @@ fn cases() -> Vec<Case> {
         },
     ]
 }
+
+/// Imports nested two deep, in a role and in a play, with when, tags and vars on the import.
+const IMPORTS: &[(&str, &str)] = &[
+    (
+        "site.yml",
+        r#"- hosts: all
+  gather_facts: false
+  vars: {flavour: plain}
+  roles:
+    - app
+  tasks:
+    - ansible.builtin.import_tasks: extra.yml
+      vars: {flavour: imported}
+      when: inventory_hostname != 'h3'
+"#,
+    ),
+    ("extra.yml", "- shell: echo \"{{ flavour }}\" > /tmp/gd/{{ inventory_hostname }}-extra\n"),
+    (
+        "roles/app/tasks/main.yml",
+        "- import_tasks: install.yml\n  tags: [install]\n  when: inventory_hostname != 'h2'\n- shell: echo main >> /tmp/gd/{{ inventory_hostname }}-app\n",
+    ),
+    (
+        "roles/app/tasks/install.yml",
+        "- shell: echo install >> /tmp/gd/{{ inventory_hostname }}-app\n- import_tasks: steps/last.yml\n",
+    ),
+    ("roles/app/tasks/steps/last.yml", "- shell: echo \"last {{ step | default('none') }}\" >> /tmp/gd/{{ inventory_hostname }}-app\n  vars: {step: nested}\n"),
+];
 
 const TAGGED: &[(&str, &str)] = &[(
     "site.yml",

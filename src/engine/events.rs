@@ -127,7 +127,12 @@ impl Stats {
                 self.ok += 1;
                 self.changed += 1
             }
-            Status::Failed if r.ignored => self.ignored += 1,
+            // As Ansible counts an ignored failure: ok, ignored, and changed if it changed.
+            Status::Failed if r.ignored => {
+                self.ok += 1;
+                self.ignored += 1;
+                self.changed += u32::from(r.changed);
+            }
             Status::Failed => self.failed += 1,
             Status::Skipped => self.skipped += 1,
             Status::Unreachable => self.unreachable += 1,

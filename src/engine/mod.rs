@@ -9,6 +9,7 @@
 pub mod events;
 mod hypervisor;
 pub mod interrupt;
+mod loops;
 mod play;
 pub(crate) mod prepare;
 #[cfg(test)]
@@ -295,8 +296,10 @@ async fn run_linear(ctx: &PlayCtx<'_>, mut plays: Vec<HostPlay>, steps: &[Step],
         }
         if let (Step::Task(i), true) = (step, plays.iter().any(|hp| hp.left.is_none()) && !ctx.interrupt.is_stopping()) {
             let task = &ctx.planned.tasks[*i];
-            let name = task.display_name();
-            ctx.reporter.event(&Event::TaskStart { role: ctx.planned.role_of(task).map(|r| r.role.name.as_str()), task: &name });
+            if !task.flush_handlers {
+                let name = task.display_name();
+                ctx.reporter.event(&Event::TaskStart { role: ctx.planned.role_of(task).map(|r| r.role.name.as_str()), task: &name });
+            }
         }
         stream::iter(plays.iter_mut())
             .for_each_concurrent(ctx.opts.forks.max(1), |hp| async move {

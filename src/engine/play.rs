@@ -82,11 +82,13 @@ pub(super) struct HostPlay {
     /// Why each role instance does not apply, decided once from the facts.
     not_applicable: Vec<Option<String>>,
     vars_files: Vars,
+    /// Handlers (by index in the play's list) this host notified and has not run yet.
+    notified: Vec<bool>,
 }
 
 impl HostPlay {
     pub fn new(host: HostSession) -> Self {
-        HostPlay { host, records: Vec::new(), left: None, not_applicable: Vec::new(), vars_files: Vars::new() }
+        HostPlay { host, records: Vec::new(), left: None, not_applicable: Vec::new(), vars_files: Vars::new(), notified: Vec::new() }
     }
 
     /// The host's verdict on the play.
@@ -238,6 +240,9 @@ fn load_vars_files(hp: &HostPlay, ctx: &PlayCtx<'_>) -> Result<Vars, String> {
 }
 
 async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
+    if task.flush_handlers {
+        return run_handlers(hp, ctx).await;
+    }
     let play = &ctx.planned.play;
     let instance = task.role_instance;
     let role = ctx.planned.role_of(task);
@@ -272,7 +277,42 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
         r.stderr_tail = None;
         r.diff = None;
     }
+    if r.status == Status::Changed {
+        notify(hp, task, ctx);
+    }
     hp.finish_step(ctx, r);
+}
+
+/// Marks the handlers a changed task notifies (by name, `listen` topic or `role : name`).
+fn notify(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
+    let handlers = &ctx.planned.handlers;
+    hp.notified.resize(handlers.len(), false);
+    for name in &task.notify {
+        let name = match ctx.templar.render(&Json::String(name.clone()), hp.host.vars()) {
+            Ok(Json::String(s)) => s,
+            _ => name.clone(),
+        };
+        for (i, h) in handlers.iter().enumerate() {
+            if crate::role::playbook::handler_matches(h, ctx.planned.role_of(h).map(|r| r.role.name.as_str()), &name) {
+                hp.notified[i] = true;
+            }
+        }
+    }
+}
+
+/// `meta: flush_handlers` (also at the end of each play section): the handlers this host
+/// notified, once each, in the order they are defined; a handler may notify later ones.
+async fn run_handlers(hp: &mut HostPlay, ctx: &PlayCtx<'_>) {
+    let handlers = &ctx.planned.handlers;
+    hp.notified.resize(handlers.len(), false);
+    while let Some(i) = hp.notified.iter().position(|n| *n) {
+        hp.notified[i] = false;
+        if hp.left.is_some() {
+            return;
+        }
+        let run: futures::future::LocalBoxFuture<'_, ()> = Box::pin(run_one_task(hp, &handlers[i], ctx));
+        run.await;
+    }
 }
 
 /// A role's own guarantee, checked on the host: the gate verdict for later plays.
@@ -409,34 +449,74 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
     let mut sources: Vec<String> = task.kw.when.iter().chain(&task.changed_when).chain(&task.failed_when).cloned().collect();
     crate::template::collect_templates(&Json::Object(task.args.0.clone()), &mut sources);
     task.kw.environment.iter().for_each(|e| crate::template::collect_templates(e, &mut sources));
+    if let Some(l) = &task.loop_ {
+        crate::template::collect_templates(&l.items, &mut sources);
+        sources.extend(l.label.iter().cloned());
+    }
     if let Err(e) = ctx.templar.resolve_used(&mut vars, &sources) {
         return register(host, task, Outcome::failed(e.to_string()));
     }
+    let Some(l) = &task.loop_ else {
+        let outcome = run_item(host, task, role, ctx, &mut vars, check_mode).await;
+        return register(host, task, outcome);
+    };
+    let items = match super::loops::items(l, &vars, ctx.templar) {
+        Ok(items) => items,
+        Err(e) => return register(host, task, Outcome::failed(e)),
+    };
+    let mut done = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 && l.pause > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(l.pause)).await;
+        }
+        let mut item_vars = vars.clone();
+        super::loops::bind(l, &items, index, &mut item_vars);
+        let outcome = run_item(host, task, role, ctx, &mut item_vars, check_mode).await;
+        if outcome.status == Status::Unreachable {
+            return register(host, task, outcome);
+        }
+        let label = super::loops::label(l, item, &item_vars, ctx.templar);
+        done.push((item.clone(), label, outcome));
+    }
+    register(host, task, super::loops::outcome(l, done))
+}
+
+/// One run of the task's module: its `when`, arguments, module, `changed_when` and
+/// `failed_when` (once, or once per loop item with the item in `vars`).
+async fn run_item(
+    host: &mut HostSession,
+    task: &Task,
+    role: Option<&RoleInstance>,
+    ctx: &PlayCtx<'_>,
+    vars: &mut Vars,
+    check_mode: bool,
+) -> Outcome {
+    let vars = &mut *vars;
     for cond in &task.kw.when {
-        match ctx.templar.condition(cond, &vars) {
+        match ctx.templar.condition(cond, vars) {
             Ok(true) => {}
-            Ok(false) => return register(host, task, Outcome::skipped(format!("conditional result was false: {cond}"))),
-            Err(e) => return register(host, task, Outcome::failed(e.to_string())),
+            Ok(false) => return Outcome::skipped(format!("conditional result was false: {cond}")),
+            Err(e) => return Outcome::failed(e.to_string()),
         }
     }
-    let args = match ctx.templar.render(&Json::Object(task.args.0.clone()), &vars) {
+    let args = match ctx.templar.render(&Json::Object(task.args.0.clone()), vars) {
         Ok(Json::Object(m)) => Args(m),
         Ok(_) => Args::default(),
-        Err(e) => return register(host, task, Outcome::failed(e.to_string())),
+        Err(e) => return Outcome::failed(e.to_string()),
     };
     if let Err(e) = spec::validate_rendered(task.module.spec(), &args) {
-        return register(host, task, Outcome::failed(e.to_string()));
+        return Outcome::failed(e.to_string());
     }
     let becoming = task.kw.become_.unwrap_or(host.spec().become_default);
     let become_user = task.kw.become_user.as_deref();
     if let Some(u) = become_user {
         if let Err(e) = crate::transport::connection_validate_user(u) {
-            return register(host, task, Outcome::failed(e));
+            return Outcome::failed(e);
         }
     }
-    let environment = match environment_exports(task, &vars, ctx.templar) {
+    let environment = match environment_exports(task, vars, ctx.templar) {
         Ok(e) => e,
-        Err(e) => return register(host, task, Outcome::failed(e)),
+        Err(e) => return Outcome::failed(e),
     };
     let timeout = task.kw.timeout.filter(|t| *t > 0).map(Duration::from_secs);
     host.set_task_limits(environment, timeout.map(|t| Instant::now() + t));
@@ -447,7 +527,7 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         check_mode,
         diff: task.kw.diff.unwrap_or(ctx.opts.diff),
         become_: become_.as_deref(),
-        vars: &vars,
+        vars,
         verbosity: ctx.opts.verbosity,
         binds_to,
     };
@@ -459,7 +539,7 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         }
     }
     if outcome.status == Status::Unreachable || outcome.status == Status::Skipped {
-        return register(host, task, outcome);
+        return outcome;
     }
     // changed_when / failed_when see the result under the register name, as in Ansible.
     if !task.changed_when.is_empty() || !task.failed_when.is_empty() {
@@ -467,18 +547,18 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
             vars.insert(name.clone(), outcome.registered());
         }
         if !task.changed_when.is_empty() {
-            match all_true(&task.changed_when, &vars, ctx.templar) {
+            match all_true(&task.changed_when, vars, ctx.templar) {
                 Ok(changed) => {
                     outcome.changed = changed;
                     if outcome.status != Status::Failed {
                         outcome.status = if changed { Status::Changed } else { Status::Ok };
                     }
                 }
-                Err(e) => return register(host, task, Outcome::failed(e)),
+                Err(e) => return Outcome::failed(e),
             }
         }
         if !task.failed_when.is_empty() {
-            match any_true(&task.failed_when, &vars, ctx.templar) {
+            match any_true(&task.failed_when, vars, ctx.templar) {
                 Ok(true) => {
                     if outcome.status != Status::Failed {
                         outcome.msg = format!("failed_when matched: {}", task.failed_when.join(" or "));
@@ -491,11 +571,11 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
                         outcome.stderr_tail = None;
                     }
                 }
-                Err(e) => return register(host, task, Outcome::failed(e)),
+                Err(e) => return Outcome::failed(e),
             }
         }
     }
-    register(host, task, outcome)
+    outcome
 }
 
 fn all_true(conds: &[String], vars: &Vars, templar: &Templar) -> Result<bool, String> {

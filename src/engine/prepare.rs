@@ -117,7 +117,7 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
             // Whether the units the role ensures can start at all (check mode says so).
             req.paths.extend(instance.role.meta.binds_to.iter().map(|(_, device)| device.clone()));
         }
-        for task in &planned.tasks {
+        for task in planned.tasks.iter().chain(&planned.handlers).filter(|t| !t.flush_handlers) {
             let Ok(Json::Object(args)) = templar.render(&Json::Object(task.args.0.clone()), vars) else { continue };
             task.module.probe(&Args(args), &mut req);
         }

@@ -462,3 +462,24 @@ async fn a_host_that_is_not_a_vm_is_not_applicable_and_nothing_runs() {
     assert!(matches!(outcome(&report, "qemu_ga_fix", "h1"), PlayOutcome::NotApplicable { .. }));
     assert!(!ct.has("pkgs/qemu-guest-agent"));
 }
+
+#[tokio::test]
+async fn handlers_run_once_where_notified_at_the_end_of_each_section_and_at_flush() {
+    let (h1, h2) = (FakeHost::vm(), FakeHost::vm());
+    let book = "- hosts: all\n  gather_facts: false\n  tasks:\n\
+                \x20   - name: change\n      command: echo changed\n      notify: [restart, restart]\n\
+                \x20   - name: change on h1 only\n      command: echo changed\n      changed_when: inventory_hostname == 'h1'\n      notify: topic\n\
+                \x20   - meta: flush_handlers\n\
+                \x20   - name: after flush\n      command: echo again\n      notify: restart\n\
+                \x20   - name: h2 fails\n      command: 'false'\n      when: inventory_hostname == 'h2'\n\
+                \x20 handlers:\n\
+                \x20   - name: restart\n      command: echo restarted\n\
+                \x20   - name: listener\n      command: echo heard\n      listen: topic\n";
+    let report = converge(&[&h1, &h2], Some(book), false).await;
+    let ran = |host: &str, name: &str| report.tasks.iter().filter(|t| t.host == host && t.task == name).count();
+    assert_eq!((ran("h1", "restart"), ran("h1", "listener")), (2, 1), "once at the flush, once at the end: {:#?}", report.tasks);
+    assert_eq!((ran("h2", "restart"), ran("h2", "listener")), (1, 0), "h2 failed before the end; it never changed for the topic");
+    let order: Vec<&str> = report.tasks.iter().filter(|t| t.host == "h1").map(|t| t.task.as_str()).collect();
+    assert_eq!(order, ["change", "change on h1 only", "restart", "listener", "after flush", "h2 fails", "restart"]);
+    assert_eq!(report.stats["h2"].failed, 1);
+}

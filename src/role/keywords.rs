@@ -131,11 +131,11 @@ pub const TASK: &[(&str, Support)] = &[
     ("delegate_facts", NotYet),
     ("delegate_to", NotYet),
     ("ignore_unreachable", NotYet),
-    ("listen", NotYet),
-    ("loop", NotYet),
-    ("loop_control", NotYet),
+    ("listen", Yes),
+    ("loop", Yes),
+    ("loop_control", Yes),
     ("module_defaults", NotYet),
-    ("notify", NotYet),
+    ("notify", Yes),
     ("port", NotYet),
     ("remote_user", NotYet),
     ("retries", NotYet),
@@ -229,11 +229,14 @@ pub fn not_supported(what: &str) -> String {
 
 /// How gafix treats a task keyword, if it is one (`with_items`, `with_dict`... included).
 pub fn task_keyword(key: &str) -> Option<Support> {
-    if key.starts_with("with_") {
-        return Some(NotYet);
+    if let Some(lookup_name) = key.strip_prefix("with_") {
+        return Some(if WITH_LOOKUPS.contains(&lookup_name) { Yes } else { NotYet });
     }
     lookup(TASK, key)
 }
+
+/// The `with_<lookup>` loops gafix runs.
+pub const WITH_LOOKUPS: &[&str] = &["items", "list", "dict", "sequence", "together", "indexed_items"];
 
 pub fn lookup(table: &[(&'static str, Support)], key: &str) -> Option<Support> {
     table.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
@@ -275,19 +278,29 @@ pub fn unknown(what: &str, word: &str, candidates: &[&str]) -> String {
 }
 
 /// The README's keyword list, made from these tables (a test keeps the README equal to it).
+/// Task entries that bring in other task files (handled when the task list is read).
+pub const TASK_INCLUDES: &[&str] = &["import_tasks"];
+
 #[cfg(test)]
 pub fn markdown(modules: &[&str]) -> String {
     let list = |names: Vec<&str>| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
     let refused = |table: &[(&'static str, Support)]| list(table.iter().filter(|(_, s)| *s == NotYet).map(|(k, _)| *k).collect());
-    let lacking: Vec<&str> = ANSIBLE_BUILTIN_MODULES.iter().copied().filter(|m| !modules.contains(m)).collect();
+    let lacking: Vec<&str> =
+        ANSIBLE_BUILTIN_MODULES.iter().copied().filter(|m| !modules.contains(m) && !TASK_INCLUDES.contains(m) && *m != "meta").collect();
     [
         format!("- Modules: {}.", list(modules.to_vec())),
         format!("- Play keywords: {}.", list(supported(PLAY))),
         format!("- `roles:` entry keywords: {} (any other key is a role parameter).", list(supported(ROLE_ENTRY))),
         format!("- Task keywords: {}.", list(supported(TASK))),
+        format!("- Task files: {}.", list(TASK_INCLUDES.to_vec())),
+        "- `meta`: `flush_handlers`, `noop` (others refused).".to_string(),
         format!("- Refused in a play: {}.", refused(PLAY)),
         format!("- Refused in a `roles:` entry: {}.", refused(ROLE_ENTRY)),
-        format!("- Refused in a task: {}, `with_*`.", refused(TASK)),
+        format!(
+            "- Loops: `loop`, {}.",
+            list(WITH_LOOKUPS.iter().map(|w| Box::leak(format!("with_{w}").into_boxed_str()) as &str).collect())
+        ),
+        format!("- Refused in a task: {}, any other `with_*`.", refused(TASK)),
         format!("- Refused ansible.builtin modules: {}; and any collection's module.", list(lacking)),
     ]
     .join("\n")
@@ -332,8 +345,9 @@ mod tests {
         assert!(is_ansible_module("ansible.builtin.import_tasks"));
         assert!(is_ansible_module("community.general.ufw"));
         assert!(!is_ansible_module("ap"));
-        assert_eq!(task_keyword("with_items"), Some(NotYet));
-        assert_eq!(task_keyword("loop"), Some(NotYet));
+        assert_eq!(task_keyword("with_items"), Some(Yes));
+        assert_eq!(task_keyword("with_nested"), Some(NotYet));
+        assert_eq!(task_keyword("loop"), Some(Yes));
         assert_eq!(task_keyword("environment"), Some(Yes));
         assert_eq!(task_keyword("apt"), None);
     }

@@ -59,6 +59,8 @@ pub struct RoleMeta {
 pub struct Role {
     pub name: String,
     pub tasks: Vec<Task>,
+    /// `handlers/main.yml`: run when notified.
+    pub handlers: Vec<Task>,
     /// `defaults/main`: the lowest precedence.
     pub defaults: Vars,
     /// `vars/main`: above the play's vars, below task vars.
@@ -126,6 +128,52 @@ fn find_main(dir: &Path) -> Option<PathBuf> {
     ["main.yml", "main.yaml", "main.json", "main"].iter().map(|f| dir.join(f)).find(|p| p.is_file())
 }
 
+/// Where `import_tasks` finds its files: a directory (a role's `tasks/`, a playbook's own
+/// directory), an embedded role's tasks, or nowhere (a lone task list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskFiles {
+    Dir(PathBuf),
+    Embedded(String),
+    /// A lone task list (tests): an import is an error.
+    #[cfg(test)]
+    None,
+}
+
+impl TaskFiles {
+    /// The file `name` (relative to the directory), parsed; an error at `at` when missing.
+    pub fn load(&self, name: &str, at: &Location, errors: &mut Vec<Diagnostic>) -> Option<Node> {
+        match self {
+            TaskFiles::Dir(dir) => {
+                let path = dir.join(name);
+                if !path.is_file() {
+                    errors.push(Diagnostic::new(at, format!("no task file '{name}' (looked for {})", path.display())));
+                    return None;
+                }
+                load_yaml(&path, errors)
+            }
+            TaskFiles::Embedded(role) => {
+                let key = format!("roles/{role}/tasks/{name}");
+                let Some((_, text)) = EMBEDDED.iter().find(|(p, _)| *p == key) else {
+                    errors.push(Diagnostic::new(at, format!("no task file '{name}' in the embedded role {role}")));
+                    return None;
+                };
+                match yaml::parse_str(text, Path::new(&format!("<embedded>/{key}"))) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        errors.push(Diagnostic::from(&e));
+                        None
+                    }
+                }
+            }
+            #[cfg(test)]
+            TaskFiles::None => {
+                errors.push(Diagnostic::new(at, format!("import_tasks: no directory to find '{name}' in")));
+                None
+            }
+        }
+    }
+}
+
 /// A role's files: a directory, or the embedded copies.
 enum Files {
     Disk(PathBuf),
@@ -188,6 +236,14 @@ impl Files {
         files
     }
 
+    /// Where the role's `import_tasks` files are.
+    fn task_files(&self) -> TaskFiles {
+        match self {
+            Files::Disk(dir) => TaskFiles::Dir(dir.join("tasks")),
+            Files::Embedded(name) => TaskFiles::Embedded(name.clone()),
+        }
+    }
+
     fn origin(&self) -> String {
         match self {
             Files::Disk(dir) => dir.display().to_string(),
@@ -207,13 +263,13 @@ fn merged_vars(nodes: &[Node], what: &str, errors: &mut Vec<Diagnostic>) -> Vars
 fn load_role(name: &str, files: &Files) -> Result<Role, RoleError> {
     let mut errors = Vec::new();
     let tasks = match files.main_of("tasks", &mut errors).first() {
-        Some(node) => task::parse_tasks(Some(node), Some(name), &mut errors),
+        Some(node) => task::parse_tasks(Some(node), Some(name), &files.task_files(), &mut errors),
         None => Vec::new(),
     };
-    // Handlers are validated; they run only when notified, and `notify` is not supported yet.
-    if let Some(node) = files.main_of("handlers", &mut errors).first() {
-        task::parse_tasks(Some(node), Some(name), &mut errors);
-    }
+    let handlers = match files.main_of("handlers", &mut errors).first() {
+        Some(node) => task::parse_tasks(Some(node), Some(name), &files.task_files(), &mut errors),
+        None => Vec::new(),
+    };
     let defaults = merged_vars(&files.main_of("defaults", &mut errors), "defaults", &mut errors);
     let vars = merged_vars(&files.main_of("vars", &mut errors), "vars", &mut errors);
     let (dependencies, allow_duplicates) =
@@ -225,13 +281,24 @@ fn load_role(name: &str, files: &Files) -> Result<Role, RoleError> {
     let mut other_task_problems = Vec::new();
     for path in files.other_task_files() {
         if let Some(node) = load_yaml(&path, &mut other_task_problems) {
-            task::parse_tasks(Some(&node), Some(name), &mut other_task_problems);
+            task::parse_tasks(Some(&node), Some(name), &files.task_files(), &mut other_task_problems);
         }
     }
     if !errors.is_empty() {
         return Err(RoleError::Invalid(Diagnostics(errors)));
     }
-    Ok(Role { name: name.into(), tasks, defaults, vars, dependencies, allow_duplicates, other_task_problems, meta, origin: files.origin() })
+    Ok(Role {
+        name: name.into(),
+        tasks,
+        handlers,
+        defaults,
+        vars,
+        dependencies,
+        allow_duplicates,
+        other_task_problems,
+        meta,
+        origin: files.origin(),
+    })
 }
 
 /// Ansible's `meta/main.yml`: `dependencies` and `allow_duplicates` have meaning here;

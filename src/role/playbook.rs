@@ -129,7 +129,11 @@ pub struct RoleInstance {
 pub struct ResolvedPlay {
     pub play: Play,
     pub roles: Vec<RoleInstance>,
+    /// Every task in run order; a `meta: flush_handlers` ends each section (pre_tasks,
+    /// roles and tasks, post_tasks), where Ansible runs the notified handlers.
     pub tasks: Vec<Task>,
+    /// The roles' handlers (in role order), then the play's: the order they run in.
+    pub handlers: Vec<Task>,
 }
 
 impl Playbook {
@@ -185,7 +189,7 @@ impl Playbook {
             None => errors.push(Diagnostic::new(&Location::synthetic(source), "the playbook is empty")),
             Some(Node { value: Value::Seq(items), .. }) => {
                 for item in items {
-                    if let Some(play) = parse_play(item, errors) {
+                    if let Some(play) = parse_play(item, &super::TaskFiles::Dir(dir.clone()), errors) {
                         plays.push(play);
                     }
                 }
@@ -213,20 +217,70 @@ impl Playbook {
             let inherit =
                 |tasks: &[Task], kw: &Keywords| tasks.iter().map(|t| Task { kw: t.kw.inside(kw), ..t.clone() }).collect::<Vec<_>>();
             expansion.tasks = inherit(&play.pre_tasks, &play.kw);
+            let pre_tasks = expansion.tasks.len();
             let mut seen = Vec::new();
             for r in &play.roles {
                 expansion.add(r, &play.kw, &mut Vec::new(), &mut seen);
             }
             let (instances, mut tasks) = (expansion.roles, expansion.tasks);
             tasks.extend(inherit(&play.tasks, &play.kw));
+            let main_end = tasks.len();
             tasks.extend(inherit(&play.post_tasks, &play.kw));
-            out.push(ResolvedPlay { play: play.clone(), roles: instances, tasks });
+            let mut handlers: Vec<Task> = instances
+                .iter()
+                .enumerate()
+                .flat_map(|(i, inst)| {
+                    inst.role.handlers.iter().map(move |h| Task { kw: h.kw.inside(&play.kw), role_instance: Some(i), ..h.clone() })
+                })
+                .collect();
+            handlers.extend(inherit(&play.handlers, &play.kw));
+            check_notify(&tasks, &handlers, &instances, &mut errors);
+            // Where Ansible runs the notified handlers: after each section (only plays that
+            // have handlers need the marks).
+            if !handlers.is_empty() {
+                let flush = || task::flush_task(None, &play.location);
+                tasks.push(flush());
+                tasks.insert(main_end, flush());
+                tasks.insert(pre_tasks, flush());
+            }
+            out.push(ResolvedPlay { play: play.clone(), roles: instances, tasks, handlers });
         }
         if errors.is_empty() {
             Ok(out)
         } else {
             Err(errors)
         }
+    }
+}
+
+/// Whether a handler answers a notification: by name, by a `listen` topic, or as
+/// `role : name`, as Ansible matches them.
+pub fn handler_matches(handler: &Task, role: Option<&str>, notified: &str) -> bool {
+    let name = handler.name.as_deref();
+    name == Some(notified)
+        || handler.listen.iter().any(|l| l == notified)
+        || role.zip(name).is_some_and(|(r, n)| notified == format!("{r} : {n}"))
+}
+
+/// Every `notify` names a handler of the play (a templated name is checked when it fires).
+fn check_notify(tasks: &[Task], handlers: &[Task], instances: &[RoleInstance], errors: &mut Vec<RoleError>) {
+    let role_of = |h: &Task| h.role_instance.map(|i| instances[i].role.name.as_str());
+    let mut problems = Vec::new();
+    for t in tasks.iter().chain(handlers) {
+        for n in t.notify.iter().filter(|n| !n.contains("{{")) {
+            if !handlers.iter().any(|h| handler_matches(h, role_of(h), n)) {
+                problems.push(Diagnostic::new(
+                    &t.location,
+                    format!(
+                        "notify: no handler is named or listens to '{n}' (handlers: {})",
+                        handlers.iter().filter_map(|h| h.name.clone()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        errors.push(RoleError::Invalid(Diagnostics(problems)));
     }
 }
 
@@ -276,7 +330,7 @@ impl Expansion<'_> {
     }
 }
 
-fn parse_play(node: &Node, errors: &mut Vec<Diagnostic>) -> Option<Play> {
+fn parse_play(node: &Node, files: &super::TaskFiles, errors: &mut Vec<Diagnostic>) -> Option<Play> {
     let Some(entries) = node.as_map() else {
         errors.push(Diagnostic::new(&node.location, format!("a play must be a mapping, found {}", node.type_name())));
         return None;
@@ -369,10 +423,10 @@ fn parse_play(node: &Node, errors: &mut Vec<Diagnostic>) -> Option<Play> {
             "vars" => play.vars = task::vars_value(v, "vars", errors),
             "vars_files" => play.vars_files = parse_vars_files(v, errors),
             "roles" => play.roles = parse_roles(v, errors),
-            "pre_tasks" => play.pre_tasks = task::parse_tasks(Some(v), None, errors),
-            "tasks" => play.tasks = task::parse_tasks(Some(v), None, errors),
-            "post_tasks" => play.post_tasks = task::parse_tasks(Some(v), None, errors),
-            "handlers" => play.handlers = task::parse_tasks(Some(v), None, errors),
+            "pre_tasks" => play.pre_tasks = task::parse_tasks(Some(v), None, files, errors),
+            "tasks" => play.tasks = task::parse_tasks(Some(v), None, files, errors),
+            "post_tasks" => play.post_tasks = task::parse_tasks(Some(v), None, files, errors),
+            "handlers" => play.handlers = task::parse_tasks(Some(v), None, files, errors),
             "gather_facts" => play.gather_facts = task::bool_value(v, "gather_facts", errors).unwrap_or(true),
             "gafix_gate" => play.gate = task::string_value(v, "gafix_gate", errors),
             other => unreachable!("play keyword '{other}' is in the table but not parsed"),

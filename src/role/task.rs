@@ -25,6 +25,31 @@ pub struct Task {
     /// Which of the plan's role instances it belongs to (set when the plan is built).
     pub role_instance: Option<usize>,
     pub location: Location,
+    /// Handlers to notify when the task changes something.
+    pub notify: Vec<String>,
+    /// A handler's topics: notifying one runs it too.
+    pub listen: Vec<String>,
+    /// `meta: flush_handlers` (written, or at the end of a play section): runs the handlers
+    /// the host notified; the task's module is not run.
+    pub flush_handlers: bool,
+    /// `loop:` or `with_<lookup>:`, with its `loop_control`.
+    pub loop_: Option<Loop>,
+}
+
+/// A task's loop: the items (rendered per host when the task runs) and how each is named.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loop {
+    /// `None` for `loop:`; the lookup of `with_<lookup>:` (`items`, `dict`...).
+    pub lookup: Option<String>,
+    /// The items as written: a template or a value.
+    pub items: Json,
+    pub loop_var: String,
+    pub index_var: Option<String>,
+    pub label: Option<String>,
+    /// Seconds between items.
+    pub pause: f64,
+    /// `loop_control.extended`: `ansible_loop` with the item's place.
+    pub extended: bool,
 }
 
 /// Keywords a play, a `roles:` entry and a task all take; an inner value wins, conditions,
@@ -188,19 +213,8 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
     let before = errors.len();
     let mut module: Option<(ModuleRef, &Node, &Node)> = None;
     let mut extra_args = None;
-    let mut task = Task {
-        name: None,
-        module: ModuleRef::lookup("command").expect("command is registered"),
-        args: Args::default(),
-        kw: Keywords::default(),
-        register: None,
-        vars: Vars::new(),
-        changed_when: Vec::new(),
-        failed_when: Vec::new(),
-        role: role.map(str::to_string),
-        role_instance: None,
-        location: node.location.clone(),
-    };
+    let mut loop_control = None;
+    let mut task = Task::blank(ModuleRef::lookup("command").expect("command is registered"), role, &node.location);
     for (key_node, value) in entries {
         let key = key_node.key_string();
         match keywords::task_keyword(&key) {
@@ -220,6 +234,11 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
                 }
                 "vars" => task.vars = vars_value(value, "vars", errors),
                 "args" => extra_args = Some(value),
+                "loop" => set_loop(&mut task, None, value, &key_node.location, errors),
+                with if with.starts_with("with_") => set_loop(&mut task, Some(&with[5..]), value, &key_node.location, errors),
+                "loop_control" => loop_control = Some(value),
+                "notify" => task.notify = string_list(value, "notify", errors),
+                "listen" => task.listen = string_list(value, "listen", errors),
                 other => unreachable!("task keyword '{other}' is in the table but not parsed"),
             },
             None => match ModuleRef::lookup(&key) {
@@ -237,6 +256,12 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
                     errors.push(Diagnostic::new(&key_node.location, keywords::unknown("module or task keyword", &key, &known)));
                 }
             },
+        }
+    }
+    if let Some(control) = loop_control {
+        match &mut task.loop_ {
+            Some(l) => read_loop_control(l, control, errors),
+            None => errors.push(Diagnostic::new(&control.location, "loop_control needs loop (or with_<lookup>) on the same task")),
         }
     }
     match module {
@@ -262,14 +287,239 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
     (errors.len() == before).then_some(task)
 }
 
-pub fn parse_tasks(node: Option<&Node>, role: Option<&str>, errors: &mut Vec<Diagnostic>) -> Vec<Task> {
+/// A task list; `import_tasks` entries are replaced by the tasks of their file (found in
+/// `files`), each inheriting the import's keywords and vars, as Ansible's static import does.
+pub fn parse_tasks(node: Option<&Node>, role: Option<&str>, files: &super::TaskFiles, errors: &mut Vec<Diagnostic>) -> Vec<Task> {
+    parse_tasks_at(node, role, files, 0, errors)
+}
+
+/// How deep imports may nest (a file that imports itself stops here).
+const MAX_IMPORT_DEPTH: usize = 16;
+
+fn parse_tasks_at(
+    node: Option<&Node>,
+    role: Option<&str>,
+    files: &super::TaskFiles,
+    depth: usize,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<Task> {
     let Some(node) = node else { return Vec::new() };
     match &node.value {
-        Value::Seq(items) => items.iter().filter_map(|t| parse_task(t, role, errors)).collect(),
+        Value::Seq(items) => {
+            let mut tasks = Vec::new();
+            for item in items {
+                if let Some(key) = import_of(item) {
+                    tasks.extend(import_tasks(item, key, role, files, depth, errors));
+                } else if let Some(key) = meta_of(item) {
+                    tasks.extend(meta_task(item, key, role, errors));
+                } else {
+                    tasks.extend(parse_task(item, role, errors));
+                }
+            }
+            tasks
+        }
         Value::Null => Vec::new(),
         _ => {
             errors.push(Diagnostic::new(&node.location, format!("a task list must be a list of tasks, found {}", node.type_name())));
             Vec::new()
         }
     }
+}
+
+/// The `import_tasks` key of a task entry, if it is an import.
+fn import_of(item: &Node) -> Option<&Node> {
+    item.as_map()?.iter().map(|(k, _)| k).find(|k| {
+        let key = k.key_string();
+        let short = key.strip_prefix("ansible.builtin.").or_else(|| key.strip_prefix("ansible.legacy.")).unwrap_or(&key);
+        keywords::TASK_INCLUDES.contains(&short)
+    })
+}
+
+fn set_loop(task: &mut Task, lookup: Option<&str>, value: &Node, at: &Location, errors: &mut Vec<Diagnostic>) {
+    if task.loop_.is_some() {
+        errors.push(Diagnostic::new(at, "a task takes one loop (loop or one with_<lookup>)"));
+        return;
+    }
+    task.loop_ = Some(Loop {
+        lookup: lookup.map(str::to_string),
+        items: value.to_json(),
+        loop_var: "item".into(),
+        index_var: None,
+        label: None,
+        pause: 0.0,
+        extended: false,
+    });
+}
+
+fn read_loop_control(l: &mut Loop, node: &Node, errors: &mut Vec<Diagnostic>) {
+    let Some(entries) = node.as_map() else {
+        return errors.push(Diagnostic::new(&node.location, "loop_control must be a mapping"));
+    };
+    for (k, v) in entries {
+        match k.key_string().as_str() {
+            "loop_var" => {
+                if let Some(name) = string_value(v, "loop_var", errors) {
+                    if name.is_empty()
+                        || !name.chars().all(|c| c.is_alphanumeric() || c == '_')
+                        || name.starts_with(|c: char| c.is_ascii_digit())
+                    {
+                        errors.push(Diagnostic::new(&v.location, format!("loop_var '{name}' is not a variable name")));
+                    }
+                    l.loop_var = name;
+                }
+            }
+            "index_var" => l.index_var = string_value(v, "index_var", errors),
+            "label" => l.label = Some(crate::vars::text(&v.to_json())),
+            "pause" => match v.to_json().as_f64() {
+                Some(p) if p >= 0.0 => l.pause = p,
+                _ => errors.push(Diagnostic::new(&v.location, "loop_control.pause must be a number of seconds")),
+            },
+            "extended" => l.extended = bool_value(v, "extended", errors).unwrap_or(false),
+            other => errors.push(Diagnostic::new(&k.location, keywords::not_supported(&format!("loop_control.{other}")))),
+        }
+    }
+}
+
+/// The `meta` key of a task entry, if it is a `meta` task.
+fn meta_of(item: &Node) -> Option<&Node> {
+    item.as_map()?
+        .iter()
+        .map(|(k, _)| k)
+        .find(|k| matches!(k.key_string().as_str(), "meta" | "ansible.builtin.meta" | "ansible.legacy.meta"))
+}
+
+/// `meta: flush_handlers` (a task that runs the notified handlers) and `meta: noop`
+/// (nothing); the other actions are refused.
+fn meta_task(item: &Node, key: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>) -> Option<Task> {
+    let value = item.as_map()?.iter().find(|(k, _)| std::ptr::eq(k, key)).map(|(_, v)| v)?;
+    let action = string_value(value, "meta", errors)?;
+    for (k, _) in item.as_map().into_iter().flatten() {
+        let name = k.key_string();
+        if !std::ptr::eq(k, key) && !matches!(name.as_str(), "name" | "tags" | "when") {
+            errors.push(Diagnostic::new(&k.location, format!("'{name}' cannot be used with meta: {action}")));
+            return None;
+        }
+        if name == "when" && action == "flush_handlers" {
+            // Ansible ignores it (with a warning); silently ignoring is not an option.
+            errors.push(Diagnostic::new(&k.location, "meta: flush_handlers does not take 'when' (Ansible ignores it)"));
+            return None;
+        }
+    }
+    match action.as_str() {
+        "flush_handlers" => {
+            let mut task = flush_task(role, &key.location);
+            if let Some((_, tags)) = item.as_map().into_iter().flatten().find(|(k, _)| k.key_string() == "tags") {
+                task.kw.tags = string_list(tags, "tags", errors);
+            }
+            Some(task)
+        }
+        "noop" => None,
+        other => {
+            errors.push(Diagnostic::new(&value.location, keywords::not_supported(&format!("meta: {other}"))));
+            None
+        }
+    }
+}
+
+/// A `meta: flush_handlers` task (also put at the end of each play section).
+pub fn flush_task(role: Option<&str>, location: &Location) -> Task {
+    // The module is never run: the engine runs the handlers instead.
+    let mut task = Task::blank(ModuleRef::lookup("debug").expect("debug is registered"), role, location);
+    task.name = Some("meta: flush_handlers".into());
+    task.kw.tags = vec!["always".into()];
+    task.flush_handlers = true;
+    task
+}
+
+impl Task {
+    /// A task of `module` with no arguments and no keywords, written at `location`.
+    fn blank(module: ModuleRef, role: Option<&str>, location: &Location) -> Task {
+        Task {
+            name: None,
+            module,
+            args: Args::default(),
+            kw: Keywords::default(),
+            register: None,
+            vars: Vars::new(),
+            changed_when: Vec::new(),
+            failed_when: Vec::new(),
+            role: role.map(str::to_string),
+            role_instance: None,
+            location: location.clone(),
+            notify: Vec::new(),
+            listen: Vec::new(),
+            flush_handlers: false,
+            loop_: None,
+        }
+    }
+}
+
+/// `import_tasks: FILE` (or `{file: FILE}`) with keywords: the file's tasks, inheriting them.
+fn import_tasks(
+    item: &Node,
+    key: &Node,
+    role: Option<&str>,
+    files: &super::TaskFiles,
+    depth: usize,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<Task> {
+    let before = errors.len();
+    let mut kw = Keywords::default();
+    let mut vars = Vars::new();
+    let mut file = None;
+    for (k, value) in item.as_map().into_iter().flatten() {
+        let name = k.key_string();
+        if std::ptr::eq(k, key) {
+            file = match &value.value {
+                Value::Map(_) => value
+                    .as_map()
+                    .into_iter()
+                    .flatten()
+                    .find(|(f, _)| f.key_string() == "file")
+                    .and_then(|(_, v)| string_value(v, "file", errors)),
+                _ => string_value(value, "import_tasks", errors),
+            };
+            if file.is_none() {
+                errors.push(Diagnostic::new(
+                    &value.location,
+                    "import_tasks needs a file name (import_tasks: FILE, or import_tasks: {file: FILE})",
+                ));
+            }
+            continue;
+        }
+        match (name.as_str(), keywords::task_keyword(&name)) {
+            ("name", _) => {}
+            ("vars", _) => vars = vars_value(value, "vars", errors),
+            (_, Some(Support::Yes)) if kw.parse(&name, value, errors) => {}
+            _ => errors.push(Diagnostic::new(
+                &k.location,
+                format!("'{name}' cannot be used with import_tasks (its keywords apply to every imported task)"),
+            )),
+        }
+    }
+    let Some(file) = file else { return Vec::new() };
+    if file.contains("{{") || file.contains("{%") {
+        errors.push(Diagnostic::new(
+            &key.location,
+            format!("import_tasks: '{file}' is a template; a file chosen per host needs include_tasks"),
+        ));
+    }
+    if depth >= MAX_IMPORT_DEPTH {
+        errors.push(Diagnostic::new(
+            &key.location,
+            format!("import_tasks: '{file}' nests more than {MAX_IMPORT_DEPTH} imports deep (does it import itself?)"),
+        ));
+    }
+    if errors.len() > before {
+        return Vec::new();
+    }
+    let Some(node) = files.load(&file, &key.location, errors) else { return Vec::new() };
+    let mut tasks = parse_tasks_at(Some(&node), role, files, depth + 1, errors);
+    for t in &mut tasks {
+        t.kw = t.kw.inside(&kw);
+        let mut merged = vars.clone();
+        merged.extend(std::mem::take(&mut t.vars));
+        t.vars = merged;
+    }
+    tasks
 }

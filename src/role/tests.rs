@@ -3,7 +3,7 @@ use super::*;
 fn parse_tasks(text: &str) -> Result<Vec<Task>, Vec<Diagnostic>> {
     let node = yaml::parse_str(text, Path::new("tasks.yml")).unwrap();
     let mut errors = Vec::new();
-    let tasks = task::parse_tasks(node.as_ref(), None, &mut errors);
+    let tasks = task::parse_tasks(node.as_ref(), None, &super::TaskFiles::None, &mut errors);
     if errors.is_empty() {
         Ok(tasks)
     } else {
@@ -65,10 +65,10 @@ fn unknown_modules_and_arguments_point_at_the_key() {
 
 #[test]
 fn every_error_is_reported_not_just_the_first() {
-    let errs = errors_of("- apt: {name: aa, bogus: 1}\n- systemd: {name: b, enabled: maybe}\n- loop: [1]\n  command: ls\n- {}\n");
+    let errs = errors_of("- apt: {name: aa, bogus: 1}\n- systemd: {name: b, enabled: maybe}\n- until: x\n  command: ls\n- {}\n");
     assert_eq!(errs.len(), 4, "{errs:#?}");
     assert!(errs[1].contains("'enabled' must be a boolean"), "{}", errs[1]);
-    assert_eq!(errs[2], "tasks.yml:3:3: `loop` is not supported by gafix yet");
+    assert_eq!(errs[2], "tasks.yml:3:3: `until` is not supported by gafix yet");
     assert!(errs[3].contains("has no module"), "{}", errs[3]);
 }
 
@@ -159,13 +159,13 @@ fn write_files(root: &Path, files: &[(&str, &str)]) {
 
 #[test]
 fn one_wording_for_what_gafix_does_not_run_and_suggestions_for_typos() {
-    let errs = errors_of("- ansible.builtin.import_tasks: other.yml\n- import_tasks: other.yml\n- template: {src: a, dest: b}\n");
-    assert_eq!(errs[0], "tasks.yml:1:3: `ansible.builtin.import_tasks` is not supported by gafix yet");
-    assert_eq!(errs[1], "tasks.yml:2:3: `import_tasks` is not supported by gafix yet");
-    assert_eq!(errs[2], "tasks.yml:3:3: `template` is not supported by gafix yet");
-    let errs = errors_of("- command: ls\n  remote_user: bob\n- command: ls\n  with_items: [1]\n- community.general.ufw: {rule: allow}\n");
+    let errs = errors_of("- ansible.builtin.include_role: {name: x}\n- template: {src: a, dest: b}\n");
+    assert_eq!(errs[0], "tasks.yml:1:3: `ansible.builtin.include_role` is not supported by gafix yet");
+    assert_eq!(errs[1], "tasks.yml:2:3: `template` is not supported by gafix yet");
+    let errs =
+        errors_of("- command: ls\n  remote_user: bob\n- command: ls\n  with_nested: [[1]]\n- community.general.ufw: {rule: allow}\n");
     assert_eq!(errs[0], "tasks.yml:2:3: `remote_user` is not supported by gafix yet");
-    assert_eq!(errs[1], "tasks.yml:4:3: `with_items` is not supported by gafix yet");
+    assert_eq!(errs[1], "tasks.yml:4:3: `with_nested` is not supported by gafix yet");
     assert_eq!(errs[2], "tasks.yml:5:3: `community.general.ufw` is not supported by gafix yet");
     let errs = errors_of("- ap: {name: vim}\n- command: ls\n  regster: r\n");
     assert_eq!(errs[0], "tasks.yml:1:3: unknown module or task keyword 'ap'; did you mean 'apt'?");
@@ -235,7 +235,9 @@ fn whole_role_directories_dependencies_once_per_parameters() {
     let second_common = resolved.tasks.iter().find(|t| t.role_instance == Some(1)).unwrap();
     assert_eq!(second_common.kw.when, ["x is defined"]);
     assert_eq!(second_common.kw.tags, ["dep"]);
-    assert_eq!(resolved.tasks.len(), 3);
+    assert_eq!(resolved.tasks.iter().filter(|t| !t.flush_handlers).count(), 3);
+    assert_eq!(resolved.handlers.len(), 1, "web's handler");
+    assert_eq!(resolved.tasks.iter().filter(|t| t.flush_handlers).count(), 3, "a flush after each section");
 }
 
 #[test]
@@ -270,4 +272,51 @@ fn a_yaml_error_is_one_problem() {
     std::fs::write(&path, "- hosts: all\n  tasks: [\n").unwrap();
     let (_, errors) = Playbook::load_collecting(&path);
     assert_eq!(errors.len(), 1, "{errors:?}");
+}
+
+#[test]
+fn import_tasks_brings_the_file_in_with_the_import_keywords() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("os")).unwrap();
+    std::fs::write(dir.path().join("install.yml"), "- apt: {name: vim}\n  when: want_vim\n- import_tasks: os/debian.yml\n").unwrap();
+    std::fs::write(dir.path().join("os/debian.yml"), "- name: nested\n  command: 'true'\n  vars: {b: 2, a: 0}\n").unwrap();
+    std::fs::write(dir.path().join("self.yml"), "- import_tasks: self.yml\n").unwrap();
+    let files = super::TaskFiles::Dir(dir.path().to_path_buf());
+    let text = "- command: ls\n- ansible.builtin.import_tasks: install.yml\n  when: ansible_os_family == 'Debian'\n  tags: [pkg]\n  become: true\n  vars: {a: 1}\n";
+    let node = yaml::parse_str(text, Path::new("tasks.yml")).unwrap();
+    let mut errors = Vec::new();
+    let tasks = task::parse_tasks(node.as_ref(), None, &files, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[1].kw.when, ["ansible_os_family == 'Debian'", "want_vim"], "the import's condition comes first");
+    assert_eq!((tasks[1].kw.tags.as_slice(), tasks[1].kw.become_), (["pkg".to_string()].as_slice(), Some(true)));
+    assert_eq!(tasks[2].name.as_deref(), Some("nested"));
+    assert_eq!(tasks[2].vars, serde_json::from_str::<Vars>(r#"{"a": 0, "b": 2}"#).unwrap(), "the task's own vars win");
+    assert!(tasks[2].location.to_string().contains("os/debian.yml:2:3"), "{}", tasks[2].location);
+    let errs = |text: &str| {
+        let node = yaml::parse_str(text, Path::new("tasks.yml")).unwrap();
+        let mut errors = Vec::new();
+        task::parse_tasks(node.as_ref(), None, &files, &mut errors);
+        errors.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+    };
+    assert!(errs("- import_tasks: nosuch.yml\n")[0].starts_with("tasks.yml:1:3: no task file 'nosuch.yml'"));
+    assert_eq!(
+        errs("- import_tasks: \"{{ ansible_os_family }}.yml\"\n")[0],
+        "tasks.yml:1:3: import_tasks: '{{ ansible_os_family }}.yml' is a template; a file chosen per host needs include_tasks"
+    );
+    assert!(errs("- import_tasks: self.yml\n").iter().any(|e| e.contains("nests more than 16 imports deep")));
+    assert!(errs("- import_tasks: install.yml\n  register: r\n")[0].contains("'register' cannot be used with import_tasks"));
+}
+
+#[test]
+fn loops_and_their_control_are_read() {
+    let tasks = parse_tasks("- command: echo {{ pkg }}\n  loop: \"{{ pkgs }}\"\n  loop_control: {loop_var: pkg, index_var: i, label: '{{ pkg }}', pause: 0.5}\n- command: echo\n  with_dict: {a: 1}\n").unwrap();
+    let l = tasks[0].loop_.as_ref().unwrap();
+    assert_eq!((l.lookup.as_deref(), l.loop_var.as_str(), l.index_var.as_deref(), l.pause), (None, "pkg", Some("i"), 0.5));
+    assert_eq!(tasks[1].loop_.as_ref().unwrap().lookup.as_deref(), Some("dict"));
+    let errs = errors_of("- command: ls\n  loop_control: {loop_var: x}\n- command: ls\n  loop: [1]\n  with_items: [2]\n- command: ls\n  loop: [1]\n  loop_control: {loop_var: 'a b', nosuch: 1}\n");
+    assert!(errs[0].contains("loop_control needs loop"), "{errs:?}");
+    assert!(errs[1].contains("a task takes one loop"), "{errs:?}");
+    assert!(errs[2].contains("loop_var 'a b' is not a variable name"), "{errs:?}");
+    assert!(errs[3].contains("`loop_control.nosuch` is not supported by gafix yet"), "{errs:?}");
 }
