@@ -535,6 +535,8 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
         connect_with: None,
         fix_hypervisor: args.fix_hypervisor,
         allow_restart: args.allow_restart,
+        tags: overrides.tags.clone(),
+        skip_tags: overrides.skip_tags.clone(),
     };
     let json_stdout = args.common.format == Format::Json;
     let mut reporter = TextReporter::new(

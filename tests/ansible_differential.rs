@@ -204,6 +204,36 @@ fn cases() -> Vec<Case> {
             gathering_plays: 0, inventory_user: true,
         },
         Case {
+            name: "include_tasks: per-OS file named by a fact (another OS's broken file never read), loop, apply, vars, nested, when",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  roles: [osrole]
+  tasks:
+    - include_tasks: "{{ item }}.yml"
+      loop: [one, two]
+    - ansible.builtin.include_tasks:
+        file: applied.yml
+        apply: {become: true}
+      vars: {who: included}
+    - include_tasks: never.yml
+      when: inventory_hostname == 'nobody'
+    - include_tasks: "{{ inventory_hostname | replace('h2', 'one') | regex_replace('^h[0-9]$', 'two') }}.yml"
+"#,
+                ),
+                ("one.yml", "- shell: echo one {{ item | default('-') }} >> /tmp/gd/{{ inventory_hostname }}-inc\n"),
+                ("two.yml", "- shell: echo two >> /tmp/gd/{{ inventory_hostname }}-inc\n- include_tasks: nested.yml\n"),
+                ("nested.yml", "- shell: echo nested >> /tmp/gd/{{ inventory_hostname }}-inc\n"),
+                ("applied.yml", "- shell: echo {{ who }} $(id -un) >> /tmp/gd/{{ inventory_hostname }}-inc\n"),
+                ("roles/osrole/tasks/main.yml", "- include_tasks: \"{{ ansible_os_family }}.yml\"\n"),
+                ("roles/osrole/tasks/Debian.yml", "- shell: echo debian >> /tmp/gd/{{ inventory_hostname }}-inc\n"),
+                ("roles/osrole/tasks/RedHat.yml", "- this: [is not: valid\n"),
+            ],
+            args: &[],
+            gathering_plays: 1, inventory_user: true,
+        },
+        Case {
             name: "variables whose values are templates, rendered when used",
             files: &[
                 (

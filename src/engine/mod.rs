@@ -54,6 +54,9 @@ pub struct Options {
     pub fix_hypervisor: bool,
     /// `--allow-restart`: the fresh start that applies the channel may happen.
     pub allow_restart: bool,
+    /// `--tags` / `--skip-tags`, for the tasks of files included at run time.
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
 }
 
 /// Makes a host's transport from its name.

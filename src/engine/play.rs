@@ -243,6 +243,9 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
     if task.flush_handlers {
         return run_handlers(hp, ctx).await;
     }
+    if let Some(include) = &task.include {
+        return run_include(hp, task, include, ctx).await;
+    }
     let play = &ctx.planned.play;
     let instance = task.role_instance;
     let role = ctx.planned.role_of(task);
@@ -281,6 +284,109 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
         notify(hp, task, ctx);
     }
     hp.finish_step(ctx, r);
+}
+
+/// `include_tasks`: its `when` (and loop) decided for this host, the file named with this
+/// host's variables, read then, and its tasks run here one after another, inheriting the
+/// keywords around the include (and `apply:`), not the include's own. Each file included
+/// counts `ok` once, as in Ansible's recap.
+async fn run_include(hp: &mut HostPlay, task: &Task, include: &crate::role::task::Include, ctx: &PlayCtx<'_>) {
+    let role = ctx.planned.role_of(task);
+    let check_mode = task.kw.check_mode.unwrap_or(ctx.opts.check);
+    let (task_name, location) = (task.display_name(), task.location.to_string());
+    let host_name = hp.host.name().to_string();
+    let of = || TaskRef {
+        host: &host_name,
+        play: &ctx.planned.play.name,
+        role: role.map(|r| r.role.name.as_str()),
+        task: &task_name,
+        location: &location,
+        module: None,
+    };
+    let started = Instant::now();
+    if let Some(why) = task.role_instance.and_then(|i| hp.not_applicable.get(i).cloned().flatten()) {
+        let o = Outcome::skipped(format!("not applicable: {why}"));
+        return hp.emit(ctx, TaskRecord::new(of(), &o, started, ctx.run_started));
+    }
+    let mut vars = task_vars(hp, task, role, ctx, check_mode);
+    let mut sources: Vec<String> = task.kw.when.clone();
+    sources.push(include.file.clone());
+    if let Some(l) = &task.loop_ {
+        crate::template::collect_templates(&l.items, &mut sources);
+    }
+    if let Err(e) = ctx.templar.resolve_used(&mut vars, &sources) {
+        return hp.finish_step(ctx, TaskRecord::new(of(), &Outcome::failed(e.to_string()), started, ctx.run_started));
+    }
+    // One pass per loop item (or one pass): the item's variables go to the included tasks.
+    let passes: Vec<Vars> = match &task.loop_ {
+        None => vec![Vars::new()],
+        Some(l) => match super::loops::items(l, &vars, ctx.templar) {
+            Ok(items) => (0..items.len())
+                .map(|i| {
+                    let mut bound = Vars::new();
+                    super::loops::bind(l, &items, i, &mut bound);
+                    bound
+                })
+                .collect(),
+            Err(e) => return hp.finish_step(ctx, TaskRecord::new(of(), &Outcome::failed(e), started, ctx.run_started)),
+        },
+    };
+    for bound in passes {
+        let mut pass_vars = vars.clone();
+        pass_vars.extend(bound.clone());
+        let mut skip = None;
+        for cond in &task.kw.when {
+            match ctx.templar.condition(cond, &pass_vars) {
+                Ok(true) => {}
+                Ok(false) => skip = Some(Outcome::skipped(format!("conditional result was false: {cond}"))),
+                Err(e) => skip = Some(Outcome::failed(e.to_string())),
+            }
+            if skip.is_some() {
+                break;
+            }
+        }
+        if let Some(o) = skip {
+            hp.finish_step(ctx, TaskRecord::new(of(), &o, started, ctx.run_started));
+            if hp.left.is_some() {
+                return;
+            }
+            continue;
+        }
+        let file = match ctx.templar.render(&Json::String(include.file.clone()), &pass_vars) {
+            Ok(v) => crate::vars::text(&v),
+            Err(e) => return hp.finish_step(ctx, TaskRecord::new(of(), &Outcome::failed(e.to_string()), started, ctx.run_started)),
+        };
+        let mut errors = Vec::new();
+        let tasks = include
+            .files
+            .load(&file, &task.location, &mut errors)
+            .map(|node| crate::role::task::parse_tasks(Some(&node), task.role.as_deref(), &include.files, &mut errors))
+            .unwrap_or_default();
+        if !errors.is_empty() {
+            let msg = errors.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
+            return hp.finish_step(ctx, TaskRecord::new(of(), &Outcome::failed(msg), started, ctx.run_started));
+        }
+        hp.emit(ctx, TaskRecord::new(of(), &Outcome::ok(format!("included: {file}")), started, ctx.run_started));
+        let mut params = task.vars.clone();
+        params.extend(bound);
+        for t in tasks {
+            let t = crate::role::Task {
+                kw: t.kw.inside(&include.apply).inside(&task.outer_kw),
+                outer_kw: t.outer_kw.inside(&include.apply).inside(&task.outer_kw),
+                role_instance: task.role_instance,
+                vars: params.clone().into_iter().chain(t.vars.clone()).collect(),
+                ..t
+            };
+            if !crate::plan::tags_select(&t.kw.tags, &ctx.opts.tags, &ctx.opts.skip_tags) {
+                continue;
+            }
+            let run: futures::future::LocalBoxFuture<'_, ()> = Box::pin(run_one_task(hp, &t, ctx));
+            run.await;
+            if hp.left.is_some() {
+                return;
+            }
+        }
+    }
 }
 
 /// Marks the handlers a changed task notifies (by name, `listen` topic or `role : name`).
@@ -427,9 +533,9 @@ fn environment_exports(task: &Task, vars: &Vars, templar: &Templar) -> Result<St
     Ok(out)
 }
 
-async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, ctx: &PlayCtx<'_>) -> Outcome {
+/// A task's variables on this host, with Ansible's precedence.
+fn task_vars(hp: &HostPlay, task: &Task, role: Option<&RoleInstance>, ctx: &PlayCtx<'_>, check_mode: bool) -> Vars {
     let play = &ctx.planned.play;
-    let check_mode = task.kw.check_mode.unwrap_or(ctx.opts.check);
     let all_roles = &ctx.planned.roles;
     let layers = VarLayers {
         role_defaults: all_roles.iter().map(|r| &r.role.defaults).chain(role.map(|r| &r.role.defaults)).collect(),
@@ -443,7 +549,12 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         role_params: role.map(|r| &r.params),
         extra: &ctx.opts.extra_vars,
     };
-    let mut vars = plan::task_vars(&layers, hp.host.name(), ctx.inv, &ctx.planned.hosts, check_mode);
+    plan::task_vars(&layers, hp.host.name(), ctx.inv, &ctx.planned.hosts, check_mode)
+}
+
+async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, ctx: &PlayCtx<'_>) -> Outcome {
+    let check_mode = task.kw.check_mode.unwrap_or(ctx.opts.check);
+    let mut vars = task_vars(hp, task, role, ctx, check_mode);
     let host = &mut hp.host;
     // Variables whose values are templates are rendered when the task uses them, as in Ansible.
     let mut sources: Vec<String> = task.kw.when.iter().chain(&task.changed_when).chain(&task.failed_when).cloned().collect();

@@ -238,6 +238,8 @@ async fn converge(hosts: &[&FakeHost], book: Option<&str>, check: bool) -> RunRe
         verbosity: 0,
         fix_hypervisor: false,
         allow_restart: false,
+        tags: Vec::new(),
+        skip_tags: Vec::new(),
         connect_with: Some(Arc::new(move |name: &str| {
             let i: usize = name.trim_start_matches('h').parse().unwrap();
             Box::new(FakeTransport { root: roots[i - 1].clone() }) as Box<dyn Transport>

@@ -214,8 +214,9 @@ impl Playbook {
         let mut cache: HashMap<String, Result<Role, ()>> = HashMap::new();
         for play in &self.plays {
             let mut expansion = Expansion { source: roles, cache: &mut cache, errors: &mut errors, roles: Vec::new(), tasks: Vec::new() };
-            let inherit =
-                |tasks: &[Task], kw: &Keywords| tasks.iter().map(|t| Task { kw: t.kw.inside(kw), ..t.clone() }).collect::<Vec<_>>();
+            let inherit = |tasks: &[Task], kw: &Keywords| {
+                tasks.iter().map(|t| Task { kw: t.kw.inside(kw), outer_kw: t.outer_kw.inside(kw), ..t.clone() }).collect::<Vec<_>>()
+            };
             expansion.tasks = inherit(&play.pre_tasks, &play.kw);
             let pre_tasks = expansion.tasks.len();
             let mut seen = Vec::new();
@@ -325,7 +326,12 @@ impl Expansion<'_> {
         }
         seen.push(key);
         let index = self.roles.len();
-        self.tasks.extend(role.tasks.iter().map(|t| Task { kw: t.kw.inside(&kw), role_instance: Some(index), ..t.clone() }));
+        self.tasks.extend(role.tasks.iter().map(|t| Task {
+            kw: t.kw.inside(&kw),
+            outer_kw: t.outer_kw.inside(&kw),
+            role_instance: Some(index),
+            ..t.clone()
+        }));
         self.roles.push(RoleInstance { role, params: r.vars.clone() });
     }
 }

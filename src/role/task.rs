@@ -34,6 +34,23 @@ pub struct Task {
     pub flush_handlers: bool,
     /// `loop:` or `with_<lookup>:`, with its `loop_control`.
     pub loop_: Option<Loop>,
+    /// `include_tasks`: the tasks of a file chosen when the task runs, per host.
+    pub include: Option<Include>,
+    /// The keywords around the task (its block, import, role and play), without its own:
+    /// what an include's tasks inherit.
+    pub outer_kw: Keywords,
+}
+
+/// `include_tasks: FILE` (or `{file: FILE, apply: {...}}`): loaded and run per host when the
+/// task runs, so that a file for another OS is never read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Include {
+    /// The file name, maybe a template (`"{{ ansible_os_family }}.yml"`).
+    pub file: String,
+    /// Keywords for every included task (`apply:`); the include's own apply only to itself.
+    pub apply: Keywords,
+    /// Where the file is found.
+    pub files: super::TaskFiles,
 }
 
 /// A task's loop: the items (rendered per host when the task runs) and how each is named.
@@ -205,7 +222,7 @@ pub fn string_list(node: &Node, what: &str, errors: &mut Vec<Diagnostic>) -> Vec
 }
 
 /// Parses one task mapping; problems go to `errors` and the task is dropped.
-pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>) -> Option<Task> {
+pub fn parse_task(node: &Node, role: Option<&str>, files: &super::TaskFiles, errors: &mut Vec<Diagnostic>) -> Option<Task> {
     let Some(entries) = node.as_map() else {
         errors.push(Diagnostic::new(&node.location, format!("a task must be a mapping, found {}", node.type_name())));
         return None;
@@ -241,6 +258,11 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
                 "listen" => task.listen = string_list(value, "listen", errors),
                 other => unreachable!("task keyword '{other}' is in the table but not parsed"),
             },
+            None if is_include_tasks(&key) => match read_include(value, files, errors) {
+                Some(include) if task.include.is_none() && module.is_none() => task.include = Some(include),
+                Some(_) => errors.push(Diagnostic::new(&key_node.location, format!("conflicting action statements: {key} and another"))),
+                None => {}
+            },
             None => match ModuleRef::lookup(&key) {
                 Some(kind) => match module {
                     Some((other, _, _)) => errors
@@ -274,6 +296,12 @@ pub fn parse_task(node: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>)
                 if let Err(message) = kind.check_static(&task.args) {
                     errors.push(Diagnostic::new(&key_node.location, format!("{}: {message}", kind.name())));
                 }
+            }
+        }
+        None if task.include.is_some() => {
+            task.module = ModuleRef::lookup("debug").expect("debug is registered");
+            if task.register.is_some() || !task.notify.is_empty() || !task.changed_when.is_empty() || !task.failed_when.is_empty() {
+                errors.push(Diagnostic::new(&node.location, "include_tasks does not take register, notify, changed_when or failed_when"));
             }
         }
         None if errors.len() == before => {
@@ -313,7 +341,7 @@ fn parse_tasks_at(
                 } else if let Some(key) = meta_of(item) {
                     tasks.extend(meta_task(item, key, role, errors));
                 } else {
-                    tasks.extend(parse_task(item, role, errors));
+                    tasks.extend(parse_task(item, role, files, errors));
                 }
             }
             tasks
@@ -331,7 +359,7 @@ fn import_of(item: &Node) -> Option<&Node> {
     item.as_map()?.iter().map(|(k, _)| k).find(|k| {
         let key = k.key_string();
         let short = key.strip_prefix("ansible.builtin.").or_else(|| key.strip_prefix("ansible.legacy.")).unwrap_or(&key);
-        keywords::TASK_INCLUDES.contains(&short)
+        short == "import_tasks"
     })
 }
 
@@ -378,6 +406,42 @@ fn read_loop_control(l: &mut Loop, node: &Node, errors: &mut Vec<Diagnostic>) {
             other => errors.push(Diagnostic::new(&k.location, keywords::not_supported(&format!("loop_control.{other}")))),
         }
     }
+}
+
+/// `include_tasks` (also `ansible.builtin.`, and the legacy `include`).
+fn is_include_tasks(key: &str) -> bool {
+    let short = key.strip_prefix("ansible.builtin.").or_else(|| key.strip_prefix("ansible.legacy.")).unwrap_or(key);
+    short != "import_tasks" && keywords::TASK_INCLUDES.contains(&short)
+}
+
+/// `include_tasks: FILE` or `{file: FILE, apply: {KEYWORDS}}`.
+fn read_include(value: &Node, files: &super::TaskFiles, errors: &mut Vec<Diagnostic>) -> Option<Include> {
+    let mut include = Include { file: String::new(), apply: Keywords::default(), files: files.clone() };
+    match value.as_map() {
+        Some(entries) => {
+            for (k, v) in entries {
+                match k.key_string().as_str() {
+                    "file" | "_raw_params" => include.file = string_value(v, "file", errors).unwrap_or_default(),
+                    "apply" => {
+                        for (ak, av) in v.as_map().into_iter().flatten() {
+                            let name = ak.key_string();
+                            if !include.apply.parse(&name, av, errors) {
+                                errors
+                                    .push(Diagnostic::new(&ak.location, format!("include_tasks: apply takes task keywords, not '{name}'")));
+                            }
+                        }
+                    }
+                    other => errors.push(Diagnostic::new(&k.location, keywords::not_supported(&format!("include_tasks: {other}")))),
+                }
+            }
+        }
+        None => include.file = string_value(value, "include_tasks", errors).unwrap_or_default(),
+    }
+    if include.file.is_empty() {
+        errors.push(Diagnostic::new(&value.location, "include_tasks needs a file name (include_tasks: FILE, or {file: FILE})"));
+        return None;
+    }
+    Some(include)
 }
 
 /// The `meta` key of a task entry, if it is a `meta` task.
@@ -450,6 +514,8 @@ impl Task {
             listen: Vec::new(),
             flush_handlers: false,
             loop_: None,
+            include: None,
+            outer_kw: Keywords::default(),
         }
     }
 }
@@ -517,6 +583,7 @@ fn import_tasks(
     let mut tasks = parse_tasks_at(Some(&node), role, files, depth + 1, errors);
     for t in &mut tasks {
         t.kw = t.kw.inside(&kw);
+        t.outer_kw = t.outer_kw.inside(&kw);
         let mut merged = vars.clone();
         merged.extend(std::mem::take(&mut t.vars));
         t.vars = merged;

@@ -320,3 +320,18 @@ fn loops_and_their_control_are_read() {
     assert!(errs[2].contains("loop_var 'a b' is not a variable name"), "{errs:?}");
     assert!(errs[3].contains("`loop_control.nosuch` is not supported by gafix yet"), "{errs:?}");
 }
+
+#[test]
+fn include_tasks_is_kept_for_the_host_to_decide() {
+    let tasks = parse_tasks("- include_tasks: \"{{ ansible_os_family }}.yml\"\n  when: x\n- ansible.builtin.include_tasks:\n    file: a.yml\n    apply: {become: true, tags: [t]}\n  vars: {v: 1}\n").unwrap();
+    let inc = tasks[0].include.as_ref().unwrap();
+    assert_eq!((inc.file.as_str(), tasks[0].kw.when.as_slice()), ("{{ ansible_os_family }}.yml", ["x".to_string()].as_slice()));
+    let inc = tasks[1].include.as_ref().unwrap();
+    assert_eq!((inc.file.as_str(), inc.apply.become_, inc.apply.tags.as_slice()), ("a.yml", Some(true), ["t".to_string()].as_slice()));
+    let errs = errors_of(
+        "- include_tasks: a.yml\n  register: r\n- include_tasks: {file: a.yml, bogus: 1}\n- include_tasks: {apply: {become: true}}\n",
+    );
+    assert!(errs[0].contains("include_tasks does not take register"), "{errs:?}");
+    assert!(errs[1].contains("`include_tasks: bogus` is not supported by gafix yet"), "{errs:?}");
+    assert!(errs[2].contains("include_tasks needs a file name"), "{errs:?}");
+}
