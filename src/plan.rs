@@ -119,7 +119,11 @@ pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &O
             hosts.retain(|h| subset.contains(h));
         }
         order_hosts(&mut hosts, play.order);
-        let tasks = tasks.into_iter().filter(|t| tags_select(&t.kw.tags, &overrides.tags, &overrides.skip_tags)).collect();
+        // A block stays when any task inside it is selected (each is checked again when it runs).
+        let tasks = tasks
+            .into_iter()
+            .filter(|t| t.flattened().iter().any(|x| x.block.is_none() && tags_select(&x.kw.tags, &overrides.tags, &overrides.skip_tags)))
+            .collect();
         plays.push(PlannedPlay {
             serial: overrides.serial.clone().unwrap_or_else(|| play.serial.clone()),
             max_fail_percentage: overrides.max_fail_percentage.or(play.max_fail_percentage),

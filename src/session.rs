@@ -175,6 +175,11 @@ impl HostSession {
         self.out = true;
     }
 
+    /// Back in the run (a block's `always:` runs on a host that failed in it).
+    pub fn rejoin(&mut self) {
+        self.out = false;
+    }
+
     /// Commands sent so far (the probe included): SSH round trips.
     pub fn round_trips(&self) -> u32 {
         self.round_trips

@@ -234,6 +234,48 @@ fn cases() -> Vec<Case> {
             gathering_plays: 1, inventory_user: true,
         },
         Case {
+            name: "block, rescue and always: rescued failures, ansible_failed_task/result, always on a failed host, keywords inherited",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - name: recovering block
+      vars: {v: blockvar}
+      become: true
+      block:
+        - shell: echo "in-block {{ v }} $(id -un)" >> /tmp/gd/{{ inventory_hostname }}-blk
+        - name: fail here
+          command: /bin/false
+          when: inventory_hostname != 'h1'
+        - shell: echo not-reached >> /tmp/gd/{{ inventory_hostname }}-blk
+      rescue:
+        - shell: echo "rescued {{ ansible_failed_task.name }} rc={{ ansible_failed_result.rc }}" >> /tmp/gd/{{ inventory_hostname }}-blk
+        - name: rescue fails on h3
+          command: /bin/false
+          when: inventory_hostname == 'h3'
+      always:
+        - shell: echo "always {{ v }}" >> /tmp/gd/{{ inventory_hostname }}-blk
+    - shell: echo "after {{ v | default('none') }}" >> /tmp/gd/{{ inventory_hostname }}-blk
+    - block:
+        - command: /bin/false
+          when: inventory_hostname == 'h2'
+      always:
+        - shell: echo always2 >> /tmp/gd/{{ inventory_hostname }}-blk
+    - shell: echo end >> /tmp/gd/{{ inventory_hostname }}-blk
+    - block:
+        - shell: echo nested-outer >> /tmp/gd/{{ inventory_hostname }}-blk
+        - block:
+            - command: /bin/false
+          rescue:
+            - shell: echo inner-rescue >> /tmp/gd/{{ inventory_hostname }}-blk
+      when: inventory_hostname == 'h1'
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0, inventory_user: true,
+        },
+        Case {
             name: "variables whose values are templates, rendered when used",
             files: &[
                 (

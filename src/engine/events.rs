@@ -24,6 +24,9 @@ pub struct TaskRecord {
     pub changed: bool,
     /// Failed, but `ignore_errors` let the host go on.
     pub ignored: bool,
+    /// Failed inside a block with `rescue:`: counted as rescued, as Ansible counts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rescued: bool,
     pub msg: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rc: Option<i32>,
@@ -64,6 +67,7 @@ impl TaskRecord {
             status: o.status,
             changed: o.changed,
             ignored: false,
+            rescued: false,
             msg: mask(&o.msg),
             rc: o.rc,
             stderr_tail: o.stderr_tail.as_deref().map(mask),
@@ -127,6 +131,7 @@ impl Stats {
                 self.ok += 1;
                 self.changed += 1
             }
+            Status::Failed if r.rescued => self.rescued += 1,
             // As Ansible counts an ignored failure: ok, ignored, and changed if it changed.
             Status::Failed if r.ignored => {
                 self.ok += 1;

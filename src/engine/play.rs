@@ -84,11 +84,24 @@ pub(super) struct HostPlay {
     vars_files: Vars,
     /// Handlers (by index in the play's list) this host notified and has not run yet.
     notified: Vec<bool>,
+    /// How many enclosing blocks have `rescue:`: a failure inside is rescued, not fatal.
+    rescuable: usize,
+    /// The failed task's name and result, for the enclosing block's `rescue:`.
+    block_failure: Option<(String, Json)>,
 }
 
 impl HostPlay {
     pub fn new(host: HostSession) -> Self {
-        HostPlay { host, records: Vec::new(), left: None, not_applicable: Vec::new(), vars_files: Vars::new(), notified: Vec::new() }
+        HostPlay {
+            host,
+            records: Vec::new(),
+            left: None,
+            not_applicable: Vec::new(),
+            vars_files: Vars::new(),
+            notified: Vec::new(),
+            rescuable: 0,
+            block_failure: None,
+        }
     }
 
     /// The host's verdict on the play.
@@ -107,8 +120,14 @@ impl HostPlay {
     }
 
     /// Records a task's end; a failure takes the host out of the run.
-    fn finish_step(&mut self, ctx: &PlayCtx<'_>, r: TaskRecord) {
+    fn finish_step(&mut self, ctx: &PlayCtx<'_>, mut r: TaskRecord) {
         let leaving = leaves_play(&r);
+        if self.rescuable > 0 && matches!(leaving, Some(PlayOutcome::Failed { .. })) {
+            r.rescued = true;
+            self.block_failure =
+                Some((r.task.clone(), serde_json::json!({"failed": true, "msg": r.msg, "rc": r.rc, "changed": r.changed})));
+            return self.emit(ctx, r);
+        }
         self.emit(ctx, r);
         if let Some(outcome) = leaving {
             self.host.leave();
@@ -246,6 +265,9 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
     if let Some(include) = &task.include {
         return run_include(hp, task, include, ctx).await;
     }
+    if let Some(block) = &task.block {
+        return run_block(hp, block, ctx).await;
+    }
     let play = &ctx.planned.play;
     let instance = task.role_instance;
     let role = ctx.planned.role_of(task);
@@ -284,6 +306,57 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
         notify(hp, task, ctx);
     }
     hp.finish_step(ctx, r);
+}
+
+/// `block:` then, if one of its tasks failed and there is a `rescue:`, the rescue tasks (with
+/// `ansible_failed_task` and `ansible_failed_result`), then `always:`, which runs even on a
+/// host that failed: as Ansible runs them for one host.
+async fn run_block(hp: &mut HostPlay, block: &crate::role::task::Block, ctx: &PlayCtx<'_>) {
+    let selected = |list: &'_ [Task]| -> Vec<Task> {
+        list.iter()
+            .filter(|t| {
+                t.flattened().iter().any(|x| x.block.is_none() && crate::plan::tags_select(&x.kw.tags, &ctx.opts.tags, &ctx.opts.skip_tags))
+            })
+            .cloned()
+            .collect()
+    };
+    async fn run_list(hp: &mut HostPlay, tasks: Vec<Task>, ctx: &PlayCtx<'_>) {
+        for t in tasks {
+            if hp.left.is_some() || hp.block_failure.is_some() || ctx.interrupt.is_stopping() {
+                return;
+            }
+            let run: futures::future::LocalBoxFuture<'_, ()> = Box::pin(run_one_task(hp, &t, ctx));
+            run.await;
+        }
+    }
+    let rescuable = !block.rescue.is_empty();
+    let outer_failure = hp.block_failure.take();
+    hp.rescuable += usize::from(rescuable);
+    run_list(hp, selected(&block.block), ctx).await;
+    hp.rescuable -= usize::from(rescuable);
+    if let Some((name, result)) = hp.block_failure.take() {
+        hp.host.register("ansible_failed_task", serde_json::json!({"name": name}));
+        hp.host.register("ansible_failed_result", result);
+        run_list(hp, selected(&block.rescue), ctx).await;
+    }
+    let always = selected(&block.always);
+    if !always.is_empty() && !ctx.interrupt.is_stopping() {
+        let left = hp.left.take();
+        if matches!(left, None | Some(PlayOutcome::Failed { .. })) {
+            hp.host.rejoin();
+            let pending = hp.block_failure.take();
+            run_list(hp, always, ctx).await;
+            hp.block_failure = hp.block_failure.take().or(pending);
+            if hp.left.is_none() && left.is_some() {
+                hp.host.leave();
+                hp.left = left;
+            }
+        } else {
+            hp.left = left;
+        }
+    }
+    // A failure here that an outer block rescues stays pending for it.
+    hp.block_failure = hp.block_failure.take().or(outer_failure);
 }
 
 /// `include_tasks`: its `when` (and loop) decided for this host, the file named with this

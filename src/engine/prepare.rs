@@ -117,7 +117,9 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
             // Whether the units the role ensures can start at all (check mode says so).
             req.paths.extend(instance.role.meta.binds_to.iter().map(|(_, device)| device.clone()));
         }
-        for task in planned.tasks.iter().chain(&planned.handlers).filter(|t| !t.flush_handlers) {
+        for task in
+            planned.tasks.iter().chain(&planned.handlers).flat_map(|t| t.flattened()).filter(|t| !t.flush_handlers && t.block.is_none())
+        {
             let Ok(Json::Object(args)) = templar.render(&Json::Object(task.args.0.clone()), vars) else { continue };
             task.module.probe(&Args(args), &mut req);
         }
@@ -141,7 +143,7 @@ fn uses_ansible_facts(planned: &crate::plan::PlannedPlay) -> bool {
                 || mentions(&Json::Object(r.role.vars.clone()))
                 || mentions(&Json::Object(r.params.clone()))
         })
-        || planned.tasks.iter().any(|t| {
+        || planned.tasks.iter().chain(&planned.handlers).flat_map(|t| t.flattened()).any(|t| {
             mentions(&Json::Object(t.args.0.clone()))
                 || mentions(&Json::Object(t.vars.clone()))
                 || t.kw.environment.iter().any(mentions)

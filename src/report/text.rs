@@ -264,6 +264,7 @@ mod tests {
             status: Status::Failed,
             changed: false,
             ignored: false,
+            rescued: false,
             msg: "boom\x1b[2J\r\0".into(),
             rc: Some(1),
             stderr_tail: Some("\x1b[31mred".into()),

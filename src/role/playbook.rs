@@ -214,9 +214,7 @@ impl Playbook {
         let mut cache: HashMap<String, Result<Role, ()>> = HashMap::new();
         for play in &self.plays {
             let mut expansion = Expansion { source: roles, cache: &mut cache, errors: &mut errors, roles: Vec::new(), tasks: Vec::new() };
-            let inherit = |tasks: &[Task], kw: &Keywords| {
-                tasks.iter().map(|t| Task { kw: t.kw.inside(kw), outer_kw: t.outer_kw.inside(kw), ..t.clone() }).collect::<Vec<_>>()
-            };
+            let inherit = |tasks: &[Task], kw: &Keywords| tasks.iter().map(|t| t.inherit(kw, None)).collect::<Vec<_>>();
             expansion.tasks = inherit(&play.pre_tasks, &play.kw);
             let pre_tasks = expansion.tasks.len();
             let mut seen = Vec::new();
@@ -230,9 +228,7 @@ impl Playbook {
             let mut handlers: Vec<Task> = instances
                 .iter()
                 .enumerate()
-                .flat_map(|(i, inst)| {
-                    inst.role.handlers.iter().map(move |h| Task { kw: h.kw.inside(&play.kw), role_instance: Some(i), ..h.clone() })
-                })
+                .flat_map(|(i, inst)| inst.role.handlers.iter().map(move |h| h.inherit(&play.kw, Some(i))))
                 .collect();
             handlers.extend(inherit(&play.handlers, &play.kw));
             check_notify(&tasks, &handlers, &instances, &mut errors);
@@ -267,7 +263,7 @@ pub fn handler_matches(handler: &Task, role: Option<&str>, notified: &str) -> bo
 fn check_notify(tasks: &[Task], handlers: &[Task], instances: &[RoleInstance], errors: &mut Vec<RoleError>) {
     let role_of = |h: &Task| h.role_instance.map(|i| instances[i].role.name.as_str());
     let mut problems = Vec::new();
-    for t in tasks.iter().chain(handlers) {
+    for t in tasks.iter().chain(handlers).flat_map(Task::flattened) {
         for n in t.notify.iter().filter(|n| !n.contains("{{")) {
             if !handlers.iter().any(|h| handler_matches(h, role_of(h), n)) {
                 problems.push(Diagnostic::new(
@@ -326,12 +322,7 @@ impl Expansion<'_> {
         }
         seen.push(key);
         let index = self.roles.len();
-        self.tasks.extend(role.tasks.iter().map(|t| Task {
-            kw: t.kw.inside(&kw),
-            outer_kw: t.outer_kw.inside(&kw),
-            role_instance: Some(index),
-            ..t.clone()
-        }));
+        self.tasks.extend(role.tasks.iter().map(|t| t.inherit(&kw, Some(index))));
         self.roles.push(RoleInstance { role, params: r.vars.clone() });
     }
 }

@@ -39,6 +39,45 @@ pub struct Task {
     /// The keywords around the task (its block, import, role and play), without its own:
     /// what an include's tasks inherit.
     pub outer_kw: Keywords,
+    /// `block:` with its `rescue:` and `always:` (this task runs them; its module does not run).
+    pub block: Option<Box<Block>>,
+}
+
+/// A block's three task lists, each task already carrying the block's keywords and vars.
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub block: Vec<Task>,
+    pub rescue: Vec<Task>,
+    pub always: Vec<Task>,
+}
+
+impl Task {
+    /// The task with the keywords around it (a play's, a role entry's), a block's tasks too.
+    pub fn inherit(&self, kw: &Keywords, role_instance: Option<usize>) -> Task {
+        let mut t = Task {
+            kw: self.kw.inside(kw),
+            outer_kw: self.outer_kw.inside(kw),
+            role_instance: role_instance.or(self.role_instance),
+            ..self.clone()
+        };
+        if let Some(b) = &mut t.block {
+            for list in [&mut b.block, &mut b.rescue, &mut b.always] {
+                *list = list.iter().map(|i| i.inherit(kw, role_instance)).collect();
+            }
+        }
+        t
+    }
+
+    /// The task and, for a block, every task inside it (depth first).
+    pub fn flattened(&self) -> Vec<&Task> {
+        let mut out = vec![self];
+        if let Some(b) = &self.block {
+            for t in b.block.iter().chain(&b.rescue).chain(&b.always) {
+                out.extend(t.flattened());
+            }
+        }
+        out
+    }
 }
 
 /// `include_tasks: FILE` (or `{file: FILE, apply: {...}}`): loaded and run per host when the
@@ -254,6 +293,9 @@ pub fn parse_task(node: &Node, role: Option<&str>, files: &super::TaskFiles, err
                 "loop" => set_loop(&mut task, None, value, &key_node.location, errors),
                 with if with.starts_with("with_") => set_loop(&mut task, Some(&with[5..]), value, &key_node.location, errors),
                 "loop_control" => loop_control = Some(value),
+                "block" | "rescue" | "always" => {
+                    errors.push(Diagnostic::new(&key_node.location, format!("'{key}' goes with 'block:' on the same entry")))
+                }
                 "notify" => task.notify = string_list(value, "notify", errors),
                 "listen" => task.listen = string_list(value, "listen", errors),
                 other => unreachable!("task keyword '{other}' is in the table but not parsed"),
@@ -336,7 +378,9 @@ fn parse_tasks_at(
         Value::Seq(items) => {
             let mut tasks = Vec::new();
             for item in items {
-                if let Some(key) = import_of(item) {
+                if let Some(key) = block_of(item) {
+                    tasks.extend(block_task(item, key, role, files, depth, errors));
+                } else if let Some(key) = import_of(item) {
                     tasks.extend(import_tasks(item, key, role, files, depth, errors));
                 } else if let Some(key) = meta_of(item) {
                     tasks.extend(meta_task(item, key, role, errors));
@@ -406,6 +450,58 @@ fn read_loop_control(l: &mut Loop, node: &Node, errors: &mut Vec<Diagnostic>) {
             other => errors.push(Diagnostic::new(&k.location, keywords::not_supported(&format!("loop_control.{other}")))),
         }
     }
+}
+
+/// The `block` key of a task entry, if it is a block.
+fn block_of(item: &Node) -> Option<&Node> {
+    item.as_map()?.iter().map(|(k, _)| k).find(|k| k.key_string() == "block")
+}
+
+/// `block:` / `rescue:` / `always:` with the keywords and vars its tasks inherit.
+fn block_task(
+    item: &Node,
+    key: &Node,
+    role: Option<&str>,
+    files: &super::TaskFiles,
+    depth: usize,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Task> {
+    let before = errors.len();
+    let mut task = Task::blank(ModuleRef::lookup("debug").expect("debug is registered"), role, &key.location);
+    let mut kw = Keywords::default();
+    let mut vars = Vars::new();
+    let (mut block, mut rescue, mut always) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, v) in item.as_map().into_iter().flatten() {
+        let name = k.key_string();
+        match name.as_str() {
+            "block" => block = parse_tasks_at(Some(v), role, files, depth + 1, errors),
+            "rescue" => rescue = parse_tasks_at(Some(v), role, files, depth + 1, errors),
+            "always" => always = parse_tasks_at(Some(v), role, files, depth + 1, errors),
+            "name" => task.name = string_value(v, "name", errors),
+            "vars" => vars = vars_value(v, "vars", errors),
+            _ if keywords::task_keyword(&name) == Some(Support::Yes) && kw.parse(&name, v, errors) => {}
+            _ => errors.push(Diagnostic::new(&k.location, format!("'{name}' cannot be used on a block"))),
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    let inherit = |list: Vec<Task>| -> Vec<Task> {
+        list.into_iter()
+            .map(|t| {
+                let mut t = t.inherit(&kw, None);
+                let mut merged = vars.clone();
+                merged.extend(std::mem::take(&mut t.vars));
+                t.vars = merged;
+                t
+            })
+            .collect()
+    };
+    if task.name.is_none() {
+        task.name = Some("block".into());
+    }
+    task.block = Some(Box::new(Block { block: inherit(block), rescue: inherit(rescue), always: inherit(always) }));
+    Some(task)
 }
 
 /// `include_tasks` (also `ansible.builtin.`, and the legacy `include`).
@@ -516,6 +612,7 @@ impl Task {
             loop_: None,
             include: None,
             outer_kw: Keywords::default(),
+            block: None,
         }
     }
 }

@@ -335,3 +335,23 @@ fn include_tasks_is_kept_for_the_host_to_decide() {
     assert!(errs[1].contains("`include_tasks: bogus` is not supported by gafix yet"), "{errs:?}");
     assert!(errs[2].contains("include_tasks needs a file name"), "{errs:?}");
 }
+
+#[test]
+fn blocks_carry_their_keywords_and_vars_to_their_tasks() {
+    let tasks = parse_tasks(
+        "- name: b\n  when: x\n  become: true\n  vars: {a: 1}\n  block:\n    - command: ls\n      vars: {a: 2, b: 3}\n    - block:\n        - command: pwd\n  rescue:\n    - command: id\n  always:\n    - command: date\n",
+    )
+    .unwrap();
+    let b = tasks[0].block.as_ref().unwrap();
+    assert_eq!(tasks[0].name.as_deref(), Some("b"));
+    assert_eq!((b.block.len(), b.rescue.len(), b.always.len()), (2, 1, 1));
+    assert_eq!((b.block[0].kw.when.as_slice(), b.block[0].kw.become_), (["x".to_string()].as_slice(), Some(true)));
+    assert_eq!(b.block[0].vars, serde_json::from_str::<Vars>(r#"{"a": 2, "b": 3}"#).unwrap(), "the task's own vars win");
+    let inner = b.block[1].block.as_ref().unwrap();
+    assert_eq!(inner.block[0].kw.when, ["x"], "nested blocks inherit too");
+    assert_eq!(b.always[0].vars["a"], 1);
+    assert_eq!(tasks[0].flattened().len(), 6);
+    let errs = errors_of("- command: ls\n  rescue: []\n- block: []\n  register: r\n");
+    assert!(errs[0].contains("'rescue' goes with 'block:'"), "{errs:?}");
+    assert!(errs[1].contains("'register' cannot be used on a block"), "{errs:?}");
+}
