@@ -282,6 +282,13 @@ impl HostSession {
                 request.paths.push(p.clone());
             }
         }
+        for p in &extra.checksums {
+            let known_sum = known.and_then(|f| f.paths.get(p)).is_some_and(|s| s.checksum.is_some() || !s.kind.starts_with("regular"));
+            if basics || stale.paths || !known_sum {
+                request.paths.push(p.clone());
+                request.checksums.push(p.clone());
+            }
+        }
         if extra.apt_cache_age && (basics || stale.packages || known.is_none_or(|f| f.apt_cache_age.is_none())) {
             request.apt_cache_age = true;
         }
@@ -300,7 +307,7 @@ impl HostSession {
         } else {
             self.stale.packages &= extra.packages.is_empty();
             self.stale.units &= extra.units.is_empty();
-            self.stale.paths &= extra.paths.is_empty();
+            self.stale.paths &= extra.paths.is_empty() && extra.checksums.is_empty();
         }
         Ok(())
     }

@@ -29,6 +29,9 @@ pub struct Templar {
     env: Environment<'static>,
     /// The same environment with chaining undefined values, for guarded expressions.
     chaining: Environment<'static>,
+    /// For template files (`template:`), as Ansible's template module renders them: blocks
+    /// trimmed, a trailing newline kept.
+    files: Environment<'static>,
 }
 
 impl Default for Templar {
@@ -53,13 +56,30 @@ fn ansible_bool(v: Value) -> bool {
 
 impl Templar {
     pub fn new() -> Self {
-        Templar { env: environment(UndefinedBehavior::Strict), chaining: environment(UndefinedBehavior::Chainable) }
+        let mut files = environment(UndefinedBehavior::Strict);
+        files.set_trim_blocks(true);
+        files.set_keep_trailing_newline(true);
+        Templar { env: environment(UndefinedBehavior::Strict), chaining: environment(UndefinedBehavior::Chainable), files }
+    }
+}
+
+/// JSON as Python's `json.dumps` writes it (`to_json`): `", "` and `": "` between items.
+fn python_json(v: &Json) -> String {
+    match v {
+        Json::Array(items) => format!("[{}]", items.iter().map(python_json).collect::<Vec<_>>().join(", ")),
+        Json::Object(m) => format!(
+            "{{{}}}",
+            m.iter().map(|(k, v)| format!("{}: {}", Json::String(k.clone()), python_json(v))).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
     }
 }
 
 /// The filters and tests Ansible users write, with the given undefined behaviour.
 fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
     let mut env = Environment::new();
+    // Ansible keeps a template's trailing newline (`content: "x {{ y }}\n"`).
+    env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(undefined);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(|out, state, value| {
@@ -78,6 +98,27 @@ fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
             Ok(v)
         }
     });
+    // Ansible's path and serialisation filters roles use in templates.
+    env.add_filter("basename", |v: String| v.rsplit('/').next().unwrap_or("").to_string());
+    env.add_filter("dirname", |v: String| match v.rfind('/') {
+        Some(0) => "/".to_string(),
+        Some(i) => v[..i].to_string(),
+        None => String::new(),
+    });
+    let as_json = |v: &Value| serde_json::to_value(v).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()));
+    env.add_filter("to_json", move |v: Value| as_json(&v).map(|j| python_json(&j)));
+    env.add_filter("to_nice_json", move |v: Value| as_json(&v).map(|j| crate::inventory::output::ansible_json(&j)));
+    // Python's shlex.quote, character for character (the text lands in files).
+    env.add_filter("quote", |v: String| {
+        if v.is_empty() {
+            "''".to_string()
+        } else if v.chars().all(|c| c.is_alphanumeric() || "_@%+=:,./-".contains(c)) {
+            v
+        } else {
+            format!("'{}'", v.replace('\'', "'\"'\"'"))
+        }
+    });
+    env.add_filter("regex_escape", |v: String| regex::escape(&v));
     env.add_filter("regex_search", |v: String, re: String| -> Result<Value, Error> {
         let re = regex::Regex::new(&re).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
         Ok(re.find(&v).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
@@ -231,6 +272,17 @@ impl Templar {
     /// variable is used later it is still used as written.
     pub fn render_vars(&self, value: &Json, vars: &Vars) -> Result<Json, TemplateError> {
         self.render_inner(value, vars, true)
+    }
+
+    /// A template file's text rendered with the task's variables (`template:`); `name` is
+    /// the file, for errors.
+    pub fn render_file(&self, name: &str, text: &str, vars: &Vars) -> Result<String, TemplateError> {
+        let err = |message: String| TemplateError { what: "template file", source_text: name.to_string(), message };
+        let template = self.files.template_from_str(text).map_err(|e| err(describe(&e)))?;
+        template.render(context(vars)).map_err(|e| match e.kind() {
+            ErrorKind::UndefinedError => err(undefined_message(template.undeclared_variables(true), vars)),
+            _ => err(describe(&e)),
+        })
     }
 
     fn render_inner(&self, value: &Json, vars: &Vars, keep_unsafe: bool) -> Result<Json, TemplateError> {
@@ -518,5 +570,21 @@ mod tests {
         use std::cmp::Ordering::*;
         assert_eq!(compare_versions("1.10", "1.9"), Greater);
         assert_eq!(compare_versions("12", "12.0"), Equal);
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn path_and_json_filters_as_ansible_writes_them() {
+        let t = Templar::new();
+        let vars: Vars = serde_json::from_str(r#"{"p": "/etc/app/app.conf", "d": {"b": [1, 2], "a": "x"}}"#).unwrap();
+        let r = |s: &str| t.render(&Json::String(s.into()), &vars).unwrap();
+        assert_eq!(r("{{ p | basename }} {{ p | dirname }}"), "app.conf /etc/app");
+        assert_eq!(r("{{ d | to_json }}"), r#"{"a": "x", "b": [1, 2]}"#);
+        assert_eq!(r("{{ d | to_nice_json }}"), "{\n    \"a\": \"x\",\n    \"b\": [\n        1,\n        2\n    ]\n}");
+        assert_eq!(r("{{ \"it's\" | quote }}"), r#"'it'"'"'s'"#);
     }
 }

@@ -276,6 +276,38 @@ fn cases() -> Vec<Case> {
             gathering_plays: 0, inventory_user: true,
         },
         Case {
+            name: "template and copy: rendered with facts and loops, content and src, mode, handlers notified, unchanged the second time",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  vars: {port: 8080, users: [alice, bob]}
+  roles: [tpl]
+  tasks:
+    - copy: {content: "hello {{ inventory_hostname }}\n", dest: "/tmp/gd/{{ inventory_hostname }}-copy", mode: "0640"}
+      notify: copied
+    - copy: {src: static.txt, dest: "/tmp/gd/{{ inventory_hostname }}-static"}
+    - copy: {content: "same\n", dest: "/tmp/gd/{{ inventory_hostname }}-again"}
+    - copy: {content: "same\n", dest: "/tmp/gd/{{ inventory_hostname }}-again"}
+      notify: copied
+    - copy: {content: "same\n", dest: "/tmp/gd/{{ inventory_hostname }}-again", mode: "u=rw,g=r,o="}
+    - shell: stat -c '%a' /tmp/gd/{{ inventory_hostname }}-again /tmp/gd/{{ inventory_hostname }}-copy /tmp/gd/{{ inventory_hostname }}-app.conf > /tmp/gd/{{ inventory_hostname }}-modes
+  handlers:
+    - name: copied
+      shell: echo handler >> /tmp/gd/{{ inventory_hostname }}-handler
+"#,
+                ),
+                ("files/static.txt", "static content\n"),
+                (
+                    "roles/tpl/templates/app.conf.j2",
+                    "# {{ ansible_managed }}\nport={{ port }}\n{% for u in users %}\nuser={{ u }}\n{% endfor %}\nos={{ ansible_distribution }} {{ template_destpath | basename }}\n",
+                ),
+                ("roles/tpl/tasks/main.yml", "- template: {src: app.conf.j2, dest: \"/tmp/gd/{{ inventory_hostname }}-app.conf\", mode: 0600}\n- template: {src: app.conf.j2, dest: \"/tmp/gd/{{ inventory_hostname }}-app.conf\", mode: 0600}\n"),
+            ],
+            args: &[],
+            gathering_plays: 1, inventory_user: true,
+        },
+        Case {
             name: "variables whose values are templates, rendered when used",
             files: &[
                 (

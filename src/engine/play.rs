@@ -706,7 +706,14 @@ async fn run_item(
     host.set_task_limits(environment, timeout.map(|t| Instant::now() + t));
     let become_ = becoming.then(|| host.become_as(become_user));
     let binds_to: &[(String, String)] = role.map(|r| r.role.meta.binds_to.as_slice()).unwrap_or_default();
+    let controller_dirs: Vec<std::path::PathBuf> = role
+        .map(|r| std::path::PathBuf::from(&r.role.origin))
+        .filter(|d| d.is_dir())
+        .into_iter()
+        .chain([ctx.plan_dir.to_path_buf()])
+        .collect();
     let run_ctx = RunCtx {
+        controller_dirs: &controller_dirs,
         templar: ctx.templar,
         check_mode,
         diff: task.kw.diff.unwrap_or(ctx.opts.diff),

@@ -63,6 +63,9 @@ pub struct ProbeRequest {
     pub packages: Vec<String>,
     pub units: Vec<String>,
     pub paths: Vec<String>,
+    /// Paths whose content's SHA-1 is read too (files `template`/`copy` may write): a file
+    /// that is right costs no round trip of its own.
+    pub checksums: Vec<String>,
     /// Read the age of apt's package lists (only `cache_valid_time` needs it).
     pub apt_cache_age: bool,
     /// With the basics, read the machine's facts as Ansible's setup gives them (DMI, CPU,
@@ -74,14 +77,14 @@ pub struct ProbeRequest {
 impl ProbeRequest {
     /// Sorted, without duplicates: one read per name.
     pub fn normalize(&mut self) {
-        for list in [&mut self.packages, &mut self.units, &mut self.paths] {
+        for list in [&mut self.packages, &mut self.units, &mut self.paths, &mut self.checksums] {
             list.sort();
             list.dedup();
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.packages.is_empty() && self.units.is_empty() && self.paths.is_empty() && !self.apt_cache_age
+        self.packages.is_empty() && self.units.is_empty() && self.paths.is_empty() && self.checksums.is_empty() && !self.apt_cache_age
     }
 }
 
@@ -107,6 +110,7 @@ pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
     packages::probe(request, &mut s);
     units::probe(request, &mut s);
     paths::probe(request, &mut s);
+    paths::probe_checksums(request, &mut s);
     s
 }
 
@@ -126,7 +130,8 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
             || hardware::parse(name, lines, facts)
             || packages::parse(name, lines, request, facts, &mut packages_seen)
             || units::parse(name, lines, request, facts)
-            || paths::parse(name, lines, request, facts);
+            || paths::parse(name, lines, request, facts)
+            || paths::parse_checksum(name, lines, request, facts);
     }
 }
 
@@ -317,6 +322,7 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
             packages: vec!["sudo".into(), "qemu-guest-agent".into(), "absent-pkg".into()],
             units: vec!["qemu-guest-agent".into(), "nosuch".into()],
             paths: vec!["/var/run/reboot-required".into()],
+            checksums: Vec::new(),
             apt_cache_age: true,
             machine: true,
         };
@@ -480,6 +486,7 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
                 packages: vec!["g++".into()],
                 units: vec!["a@b.service".into()],
                 paths: vec!["/tmp/x y".into()],
+                checksums: vec!["/tmp/x y".into()],
                 apt_cache_age: false,
                 machine: false,
             },

@@ -14,6 +14,8 @@ pub struct PathStat {
     pub owner: String,
     pub group: String,
     pub mtime: i64,
+    /// The content's SHA-1, when asked for (`ProbeRequest::checksums`) and a regular file.
+    pub checksum: Option<String>,
 }
 
 /// Any change may have touched any path.
@@ -27,6 +29,24 @@ pub(super) fn probe(request: &ProbeRequest, s: &mut String) {
     for (i, p) in request.paths.iter().enumerate() {
         s.push_str(&format!("echo '@@stat|{i}'; stat -L -c '%F|%s|%a|%U|%G|%Y' -- {} 2>/dev/null\n", quote(p)));
     }
+}
+
+/// A regular file's SHA-1, by index too; read after the `stat` sections.
+pub(super) fn probe_checksums(request: &ProbeRequest, s: &mut String) {
+    for (i, p) in request.checksums.iter().enumerate() {
+        s.push_str(&format!("echo '@@sum|{i}'; [ -f {q} ] && sha1sum -- {q} 2>/dev/null\n", q = quote(p)));
+    }
+}
+
+/// Reads a `sum|N` section into the path's stat.
+pub(super) fn parse_checksum(section: &str, lines: &[&str], request: &ProbeRequest, facts: &mut Facts) -> bool {
+    let Some(index) = section.strip_prefix("sum|") else { return false };
+    let Some(path) = index.parse::<usize>().ok().and_then(|i| request.checksums.get(i)) else { return true };
+    let sum = first(lines).split_whitespace().next().filter(|h| h.len() == 40).map(str::to_string);
+    if let Some(stat) = facts.paths.get_mut(path) {
+        stat.checksum = sum;
+    }
+    true
 }
 
 /// Reads a `stat|N` section.
@@ -44,6 +64,7 @@ pub(super) fn parse(section: &str, lines: &[&str], request: &ProbeRequest, facts
             owner: f[3].to_string(),
             group: f[4].to_string(),
             mtime: f[5].parse().unwrap_or(0),
+            checksum: None,
         }
     } else {
         PathStat::default()

@@ -5,9 +5,11 @@
 pub mod apt;
 pub mod assert;
 pub mod command;
+pub mod copy;
 pub mod debug;
 pub mod dnf;
 pub mod fail;
+pub mod files;
 pub mod outcome;
 pub mod package;
 pub mod packages;
@@ -16,6 +18,7 @@ pub mod set_fact;
 pub mod spec;
 pub mod stat;
 pub mod systemd;
+pub mod template;
 
 use futures::future::BoxFuture;
 
@@ -92,6 +95,9 @@ pub struct RunCtx<'a> {
     /// Devices the task's role says its units bind to (unit, device path): check mode
     /// predicts a unit that cannot start even before its package is installed.
     pub binds_to: &'a [(String, String)],
+    /// Controller directories a task's `src` is looked up in, nearest first (the role's,
+    /// then the playbook's); a module adds its own subdirectory (`templates/`, `files/`).
+    pub controller_dirs: &'a [std::path::PathBuf],
 }
 
 /// Every module, once: adding a module is its file and a line here.
@@ -109,6 +115,8 @@ pub static REGISTRY: &[&dyn Module] = &[
     &debug::Debug,
     &fail::Fail,
     &set_fact::SetFact,
+    &template::Template,
+    &copy::Copy,
 ];
 
 /// A module from the registry: cheap to copy, compared and printed by name.

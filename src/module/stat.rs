@@ -102,6 +102,7 @@ mod tests {
             owner: "root".into(),
             group: "root".into(),
             mtime: 5,
+            checksum: None,
         };
         let r = result("/var/run/reboot-required", &s);
         assert_eq!(r["stat"]["exists"], json!(true));
