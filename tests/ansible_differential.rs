@@ -308,6 +308,36 @@ fn cases() -> Vec<Case> {
             gathering_plays: 1, inventory_user: true,
         },
         Case {
+            name: "until, retries and delay: attempts, retries without until on failure, giving up",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - shell: echo x >> /tmp/gd/{{ inventory_hostname }}-tries; wc -l < /tmp/gd/{{ inventory_hostname }}-tries
+      register: r
+      until: r.stdout | int >= 3
+      retries: 5
+      delay: 0
+    - shell: echo "{{ r.attempts }} {{ r.stdout }}" >> /tmp/gd/{{ inventory_hostname }}-att
+    - shell: "test -e /tmp/gd/{{ inventory_hostname }}-flag || { touch /tmp/gd/{{ inventory_hostname }}-flag; exit 1; }"
+      retries: 2
+      delay: 1
+      register: f
+    - shell: echo "retried {{ f.attempts }}" >> /tmp/gd/{{ inventory_hostname }}-att
+    - command: /bin/false
+      register: g
+      until: g.rc == 0
+      retries: 1
+      delay: 0
+      ignore_errors: true
+    - shell: echo "gave up {{ g.attempts }} {{ g.failed }}" >> /tmp/gd/{{ inventory_hostname }}-att
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0, inventory_user: true,
+        },
+        Case {
             name: "variables whose values are templates, rendered when used",
             files: &[
                 (

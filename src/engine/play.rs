@@ -641,7 +641,7 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         return register(host, task, Outcome::failed(e.to_string()));
     }
     let Some(l) = &task.loop_ else {
-        let outcome = run_item(host, task, role, ctx, &mut vars, check_mode).await;
+        let outcome = run_attempts(host, task, role, ctx, &mut vars, check_mode).await;
         return register(host, task, outcome);
     };
     let items = match super::loops::items(l, &vars, ctx.templar) {
@@ -655,7 +655,7 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         }
         let mut item_vars = vars.clone();
         super::loops::bind(l, &items, index, &mut item_vars);
-        let outcome = run_item(host, task, role, ctx, &mut item_vars, check_mode).await;
+        let outcome = run_attempts(host, task, role, ctx, &mut item_vars, check_mode).await;
         if outcome.status == Status::Unreachable {
             return register(host, task, outcome);
         }
@@ -663,6 +663,58 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         done.push((item.clone(), label, outcome));
     }
     register(host, task, super::loops::outcome(l, done))
+}
+
+/// `until` / `retries` / `delay` as Ansible runs them: up to 1 + retries attempts (retries
+/// is 3 when only `until` is given), until the conditions hold (or, without `until`, until
+/// the task does not fail), `delay` seconds apart; the result has `attempts`.
+async fn run_attempts(
+    host: &mut HostSession,
+    task: &Task,
+    role: Option<&RoleInstance>,
+    ctx: &PlayCtx<'_>,
+    vars: &mut Vars,
+    check_mode: bool,
+) -> Outcome {
+    let total = 1 + task.retries.unwrap_or(if task.until.is_empty() { 0 } else { 3 });
+    if total == 1 {
+        return run_item(host, task, role, ctx, vars, check_mode).await;
+    }
+    let delay = Duration::from_secs(task.delay.unwrap_or(5));
+    for attempt in 1..=total {
+        let mut o = run_item(host, task, role, ctx, vars, check_mode).await;
+        if matches!(o.status, Status::Skipped | Status::Unreachable) {
+            return o;
+        }
+        let mut seen = vars.clone();
+        if let Some(name) = &task.register {
+            seen.insert(name.clone(), o.registered());
+        }
+        let done = if task.until.is_empty() { Ok(o.status != Status::Failed) } else { all_true(&task.until, &seen, ctx.templar) };
+        let set_attempts = |o: &mut Outcome, n: u64| {
+            if !o.result.is_object() {
+                o.result = serde_json::json!({});
+            }
+            o.result["attempts"] = serde_json::json!(n);
+        };
+        match done {
+            Err(e) => return Outcome::failed(e),
+            Ok(true) => {
+                set_attempts(&mut o, attempt);
+                return o;
+            }
+            Ok(false) if attempt == total => {
+                set_attempts(&mut o, total - 1);
+                if o.status != Status::Failed {
+                    o.msg = format!("still not true after {} attempts: {}", total, task.until.join(" and "));
+                }
+                o.status = Status::Failed;
+                return o;
+            }
+            Ok(false) => tokio::time::sleep(delay).await,
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// One run of the task's module: its `when`, arguments, module, `changed_when` and

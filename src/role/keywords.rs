@@ -127,7 +127,7 @@ pub const TASK: &[(&str, Support)] = &[
     ("collections", NotYet),
     ("connection", NotYet),
     ("debugger", NotYet),
-    ("delay", NotYet),
+    ("delay", Yes),
     ("delegate_facts", NotYet),
     ("delegate_to", NotYet),
     ("ignore_unreachable", NotYet),
@@ -138,10 +138,10 @@ pub const TASK: &[(&str, Support)] = &[
     ("notify", Yes),
     ("port", NotYet),
     ("remote_user", NotYet),
-    ("retries", NotYet),
+    ("retries", Yes),
     ("run_once", NotYet),
     ("throttle", NotYet),
-    ("until", NotYet),
+    ("until", Yes),
 ];
 
 /// ansible-core's own modules (and its action plugins that look like modules). Those gafix

@@ -41,6 +41,12 @@ pub struct Task {
     pub outer_kw: Keywords,
     /// `block:` with its `rescue:` and `always:` (this task runs them; its module does not run).
     pub block: Option<Box<Block>>,
+    /// `until` conditions, checked after each attempt (with the result under `register`).
+    pub until: Vec<String>,
+    /// `retries`: attempts after the first (3 when `until` is set and this is not).
+    pub retries: Option<u64>,
+    /// `delay`: seconds between attempts (5 by default).
+    pub delay: Option<u64>,
 }
 
 /// A block's three task lists, each task already carrying the block's keywords and vars.
@@ -293,6 +299,18 @@ pub fn parse_task(node: &Node, role: Option<&str>, files: &super::TaskFiles, err
                 "loop" => set_loop(&mut task, None, value, &key_node.location, errors),
                 with if with.starts_with("with_") => set_loop(&mut task, Some(&with[5..]), value, &key_node.location, errors),
                 "loop_control" => loop_control = Some(value),
+                "until" => task.until = conditions(value, "until", errors),
+                "retries" | "delay" => match value.to_json() {
+                    Json::Number(n) if n.as_u64().is_some_and(|n| n <= 86_400) => {
+                        *(if key == "retries" { &mut task.retries } else { &mut task.delay }) = n.as_u64()
+                    }
+                    Json::String(s) if s.trim().parse::<u64>().is_ok_and(|n| n <= 86_400) => {
+                        *(if key == "retries" { &mut task.retries } else { &mut task.delay }) = s.trim().parse().ok()
+                    }
+                    other => {
+                        errors.push(Diagnostic::new(&value.location, format!("'{key}' must be a whole number (0 to 86400), found {other}")))
+                    }
+                },
                 "block" | "rescue" | "always" => {
                     errors.push(Diagnostic::new(&key_node.location, format!("'{key}' goes with 'block:' on the same entry")))
                 }
@@ -613,6 +631,9 @@ impl Task {
             include: None,
             outer_kw: Keywords::default(),
             block: None,
+            until: Vec::new(),
+            retries: None,
+            delay: None,
         }
     }
 }

@@ -65,10 +65,10 @@ fn unknown_modules_and_arguments_point_at_the_key() {
 
 #[test]
 fn every_error_is_reported_not_just_the_first() {
-    let errs = errors_of("- apt: {name: aa, bogus: 1}\n- systemd: {name: b, enabled: maybe}\n- until: x\n  command: ls\n- {}\n");
+    let errs = errors_of("- apt: {name: aa, bogus: 1}\n- systemd: {name: b, enabled: maybe}\n- async: 10\n  command: ls\n- {}\n");
     assert_eq!(errs.len(), 4, "{errs:#?}");
     assert!(errs[1].contains("'enabled' must be a boolean"), "{}", errs[1]);
-    assert_eq!(errs[2], "tasks.yml:3:3: `until` is not supported by gafix yet");
+    assert_eq!(errs[2], "tasks.yml:3:3: `async` is not supported by gafix yet");
     assert!(errs[3].contains("has no module"), "{}", errs[3]);
 }
 
