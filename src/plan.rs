@@ -266,6 +266,8 @@ pub struct VarLayers<'a> {
     pub vars_files: &'a Vars,
     pub role_vars: Vec<&'a Vars>,
     pub task: &'a Vars,
+    /// `include_vars` results on this host (above task vars, below registered ones).
+    pub included: &'a Vars,
     pub registered: &'a Vars,
     pub role_params: Option<&'a Vars>,
     pub extra: &'a Vars,
@@ -279,7 +281,7 @@ pub fn task_vars(layers: &VarLayers, host: &str, inv: &Inventory, play_hosts: &[
         .copied()
         .chain([layers.inventory, layers.facts, layers.play, layers.vars_files])
         .chain(layers.role_vars.iter().copied())
-        .chain([layers.task, layers.registered])
+        .chain([layers.task, layers.included, layers.registered])
         .chain(layers.role_params)
         .chain([layers.extra]);
     for layer in ordered {
@@ -420,6 +422,7 @@ mod tests {
             vars_files: &empty,
             role_vars: vec![&role_vars],
             task: &task,
+            included: &Vars::new(),
             registered: &empty,
             role_params: Some(&params),
             extra: &empty,
@@ -453,6 +456,7 @@ mod tests {
             vars_files: &empty,
             role_vars: vec![],
             task: &empty,
+            included: &Vars::new(),
             registered: &empty,
             role_params: None,
             extra: &extra,

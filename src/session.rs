@@ -47,6 +47,8 @@ pub struct HostSession {
     facts_gathered: bool,
     /// How the host's hypervisor is asked about its agent, when the inventory says.
     hypervisor: Option<crate::hypervisor::Access>,
+    /// Variables from `include_vars` (for the rest of the run, as in Ansible).
+    included_vars: Vars,
 }
 
 impl HostSession {
@@ -75,6 +77,7 @@ impl HostSession {
             own_user: None,
             facts_gathered: false,
             hypervisor: None,
+            included_vars: Vars::new(),
         }
     }
 
@@ -161,6 +164,15 @@ impl HostSession {
     }
 
     /// Registers a task's result under `name`.
+    /// `include_vars`: variables for this host from now on.
+    pub fn include_vars(&mut self, vars: Vars) {
+        self.included_vars.extend(vars);
+    }
+
+    pub fn included_vars(&self) -> &Vars {
+        &self.included_vars
+    }
+
     pub fn register(&mut self, name: &str, value: serde_json::Value) {
         self.registered.insert(name.to_string(), value);
     }

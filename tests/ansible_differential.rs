@@ -338,6 +338,30 @@ fn cases() -> Vec<Case> {
             gathering_plays: 0, inventory_user: true,
         },
         Case {
+            name: "include_vars: a per-OS file named by a fact, a file, a directory under a name, above task vars",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  roles: [vr]
+  tasks:
+    - include_vars: common.yml
+    - include_vars: {dir: confd, name: conf}
+    - shell: echo "{{ greeting }} {{ conf.a }} {{ conf.b }} {{ osvar }} {{ prec }}" >> /tmp/gd/{{ inventory_hostname }}-iv
+      vars: {prec: task}
+"#,
+                ),
+                ("common.yml", "greeting: hi\nprec: included\n"),
+                ("confd/a.yml", "a: 1\n"),
+                ("confd/b.yml", "b: 2\n"),
+                ("roles/vr/tasks/main.yml", "- include_vars: \"{{ ansible_os_family }}.yml\"\n"),
+                ("roles/vr/vars/Debian.yml", "osvar: debian-vars\n"),
+                ("roles/vr/vars/RedHat.yml", "osvar: rh\n"),
+            ],
+            args: &[],
+            gathering_plays: 1, inventory_user: true,
+        },
+        Case {
             name: "variables whose values are templates, rendered when used",
             files: &[
                 (

@@ -10,6 +10,7 @@ pub mod debug;
 pub mod dnf;
 pub mod fail;
 pub mod files;
+pub mod include_vars;
 pub mod outcome;
 pub mod package;
 pub mod packages;
@@ -117,6 +118,7 @@ pub static REGISTRY: &[&dyn Module] = &[
     &set_fact::SetFact,
     &template::Template,
     &copy::Copy,
+    &include_vars::IncludeVars,
 ];
 
 /// A module from the registry: cheap to copy, compared and printed by name.
