@@ -49,6 +49,8 @@ pub struct HostSession {
     hypervisor: Option<crate::hypervisor::Access>,
     /// Variables from `include_vars` (for the rest of the run, as in Ansible).
     included_vars: Vars,
+    /// Paths read again since the last change made paths stale (the others still are).
+    fresh_paths: std::collections::HashSet<String>,
 }
 
 impl HostSession {
@@ -78,6 +80,7 @@ impl HostSession {
             facts_gathered: false,
             hypervisor: None,
             included_vars: Vars::new(),
+            fresh_paths: Default::default(),
         }
     }
 
@@ -289,14 +292,15 @@ impl HostSession {
                 request.units.push(u.clone());
             }
         }
+        let path_stale = |p: &String| stale.paths && !self.fresh_paths.contains(p);
         for p in &extra.paths {
-            if basics || stale.paths || !known.is_some_and(|f| f.paths.contains_key(p)) {
+            if basics || path_stale(p) || !known.is_some_and(|f| f.paths.contains_key(p)) {
                 request.paths.push(p.clone());
             }
         }
         for p in &extra.checksums {
             let known_sum = known.and_then(|f| f.paths.get(p)).is_some_and(|s| s.checksum.is_some() || !s.kind.starts_with("regular"));
-            if basics || stale.paths || !known_sum {
+            if basics || path_stale(p) || !known_sum {
                 request.paths.push(p.clone());
                 request.checksums.push(p.clone());
             }
@@ -316,10 +320,12 @@ impl HostSession {
         if basics {
             self.stale = Stale::default();
             self.all_stale = false;
+            self.fresh_paths.clear();
         } else {
             self.stale.packages &= extra.packages.is_empty();
             self.stale.units &= extra.units.is_empty();
-            self.stale.paths &= extra.paths.is_empty() && extra.checksums.is_empty();
+            // Only the paths read now are current again; others a change touched stay stale.
+            self.fresh_paths.extend(request.paths.iter().cloned());
         }
         Ok(())
     }
@@ -351,7 +357,11 @@ impl HostSession {
     /// After a change on the host, the facts that may have moved (each kind of fact says
     /// which changes concern it).
     pub fn mark_changed(&mut self, change: Change) {
-        self.stale = self.stale.union(Stale::after(change));
+        let after = Stale::after(change);
+        if after.paths {
+            self.fresh_paths.clear();
+        }
+        self.stale = self.stale.union(after);
     }
 
     /// After a reboot: everything is re-read.

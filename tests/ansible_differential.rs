@@ -362,6 +362,31 @@ fn cases() -> Vec<Case> {
             gathering_plays: 1, inventory_user: true,
         },
         Case {
+            name: "file: directory (recurse), touch, link, mode bits and symbolic, absent, unchanged the second time",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  gather_facts: false
+  become: true
+  vars: {d: "/tmp/gdx-{{ inventory_hostname }}"}
+  tasks:
+    - file: {path: "{{ d }}/sub", state: directory, mode: "0750"}
+    - file: {path: "{{ d }}/sub", state: directory, mode: "0750"}
+    - file: {path: "{{ d }}", state: directory, recurse: true, owner: tester}
+    - file: {path: "{{ d }}", state: directory, recurse: true, owner: tester}
+    - file: {path: "{{ d }}/t", state: touch, mode: "u=rw,g=r,o=r"}
+    - file: {path: "{{ d }}/l", state: link, src: "{{ d }}/t"}
+    - file: {path: "{{ d }}/l", state: link, src: "{{ d }}/t"}
+    - file: {path: "{{ d }}/t", mode: "0600"}
+    - file: {path: "{{ d }}/t", mode: "0600"}
+    - file: {path: "{{ d }}/gone", state: absent}
+    - shell: "stat -c '%n %a %U' {{ d }} {{ d }}/sub {{ d }}/t | sed 's/-h[0-9]//' > /tmp/gd/{{ inventory_hostname }}-fstat; readlink {{ d }}/l | sed 's/-h[0-9]//' >> /tmp/gd/{{ inventory_hostname }}-fstat"
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0, inventory_user: true,
+        },
+        Case {
             name: "variables whose values are templates, rendered when used",
             files: &[
                 (

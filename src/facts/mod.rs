@@ -16,7 +16,7 @@ mod units;
 
 pub use hardware::Hardware;
 pub use packages::PackageState;
-pub use paths::PathStat;
+pub use paths::{parse_stat, stat_script, PathStat};
 pub use units::UnitState;
 
 pub const GA_CHANNEL: &str = "/dev/virtio-ports/org.qemu.guest_agent.0";

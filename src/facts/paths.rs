@@ -49,6 +49,32 @@ pub(super) fn parse_checksum(section: &str, lines: &[&str], request: &ProbeReque
     true
 }
 
+/// One path's stat and (for a regular file) SHA-1 read directly, for a task that runs as
+/// another user (the probe reads as the login user, who may not see inside the directory).
+pub fn stat_script(path: &str) -> String {
+    let q = quote(path);
+    format!("stat -L -c '%F|%s|%a|%U|%G|%Y' -- {q} 2>/dev/null && {{ [ -f {q} ] && sha1sum -- {q} 2>/dev/null || true; }}")
+}
+
+/// The output of [`stat_script`].
+pub fn parse_stat(output: &str) -> PathStat {
+    let mut lines = output.lines();
+    let f: Vec<&str> = lines.next().unwrap_or("").split('|').collect();
+    if f.len() != 6 {
+        return PathStat::default();
+    }
+    PathStat {
+        exists: true,
+        kind: f[0].to_string(),
+        size: f[1].parse().unwrap_or(0),
+        mode: format!("{:0>4}", f[2]),
+        owner: f[3].to_string(),
+        group: f[4].to_string(),
+        mtime: f[5].parse().unwrap_or(0),
+        checksum: lines.next().and_then(|l| l.split_whitespace().next()).filter(|h| h.len() == 40).map(str::to_string),
+    }
+}
+
 /// Reads a `stat|N` section.
 pub(super) fn parse(section: &str, lines: &[&str], request: &ProbeRequest, facts: &mut Facts) -> bool {
     let Some(index) = section.strip_prefix("stat|") else { return false };
@@ -71,4 +97,22 @@ pub(super) fn parse(section: &str, lines: &[&str], request: &ProbeRequest, facts
     };
     facts.paths.insert(path.clone(), stat);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_stat_reads_as_the_probe_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("it's here");
+        std::fs::write(&f, "hello\n").unwrap();
+        let out = std::process::Command::new("sh").arg("-c").arg(stat_script(&f.display().to_string())).output().unwrap();
+        let s = parse_stat(&String::from_utf8_lossy(&out.stdout));
+        assert!(s.exists && s.kind.starts_with("regular"), "{s:?}");
+        assert_eq!(s.checksum.as_deref(), Some("f572d396fae9206628714fb2ce00f72e94f2258f"));
+        let out = std::process::Command::new("sh").arg("-c").arg(stat_script("/nonexistent/x")).output().unwrap();
+        assert!(!parse_stat(&String::from_utf8_lossy(&out.stdout)).exists);
+    }
 }

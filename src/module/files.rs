@@ -156,14 +156,14 @@ pub fn sha1_hex(content: &[u8]) -> String {
 /// when `dest` is a directory). Idempotent; check mode reports what would change.
 pub async fn put(host: &mut HostSession, p: &Placement, content: &str, src_name: Option<&str>, ctx: &RunCtx<'_>) -> Outcome {
     let mut p = p.clone();
-    let mut stat = match stat_of(host, &p.dest).await {
+    let mut stat = match stat_of(host, &p.dest, true, ctx).await {
         Ok(s) => s,
         Err(o) => return o,
     };
     if stat.kind == "directory" {
         let Some(name) = src_name else { return Outcome::failed(format!("{} is a directory", p.dest)) };
         p.dest = format!("{}/{name}", p.dest.trim_end_matches('/'));
-        stat = match stat_of(host, &p.dest).await {
+        stat = match stat_of(host, &p.dest, true, ctx).await {
             Ok(s) => s,
             Err(o) => return o,
         };
@@ -228,10 +228,19 @@ pub async fn put(host: &mut HostSession, p: &Placement, content: &str, src_name:
     o
 }
 
-async fn stat_of(host: &mut HostSession, path: &str) -> Result<PathStat, Outcome> {
-    let request = ProbeRequest { paths: vec![path.to_string()], checksums: vec![path.to_string()], ..Default::default() };
+/// The destination as the task's user sees it: from the probe (read as the login user), and
+/// read again as the task's user when the probe could not see it (absent, or no checksum).
+pub async fn stat_of(host: &mut HostSession, path: &str, with_checksum: bool, ctx: &RunCtx<'_>) -> Result<PathStat, Outcome> {
+    let checksums = if with_checksum { vec![path.to_string()] } else { Vec::new() };
+    let request = ProbeRequest { paths: vec![path.to_string()], checksums, ..Default::default() };
     host.ensure_facts(&request).await.map_err(Outcome::from_transport)?;
-    Ok(host.facts().paths.get(path).cloned().unwrap_or_default())
+    let seen = host.facts().paths.get(path).cloned().unwrap_or_default();
+    let hidden = !seen.exists || (with_checksum && seen.kind.starts_with("regular") && seen.checksum.is_none());
+    if ctx.become_.is_none() || !hidden {
+        return Ok(seen);
+    }
+    let out = host.run(&crate::facts::stat_script(path), ctx.become_, None).await.map_err(Outcome::from_transport)?;
+    Ok(crate::facts::parse_stat(&out.stdout))
 }
 
 async fn read_remote(host: &mut HostSession, path: &str, ctx: &RunCtx<'_>) -> Option<String> {

@@ -9,6 +9,7 @@ pub mod copy;
 pub mod debug;
 pub mod dnf;
 pub mod fail;
+pub mod file;
 pub mod files;
 pub mod include_vars;
 pub mod outcome;
@@ -119,6 +120,7 @@ pub static REGISTRY: &[&dyn Module] = &[
     &template::Template,
     &copy::Copy,
     &include_vars::IncludeVars,
+    &file::File,
 ];
 
 /// A module from the registry: cheap to copy, compared and printed by name.
