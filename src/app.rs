@@ -611,14 +611,20 @@ fn print_plan(plan: &plan::Plan, hosts: bool, tasks: bool, tags: bool) {
         }
         if tasks {
             println!("    tasks:");
-            for t in p.tasks.iter().filter(|t| !t.flush_handlers) {
+            for t in p.tasks.iter().flat_map(|t| t.flattened()).filter(|t| !t.flush_handlers && t.block.is_none()) {
                 let role = t.role.as_deref().map(|r| format!("{r} : ")).unwrap_or_default();
                 let task_tags = if t.kw.tags.is_empty() { String::new() } else { format!(" TAGS: [{}]", t.kw.tags.join(", ")) };
                 println!("      {role}{}  ({}, {}){task_tags}", t.display_name(), t.module.name(), t.location);
             }
         }
         if tags {
-            let mut all: Vec<&String> = p.tasks.iter().filter(|t| !t.flush_handlers).flat_map(|t| t.kw.tags.iter()).collect();
+            let mut all: Vec<&String> = p
+                .tasks
+                .iter()
+                .flat_map(|t| t.flattened())
+                .filter(|t| !t.flush_handlers && t.block.is_none())
+                .flat_map(|t| t.kw.tags.iter())
+                .collect();
             all.sort();
             all.dedup();
             println!("    TASK TAGS: [{}]", all.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "));

@@ -32,6 +32,8 @@ pub struct Templar {
     /// For template files (`template:`), as Ansible's template module renders them: blocks
     /// trimmed, a trailing newline kept.
     files: Environment<'static>,
+    /// The same with chaining undefined values, for guarded expressions in template files.
+    files_chaining: Environment<'static>,
 }
 
 impl Default for Templar {
@@ -56,10 +58,17 @@ fn ansible_bool(v: Value) -> bool {
 
 impl Templar {
     pub fn new() -> Self {
-        let mut files = environment(UndefinedBehavior::Strict);
-        files.set_trim_blocks(true);
-        files.set_keep_trailing_newline(true);
-        Templar { env: environment(UndefinedBehavior::Strict), chaining: environment(UndefinedBehavior::Chainable), files }
+        let for_files = |undefined| {
+            let mut env = environment(undefined);
+            env.set_trim_blocks(true);
+            env
+        };
+        Templar {
+            env: environment(UndefinedBehavior::Strict),
+            chaining: environment(UndefinedBehavior::Chainable),
+            files: for_files(UndefinedBehavior::Strict),
+            files_chaining: for_files(UndefinedBehavior::Chainable),
+        }
     }
 }
 
@@ -279,7 +288,15 @@ impl Templar {
     pub fn render_file(&self, name: &str, text: &str, vars: &Vars) -> Result<String, TemplateError> {
         let err = |message: String| TemplateError { what: "template file", source_text: name.to_string(), message };
         let template = self.files.template_from_str(text).map_err(|e| err(describe(&e)))?;
-        template.render(context(vars)).map_err(|e| match e.kind() {
+        let ctx = context(vars);
+        let result = match template.render(&ctx) {
+            // `{{ x.y | default('') }}` with `x` undefined: guarded, as in expressions.
+            Err(e) if e.kind() == ErrorKind::UndefinedError && guarded(text, template.undeclared_variables(true), vars) => {
+                self.files_chaining.template_from_str(text).and_then(|t| t.render(&ctx))
+            }
+            other => other,
+        };
+        result.map_err(|e| match e.kind() {
             ErrorKind::UndefinedError => err(undefined_message(template.undeclared_variables(true), vars)),
             _ => err(describe(&e)),
         })
@@ -586,5 +603,15 @@ mod filter_tests {
         assert_eq!(r("{{ d | to_json }}"), r#"{"a": "x", "b": [1, 2]}"#);
         assert_eq!(r("{{ d | to_nice_json }}"), "{\n    \"a\": \"x\",\n    \"b\": [\n        1,\n        2\n    ]\n}");
         assert_eq!(r("{{ \"it's\" | quote }}"), r#"'it'"'"'s'"#);
+    }
+
+    #[test]
+    fn template_files_trim_blocks_keep_the_last_newline_and_guard_as_expressions_do() {
+        let t = Templar::new();
+        let vars: Vars = serde_json::from_str(r#"{"users": ["a", "b"]}"#).unwrap();
+        let text = "{% for u in users %}\nuser={{ u }}\n{% endfor %}\nx={{ nope.y | default('none') }}\n";
+        assert_eq!(t.render_file("f.j2", text, &vars).unwrap(), "user=a\nuser=b\nx=none\n");
+        let e = t.render_file("f.j2", "port={{ prot }}\n", &vars).unwrap_err().to_string();
+        assert!(e.contains("'prot' is undefined") && e.contains("f.j2"), "{e}");
     }
 }

@@ -53,7 +53,7 @@ fn validate_reads_whole_role_directories_and_every_keyword() {
     for dir in ["roles/web/tasks", "roles/web/meta", "roles/web/handlers", "roles/web/vars"] {
         std::fs::create_dir_all(fleet.path(dir)).unwrap();
     }
-    fleet.write("roles/web/tasks/main.yml", "- command: ls\n  notify: restart\n");
+    fleet.write("roles/web/tasks/main.yml", "- command: ls\n  delegate_to: localhost\n");
     fleet.write("roles/web/meta/main.yml", "galaxy_info: {author: x}\ndependencies:\n  - role: nosuch\n");
     fleet.write("roles/web/handlers/main.yml", "- name: restart\n  sevice: {name: nginx, state: restarted}\n");
     fleet.write("roles/web/vars/main.yml", "- not a mapping\n");
@@ -63,7 +63,7 @@ fn validate_reads_whole_role_directories_and_every_keyword() {
     for expected in [
         "site.yml:2:3: `vars_prompt` is not supported by gafix yet",
         "site.yml:5:7: unknown module or task keyword 'ap'; did you mean 'apt'?",
-        "roles/web/tasks/main.yml:2:3: `notify` is not supported by gafix yet",
+        "roles/web/tasks/main.yml:2:3: `delegate_to` is not supported by gafix yet",
         "roles/web/handlers/main.yml:2:3: unknown module or task keyword 'sevice'; did you mean 'service'?",
         "roles/web/vars/main.yml:1:1: 'vars' must be a mapping",
     ] {
@@ -79,13 +79,13 @@ fn validate_reads_whole_role_directories_and_every_keyword() {
     assert!(err.contains("roles/web/meta/main.yml:3:5: role 'nosuch' not found in"), "{err}");
     // Other task files run only where a task includes them: their problems are warnings.
     fleet.write("roles/web/meta/main.yml", "dependencies: []\n");
-    fleet.write("roles/web/tasks/Suse.yml", "- template: {src: a, dest: b}\n");
+    fleet.write("roles/web/tasks/Suse.yml", "- lineinfile: {path: /a, line: b}\n");
     let (code, _, err) = gafix(&["validate", "-i", "hosts.yml", "site.yml"], fleet.dir.path());
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("[WARNING]: "), "{err}");
     assert!(
         err.contains(
-            "roles/web/tasks/Suse.yml:1:3: `template` is not supported by gafix yet (this file runs only where a task includes it)"
+            "roles/web/tasks/Suse.yml:1:3: `lineinfile` is not supported by gafix yet (this file runs only where a task includes it)"
         ),
         "{err}"
     );
