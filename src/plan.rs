@@ -122,7 +122,11 @@ pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &O
         // A block stays when any task inside it is selected (each is checked again when it runs).
         let tasks = tasks
             .into_iter()
-            .filter(|t| t.flattened().iter().any(|x| x.block.is_none() && tags_select(&x.kw.tags, &overrides.tags, &overrides.skip_tags)))
+            // The implicit handler flushes are never filtered out (Ansible does not either).
+            .filter(|t| {
+                (t.flush_handlers && t.name.as_deref() == Some(crate::role::task::IMPLICIT_FLUSH))
+                    || t.flattened().iter().any(|x| x.block.is_none() && tags_select(&x.kw.tags, &overrides.tags, &overrides.skip_tags))
+            })
             .collect();
         plays.push(PlannedPlay {
             serial: overrides.serial.clone().unwrap_or_else(|| play.serial.clone()),

@@ -291,7 +291,14 @@ impl Templar {
         let ctx = context(vars);
         let result = match template.render(&ctx) {
             // `{{ x.y | default('') }}` with `x` undefined: guarded, as in expressions.
-            Err(e) if e.kind() == ErrorKind::UndefinedError && guarded(text, template.undeclared_variables(true), vars) => {
+            // Only when a variable itself is missing and guarded everywhere it is used: a
+            // missing attribute (`server.prot`) stays an error, however guarded others are.
+            Err(e)
+                if e.kind() == ErrorKind::UndefinedError && {
+                    let used = template.undeclared_variables(true);
+                    used.iter().any(|p| !vars.contains_key(p.split('.').next().unwrap_or(p))) && guarded(text, used, vars)
+                } =>
+            {
                 self.files_chaining.template_from_str(text).and_then(|t| t.render(&ctx))
             }
             other => other,
@@ -600,7 +607,7 @@ mod filter_tests {
         let vars: Vars = serde_json::from_str(r#"{"p": "/etc/app/app.conf", "d": {"b": [1, 2], "a": "x"}}"#).unwrap();
         let r = |s: &str| t.render(&Json::String(s.into()), &vars).unwrap();
         assert_eq!(r("{{ p | basename }} {{ p | dirname }}"), "app.conf /etc/app");
-        assert_eq!(r("{{ d | to_json }}"), r#"{"a": "x", "b": [1, 2]}"#);
+        assert_eq!(r("{{ d | to_json }}"), r#"{"b": [1, 2], "a": "x"}"#, "in the order written, as Python dicts");
         assert_eq!(r("{{ d | to_nice_json }}"), "{\n    \"a\": \"x\",\n    \"b\": [\n        1,\n        2\n    ]\n}");
         assert_eq!(r("{{ \"it's\" | quote }}"), r#"'it'"'"'s'"#);
     }
@@ -611,6 +618,8 @@ mod filter_tests {
         let vars: Vars = serde_json::from_str(r#"{"users": ["a", "b"]}"#).unwrap();
         let text = "{% for u in users %}\nuser={{ u }}\n{% endfor %}\nx={{ nope.y | default('none') }}\n";
         assert_eq!(t.render_file("f.j2", text, &vars).unwrap(), "user=a\nuser=b\nx=none\n");
+        let typo = t.render_file("f.j2", "a={{ x | default(1) }}\nport={{ users.prot }}\n", &vars).unwrap_err().to_string();
+        assert!(typo.contains("prot"), "a missing attribute stays an error: {typo}");
         let e = t.render_file("f.j2", "port={{ prot }}\n", &vars).unwrap_err().to_string();
         assert!(e.contains("'prot' is undefined") && e.contains("f.j2"), "{e}");
     }

@@ -387,6 +387,29 @@ fn cases() -> Vec<Case> {
             gathering_plays: 0, inventory_user: true,
         },
         Case {
+            name: "a block in an imported file inherits the import's when and vars; two roles' handlers of one name: the last runs",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  gather_facts: false
+  roles: [r1, r2]
+  tasks:
+    - import_tasks: blk.yml
+      when: inventory_hostname != 'h3'
+      vars: {v: imported}
+"#,
+                ),
+                ("blk.yml", "- block:\n    - shell: echo \"in-block {{ v }}\" >> /tmp/gd/{{ inventory_hostname }}-b\n      notify: restart service\n"),
+                ("roles/r1/tasks/main.yml", "- shell: echo r1 >> /tmp/gd/{{ inventory_hostname }}-b\n  notify: restart service\n"),
+                ("roles/r1/handlers/main.yml", "- name: restart service\n  shell: echo r1-handler >> /tmp/gd/{{ inventory_hostname }}-b\n"),
+                ("roles/r2/tasks/main.yml", "- shell: echo r2 >> /tmp/gd/{{ inventory_hostname }}-b\n"),
+                ("roles/r2/handlers/main.yml", "- name: restart service\n  shell: echo r2-handler >> /tmp/gd/{{ inventory_hostname }}-b\n"),
+            ],
+            args: &[],
+            gathering_plays: 0, inventory_user: true,
+        },
+        Case {
             name: "variables whose values are templates, rendered when used",
             files: &[
                 (

@@ -28,7 +28,11 @@ pub fn items(l: &Loop, vars: &Vars, templar: &Templar) -> Result<Vec<Json>, Stri
         (Some("list" | "items"), Json::Null) => Ok(Vec::new()),
         (Some("list" | "items"), other) => Ok(vec![other]),
         (Some("indexed_items"), value) => {
-            let flat = items(&Loop { lookup: Some("items".into()), items: value, ..l.clone() }, &Vars::new(), templar)?;
+            let flat: Vec<Json> = match value {
+                Json::Array(items) => items.into_iter().flat_map(|i| if let Json::Array(inner) = i { inner } else { vec![i] }).collect(),
+                Json::Null => Vec::new(),
+                other => vec![other],
+            };
             Ok(flat.into_iter().enumerate().map(|(i, x)| json!([i, x])).collect())
         }
         (Some("dict"), Json::Object(m)) => Ok(m.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect()),

@@ -88,7 +88,12 @@ pub(super) struct HostPlay {
     rescuable: usize,
     /// The failed task's name and result, for the enclosing block's `rescue:`.
     block_failure: Option<(String, Json)>,
+    /// How many `include_tasks` are running inside each other.
+    include_depth: usize,
 }
+
+/// How deep `include_tasks` may nest (a file that includes itself stops here).
+const MAX_INCLUDE_DEPTH: usize = 16;
 
 impl HostPlay {
     pub fn new(host: HostSession) -> Self {
@@ -101,6 +106,7 @@ impl HostPlay {
             notified: Vec::new(),
             rescuable: 0,
             block_failure: None,
+            include_depth: 0,
         }
     }
 
@@ -330,7 +336,8 @@ async fn run_block(hp: &mut HostPlay, block: &crate::role::task::Block, ctx: &Pl
             run.await;
         }
     }
-    let rescuable = !block.rescue.is_empty();
+    let rescue = selected(&block.rescue);
+    let rescuable = !rescue.is_empty();
     let outer_failure = hp.block_failure.take();
     hp.rescuable += usize::from(rescuable);
     run_list(hp, selected(&block.block), ctx).await;
@@ -338,7 +345,7 @@ async fn run_block(hp: &mut HostPlay, block: &crate::role::task::Block, ctx: &Pl
     if let Some((name, result)) = hp.block_failure.take() {
         hp.host.register("ansible_failed_task", serde_json::json!({"name": name}));
         hp.host.register("ansible_failed_result", result);
-        run_list(hp, selected(&block.rescue), ctx).await;
+        run_list(hp, rescue, ctx).await;
     }
     let always = selected(&block.always);
     if !always.is_empty() && !ctx.interrupt.is_stopping() {
@@ -421,7 +428,7 @@ async fn run_include(hp: &mut HostPlay, task: &Task, include: &crate::role::task
         }
         if let Some(o) = skip {
             hp.finish_step(ctx, TaskRecord::new(of(), &o, started, ctx.run_started));
-            if hp.left.is_some() {
+            if hp.left.is_some() || hp.block_failure.is_some() {
                 return;
             }
             continue;
@@ -443,22 +450,31 @@ async fn run_include(hp: &mut HostPlay, task: &Task, include: &crate::role::task
         hp.emit(ctx, TaskRecord::new(of(), &Outcome::ok(format!("included: {file}")), started, ctx.run_started));
         let mut params = task.vars.clone();
         params.extend(bound);
+        if hp.include_depth >= MAX_INCLUDE_DEPTH {
+            let o = Outcome::failed(format!(
+                "include_tasks: {file} nests more than {MAX_INCLUDE_DEPTH} includes deep (does it include itself?)"
+            ));
+            return hp.finish_step(ctx, TaskRecord::new(of(), &o, started, ctx.run_started));
+        }
+        hp.include_depth += 1;
         for t in tasks {
-            let t = crate::role::Task {
-                kw: t.kw.inside(&include.apply).inside(&task.outer_kw),
-                outer_kw: t.outer_kw.inside(&include.apply).inside(&task.outer_kw),
-                role_instance: task.role_instance,
-                vars: params.clone().into_iter().chain(t.vars.clone()).collect(),
-                ..t
-            };
-            if !crate::plan::tags_select(&t.kw.tags, &ctx.opts.tags, &ctx.opts.skip_tags) {
+            let t = t.inherit(&include.apply, None).inherit(&task.outer_kw, task.role_instance).with_outer_vars(&params);
+            let selected = t
+                .flattened()
+                .iter()
+                .any(|x| x.block.is_none() && crate::plan::tags_select(&x.kw.tags, &ctx.opts.tags, &ctx.opts.skip_tags));
+            if !selected {
                 continue;
             }
             let run: futures::future::LocalBoxFuture<'_, ()> = Box::pin(run_one_task(hp, &t, ctx));
             run.await;
-            if hp.left.is_some() {
-                return;
+            if hp.left.is_some() || hp.block_failure.is_some() {
+                break;
             }
+        }
+        hp.include_depth -= 1;
+        if hp.left.is_some() || hp.block_failure.is_some() {
+            return;
         }
     }
 }
@@ -472,8 +488,17 @@ fn notify(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
             Ok(Json::String(s)) => s,
             _ => name.clone(),
         };
+        // As Ansible: of handlers sharing the name, the last defined; every listener.
+        let role_of = |h: &Task| ctx.planned.role_of(h).map(|r| r.role.name.as_str());
+        let by_name = handlers.iter().rposition(|h| {
+            let named = crate::role::Task { listen: Vec::new(), ..h.clone() };
+            crate::role::playbook::handler_matches(&named, role_of(h), &name)
+        });
+        if let Some(i) = by_name {
+            hp.notified[i] = true;
+        }
         for (i, h) in handlers.iter().enumerate() {
-            if crate::role::playbook::handler_matches(h, ctx.planned.role_of(h).map(|r| r.role.name.as_str()), &name) {
+            if h.listen.contains(&name) {
                 hp.notified[i] = true;
             }
         }
@@ -485,12 +510,17 @@ fn notify(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
 async fn run_handlers(hp: &mut HostPlay, ctx: &PlayCtx<'_>) {
     let handlers = &ctx.planned.handlers;
     hp.notified.resize(handlers.len(), false);
-    while let Some(i) = hp.notified.iter().position(|n| *n) {
-        hp.notified[i] = false;
-        if hp.left.is_some() {
+    // One pass in definition order, as Ansible flushes: a handler may notify a later one in
+    // this pass; one notified again behind the pass waits for the next flush.
+    for (i, handler) in handlers.iter().enumerate() {
+        if !hp.notified[i] {
+            continue;
+        }
+        if hp.left.is_some() || hp.block_failure.is_some() {
             return;
         }
-        let run: futures::future::LocalBoxFuture<'_, ()> = Box::pin(run_one_task(hp, &handlers[i], ctx));
+        hp.notified[i] = false;
+        let run: futures::future::LocalBoxFuture<'_, ()> = Box::pin(run_one_task(hp, handler, ctx));
         run.await;
     }
 }

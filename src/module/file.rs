@@ -91,6 +91,9 @@ fn desired(args: &Args) -> Result<Desired, ArgError> {
     if recurse && state != Some(State::Directory) {
         return Err(ArgError::Module("file: recurse needs state=directory".into()));
     }
+    if recurse && matches!(at.mode, Some(Mode::Symbolic(_))) {
+        return Err(ArgError::Module("file: a symbolic mode with recurse is not supported by gafix yet (give the bits, e.g. 0750)".into()));
+    }
     Ok(Desired { at, state, src, recurse, force: args.bool("force").unwrap_or(false) })
 }
 
@@ -289,7 +292,7 @@ fn recurse_check(at: &Placement, path: &str) -> String {
     if tests.is_empty() {
         return String::new();
     }
-    format!("find {} -mindepth 1 \\( {} \\) -print -quit", quote(path), tests.join(" -o "))
+    format!("find {} -mindepth 1 ! -type l \\( {} \\) -print -quit", quote(path), tests.join(" -o "))
 }
 
 fn recurse_fix(at: &Placement, path: &str) -> String {

@@ -93,7 +93,8 @@ impl Module for Template {
                 Ok(c) => c,
                 Err(e) => return Outcome::failed(e.to_string()),
             };
-            let name = path.file_name().map(|n| n.to_string_lossy().trim_end_matches(".j2").to_string());
+            // A directory as dest takes the source's own name, as Ansible's (`app.conf.j2`).
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             super::files::put(host, &placement, &content, name.as_deref(), ctx).await
         })
     }

@@ -20,8 +20,10 @@ pub fn render(report: &RunReport) -> std::io::Result<String> {
         groups.entry((r.host.clone(), r.play.clone(), unit)).or_default().push(r);
     }
     for ((host, play, unit), records) in groups {
-        let failed: Vec<&&TaskRecord> =
-            records.iter().filter(|r| (r.status == Status::Failed && !r.ignored) || r.status == Status::Unreachable).collect();
+        let failed: Vec<&&TaskRecord> = records
+            .iter()
+            .filter(|r| (r.status == Status::Failed && !r.ignored && !r.rescued) || r.status == Status::Unreachable)
+            .collect();
         let all_skipped = records.iter().all(|r| r.status == Status::Skipped);
         let status = if let Some(first) = failed.first() {
             let kind = if first.status == Status::Unreachable { NonSuccessKind::Error } else { NonSuccessKind::Failure };

@@ -235,7 +235,7 @@ impl Playbook {
             // Where Ansible runs the notified handlers: after each section (only plays that
             // have handlers need the marks).
             if !handlers.is_empty() {
-                let flush = || task::flush_task(None, &play.location);
+                let flush = || Task { name: Some(task::IMPLICIT_FLUSH.into()), ..task::flush_task(None, &play.location) };
                 tasks.push(flush());
                 tasks.insert(main_end, flush());
                 tasks.insert(pre_tasks, flush());

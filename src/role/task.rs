@@ -74,6 +74,21 @@ impl Task {
         t
     }
 
+    /// The task with variables from around it (an import's, a block's, an include's): its
+    /// own win; a block's tasks get them too.
+    pub fn with_outer_vars(&self, vars: &Vars) -> Task {
+        let mut t = self.clone();
+        let mut merged = vars.clone();
+        merged.extend(std::mem::take(&mut t.vars));
+        t.vars = merged;
+        if let Some(b) = &mut t.block {
+            for list in [&mut b.block, &mut b.rescue, &mut b.always] {
+                *list = list.iter().map(|i| i.with_outer_vars(vars)).collect();
+            }
+        }
+        t
+    }
+
     /// The task and, for a block, every task inside it (depth first).
     pub fn flattened(&self) -> Vec<&Task> {
         let mut out = vec![self];
@@ -461,8 +476,8 @@ fn read_loop_control(l: &mut Loop, node: &Node, errors: &mut Vec<Diagnostic>) {
             "index_var" => l.index_var = string_value(v, "index_var", errors),
             "label" => l.label = Some(crate::vars::text(&v.to_json())),
             "pause" => match v.to_json().as_f64() {
-                Some(p) if p >= 0.0 => l.pause = p,
-                _ => errors.push(Diagnostic::new(&v.location, "loop_control.pause must be a number of seconds")),
+                Some(p) if (0.0..=3600.0).contains(&p) => l.pause = p,
+                _ => errors.push(Diagnostic::new(&v.location, "loop_control.pause must be a number of seconds (0 to 3600)")),
             },
             "extended" => l.extended = bool_value(v, "extended", errors).unwrap_or(false),
             other => errors.push(Diagnostic::new(&k.location, keywords::not_supported(&format!("loop_control.{other}")))),
@@ -504,17 +519,7 @@ fn block_task(
     if errors.len() > before {
         return None;
     }
-    let inherit = |list: Vec<Task>| -> Vec<Task> {
-        list.into_iter()
-            .map(|t| {
-                let mut t = t.inherit(&kw, None);
-                let mut merged = vars.clone();
-                merged.extend(std::mem::take(&mut t.vars));
-                t.vars = merged;
-                t
-            })
-            .collect()
-    };
+    let inherit = |list: Vec<Task>| -> Vec<Task> { list.iter().map(|t| t.inherit(&kw, None).with_outer_vars(&vars)).collect() };
     if task.name.is_none() {
         task.name = Some("block".into());
     }
@@ -598,6 +603,9 @@ fn meta_task(item: &Node, key: &Node, role: Option<&str>, errors: &mut Vec<Diagn
         }
     }
 }
+
+/// The name of the flushes put at the end of each play section (never filtered by tags).
+pub const IMPLICIT_FLUSH: &str = "meta: flush_handlers (end of section)";
 
 /// A `meta: flush_handlers` task (also put at the end of each play section).
 pub fn flush_task(role: Option<&str>, location: &Location) -> Task {
@@ -698,13 +706,6 @@ fn import_tasks(
         return Vec::new();
     }
     let Some(node) = files.load(&file, &key.location, errors) else { return Vec::new() };
-    let mut tasks = parse_tasks_at(Some(&node), role, files, depth + 1, errors);
-    for t in &mut tasks {
-        t.kw = t.kw.inside(&kw);
-        t.outer_kw = t.outer_kw.inside(&kw);
-        let mut merged = vars.clone();
-        merged.extend(std::mem::take(&mut t.vars));
-        t.vars = merged;
-    }
-    tasks
+    let tasks = parse_tasks_at(Some(&node), role, files, depth + 1, errors);
+    tasks.iter().map(|t| t.inherit(&kw, None).with_outer_vars(&vars)).collect()
 }
