@@ -125,7 +125,7 @@ pub fn build(inv: &Inventory, book: &Playbook, roles: &RoleSource, overrides: &O
             // The implicit handler flushes are never filtered out (Ansible does not either).
             .filter(|t| {
                 (t.flush_handlers && t.name.as_deref() == Some(crate::role::task::IMPLICIT_FLUSH))
-                    || t.flattened().iter().any(|x| x.block.is_none() && tags_select(&x.kw.tags, &overrides.tags, &overrides.skip_tags))
+                    || task_selected(t, &overrides.tags, &overrides.skip_tags)
             })
             .collect();
         plays.push(PlannedPlay {
@@ -199,6 +199,11 @@ pub fn order_hosts(hosts: &mut [String], order: HostOrder) {
 
 /// Whether a task with these tags runs under `--tags only` and `--skip-tags skip`, by
 /// Ansible's rules (`always`, `never`, `all`, `tagged`, `untagged`).
+/// Whether `--tags`/`--skip-tags` keep a task: a block when any task inside it is kept.
+pub fn task_selected(task: &Task, only: &[String], skip: &[String]) -> bool {
+    task.flattened().iter().any(|x| x.block.is_none() && tags_select(&x.kw.tags, only, skip))
+}
+
 pub fn tags_select(tags: &[String], only: &[String], skip: &[String]) -> bool {
     let has = |t: &str| tags.iter().any(|x| x == t);
     let untagged = tags.is_empty();

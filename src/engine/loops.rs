@@ -22,19 +22,10 @@ pub fn items(l: &Loop, vars: &Vars, templar: &Templar) -> Result<Vec<Json>, Stri
             short(&other)
         )),
         (Some("list"), Json::Array(items)) => Ok(items),
-        (Some("items"), Json::Array(items)) => {
-            Ok(items.into_iter().flat_map(|i| if let Json::Array(inner) = i { inner } else { vec![i] }).collect())
-        }
-        (Some("list" | "items"), Json::Null) => Ok(Vec::new()),
-        (Some("list" | "items"), other) => Ok(vec![other]),
-        (Some("indexed_items"), value) => {
-            let flat: Vec<Json> = match value {
-                Json::Array(items) => items.into_iter().flat_map(|i| if let Json::Array(inner) = i { inner } else { vec![i] }).collect(),
-                Json::Null => Vec::new(),
-                other => vec![other],
-            };
-            Ok(flat.into_iter().enumerate().map(|(i, x)| json!([i, x])).collect())
-        }
+        (Some("items"), value) => Ok(flatten_once(value)),
+        (Some("list"), Json::Null) => Ok(Vec::new()),
+        (Some("list"), other) => Ok(vec![other]),
+        (Some("indexed_items"), value) => Ok(flatten_once(value).into_iter().enumerate().map(|(i, x)| json!([i, x])).collect()),
         (Some("dict"), Json::Object(m)) => Ok(m.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect()),
         (Some("dict"), other) => Err(format!("with_dict expects a dict, got {}", short(&other))),
         (Some("together"), Json::Array(lists)) => {
@@ -45,6 +36,15 @@ pub fn items(l: &Loop, vars: &Vars, templar: &Templar) -> Result<Vec<Json>, Stri
         (Some("together"), other) => Err(format!("with_together expects a list of lists, got {}", short(&other))),
         (Some("sequence"), spec) => sequence(&spec).map(|v| v.into_iter().map(Json::String).collect()),
         (Some(other), _) => Err(format!("`with_{other}` is not supported by gafix yet")),
+    }
+}
+
+/// `with_items`' items: a list flattened one level, nothing for null, else the one value.
+fn flatten_once(value: Json) -> Vec<Json> {
+    match value {
+        Json::Array(items) => items.into_iter().flat_map(|i| if let Json::Array(inner) = i { inner } else { vec![i] }).collect(),
+        Json::Null => Vec::new(),
+        other => vec![other],
     }
 }
 

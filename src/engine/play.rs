@@ -320,12 +320,7 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
 /// host that failed: as Ansible runs them for one host.
 async fn run_block(hp: &mut HostPlay, block: &crate::role::task::Block, ctx: &PlayCtx<'_>) {
     let selected = |list: &'_ [Task]| -> Vec<Task> {
-        list.iter()
-            .filter(|t| {
-                t.flattened().iter().any(|x| x.block.is_none() && crate::plan::tags_select(&x.kw.tags, &ctx.opts.tags, &ctx.opts.skip_tags))
-            })
-            .cloned()
-            .collect()
+        list.iter().filter(|t| crate::plan::task_selected(t, &ctx.opts.tags, &ctx.opts.skip_tags)).cloned().collect()
     };
     async fn run_list(hp: &mut HostPlay, tasks: Vec<Task>, ctx: &PlayCtx<'_>) {
         for t in tasks {
@@ -459,11 +454,7 @@ async fn run_include(hp: &mut HostPlay, task: &Task, include: &crate::role::task
         hp.include_depth += 1;
         for t in tasks {
             let t = t.inherit(&include.apply, None).inherit(&task.outer_kw, task.role_instance).with_outer_vars(&params);
-            let selected = t
-                .flattened()
-                .iter()
-                .any(|x| x.block.is_none() && crate::plan::tags_select(&x.kw.tags, &ctx.opts.tags, &ctx.opts.skip_tags));
-            if !selected {
+            if !crate::plan::task_selected(&t, &ctx.opts.tags, &ctx.opts.skip_tags) {
                 continue;
             }
             let run: futures::future::LocalBoxFuture<'_, ()> = Box::pin(run_one_task(hp, &t, ctx));
@@ -490,10 +481,7 @@ fn notify(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
         };
         // As Ansible: of handlers sharing the name, the last defined; every listener.
         let role_of = |h: &Task| ctx.planned.role_of(h).map(|r| r.role.name.as_str());
-        let by_name = handlers.iter().rposition(|h| {
-            let named = crate::role::Task { listen: Vec::new(), ..h.clone() };
-            crate::role::playbook::handler_matches(&named, role_of(h), &name)
-        });
+        let by_name = handlers.iter().rposition(|h| crate::role::playbook::handler_named(h, role_of(h), &name));
         if let Some(i) = by_name {
             hp.notified[i] = true;
         }

@@ -23,11 +23,37 @@ pub fn stale_after(_change: Change) -> bool {
     true
 }
 
+/// The stat command whose one line [`stat_line`] reads.
+const STAT: &str = "stat -L -c '%F|%s|%a|%U|%G|%Y'";
+
+/// A line of [`STAT`]; a path that does not exist (no such line) is the default.
+fn stat_line(line: &str) -> PathStat {
+    let f: Vec<&str> = line.split('|').collect();
+    if f.len() != 6 {
+        return PathStat::default();
+    }
+    PathStat {
+        exists: true,
+        kind: f[0].to_string(),
+        size: f[1].parse().unwrap_or(0),
+        mode: format!("{:0>4}", f[2]),
+        owner: f[3].to_string(),
+        group: f[4].to_string(),
+        mtime: f[5].parse().unwrap_or(0),
+        checksum: None,
+    }
+}
+
+/// The SHA-1 of a `sha1sum` line.
+fn sha1_line(line: &str) -> Option<String> {
+    line.split_whitespace().next().filter(|h| h.len() == 40).map(str::to_string)
+}
+
 /// A section names its path by index: the path itself (any text a task, inventory or `-e`
 /// may hold) is only ever written quoted, as an argument.
 pub(super) fn probe(request: &ProbeRequest, s: &mut String) {
     for (i, p) in request.paths.iter().enumerate() {
-        s.push_str(&format!("echo '@@stat|{i}'; stat -L -c '%F|%s|%a|%U|%G|%Y' -- {} 2>/dev/null\n", quote(p)));
+        s.push_str(&format!("echo '@@stat|{i}'; {STAT} -- {} 2>/dev/null\n", quote(p)));
     }
 }
 
@@ -42,9 +68,8 @@ pub(super) fn probe_checksums(request: &ProbeRequest, s: &mut String) {
 pub(super) fn parse_checksum(section: &str, lines: &[&str], request: &ProbeRequest, facts: &mut Facts) -> bool {
     let Some(index) = section.strip_prefix("sum|") else { return false };
     let Some(path) = index.parse::<usize>().ok().and_then(|i| request.checksums.get(i)) else { return true };
-    let sum = first(lines).split_whitespace().next().filter(|h| h.len() == 40).map(str::to_string);
     if let Some(stat) = facts.paths.get_mut(path) {
-        stat.checksum = sum;
+        stat.checksum = sha1_line(&first(lines));
     }
     true
 }
@@ -53,48 +78,24 @@ pub(super) fn parse_checksum(section: &str, lines: &[&str], request: &ProbeReque
 /// another user (the probe reads as the login user, who may not see inside the directory).
 pub fn stat_script(path: &str) -> String {
     let q = quote(path);
-    format!("stat -L -c '%F|%s|%a|%U|%G|%Y' -- {q} 2>/dev/null && {{ [ -f {q} ] && sha1sum -- {q} 2>/dev/null || true; }}")
+    format!("{STAT} -- {q} 2>/dev/null && {{ [ -f {q} ] && sha1sum -- {q} 2>/dev/null || true; }}")
 }
 
 /// The output of [`stat_script`].
 pub fn parse_stat(output: &str) -> PathStat {
     let mut lines = output.lines();
-    let f: Vec<&str> = lines.next().unwrap_or("").split('|').collect();
-    if f.len() != 6 {
-        return PathStat::default();
+    let mut stat = stat_line(lines.next().unwrap_or(""));
+    if stat.exists {
+        stat.checksum = lines.next().and_then(sha1_line);
     }
-    PathStat {
-        exists: true,
-        kind: f[0].to_string(),
-        size: f[1].parse().unwrap_or(0),
-        mode: format!("{:0>4}", f[2]),
-        owner: f[3].to_string(),
-        group: f[4].to_string(),
-        mtime: f[5].parse().unwrap_or(0),
-        checksum: lines.next().and_then(|l| l.split_whitespace().next()).filter(|h| h.len() == 40).map(str::to_string),
-    }
+    stat
 }
 
 /// Reads a `stat|N` section.
 pub(super) fn parse(section: &str, lines: &[&str], request: &ProbeRequest, facts: &mut Facts) -> bool {
     let Some(index) = section.strip_prefix("stat|") else { return false };
     let Some(path) = index.parse::<usize>().ok().and_then(|i| request.paths.get(i)) else { return true };
-    let line = first(lines);
-    let f: Vec<&str> = line.split('|').collect();
-    let stat = if f.len() == 6 {
-        PathStat {
-            exists: true,
-            kind: f[0].to_string(),
-            size: f[1].parse().unwrap_or(0),
-            mode: format!("{:0>4}", f[2]),
-            owner: f[3].to_string(),
-            group: f[4].to_string(),
-            mtime: f[5].parse().unwrap_or(0),
-            checksum: None,
-        }
-    } else {
-        PathStat::default()
-    };
+    let stat = stat_line(&first(lines));
     facts.paths.insert(path.clone(), stat);
     true
 }

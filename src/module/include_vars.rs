@@ -93,16 +93,7 @@ impl Module for IncludeVars {
 /// `ignore_files`, kept if `files_matching` (a regex) matches their name.
 fn dir_files(args: &Args, ctx: &RunCtx<'_>) -> Result<Vec<std::path::PathBuf>, String> {
     let dir = args.str("dir").unwrap_or_default();
-    let given = std::path::Path::new(&dir);
-    let base = if given.is_absolute() {
-        given.to_path_buf()
-    } else {
-        ctx.controller_dirs
-            .iter()
-            .flat_map(|d| [d.join("vars").join(&dir), d.join(&dir)])
-            .find(|p| p.is_dir())
-            .ok_or_else(|| format!("could not find the directory {dir} on the controller"))?
-    };
+    let base = super::template::find_on_controller(&dir, "vars", ctx.controller_dirs, std::path::Path::is_dir)?;
     let mut extensions = args.list("extensions");
     if extensions.is_empty() {
         extensions = vec!["json".into(), "yml".into(), "yaml".into()];

@@ -103,14 +103,25 @@ impl Module for Template {
 /// A task's `src` on the controller: absolute as given, else in each directory's `sub/`,
 /// then in the directory itself (Ansible's search order for role and playbook files).
 pub fn find_source(src: &str, sub: &str, dirs: &[std::path::PathBuf]) -> Result<std::path::PathBuf, String> {
-    let given = std::path::Path::new(src);
+    find_on_controller(src, sub, dirs, std::path::Path::is_file)
+}
+
+/// A file or directory (`kind` tells which) on the controller, found as [`find_source`] finds
+/// a file.
+pub fn find_on_controller(
+    name: &str,
+    sub: &str,
+    dirs: &[std::path::PathBuf],
+    kind: fn(&std::path::Path) -> bool,
+) -> Result<std::path::PathBuf, String> {
+    let given = std::path::Path::new(name);
     if given.is_absolute() {
-        return if given.is_file() { Ok(given.to_path_buf()) } else { Err(format!("could not find {src} on the controller")) };
+        return if kind(given) { Ok(given.to_path_buf()) } else { Err(format!("could not find {name} on the controller")) };
     }
-    let candidates: Vec<std::path::PathBuf> = dirs.iter().flat_map(|d| [d.join(sub).join(src), d.join(src)]).collect();
-    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| {
+    let candidates: Vec<std::path::PathBuf> = dirs.iter().flat_map(|d| [d.join(sub).join(name), d.join(name)]).collect();
+    candidates.iter().find(|c| kind(c)).cloned().ok_or_else(|| {
         format!(
-            "could not find or access '{src}' on the controller (searched {})",
+            "could not find or access '{name}' on the controller (searched {})",
             candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
         )
     })

@@ -250,13 +250,16 @@ impl Playbook {
     }
 }
 
-/// Whether a handler answers a notification: by name, by a `listen` topic, or as
-/// `role : name`, as Ansible matches them.
-pub fn handler_matches(handler: &Task, role: Option<&str>, notified: &str) -> bool {
+/// Whether a notification names the handler: by its name, or as `role : name`.
+pub fn handler_named(handler: &Task, role: Option<&str>, notified: &str) -> bool {
     let name = handler.name.as_deref();
-    name == Some(notified)
-        || handler.listen.iter().any(|l| l == notified)
-        || role.zip(name).is_some_and(|(r, n)| notified == format!("{r} : {n}"))
+    name == Some(notified) || role.zip(name).is_some_and(|(r, n)| notified == format!("{r} : {n}"))
+}
+
+/// Whether a handler answers a notification: by name (see [`handler_named`]) or by a
+/// `listen` topic, as Ansible matches them.
+pub fn handler_matches(handler: &Task, role: Option<&str>, notified: &str) -> bool {
+    handler_named(handler, role, notified) || handler.listen.iter().any(|l| l == notified)
 }
 
 /// Every `notify` names a handler of the play (a templated name is checked when it fires).
