@@ -15,6 +15,7 @@ pub(crate) mod inventory;
 pub(crate) mod module;
 pub(crate) mod names;
 pub(crate) mod plan;
+pub(crate) mod pyre;
 pub(crate) mod report;
 pub(crate) mod role;
 pub(crate) mod secrets;

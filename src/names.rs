@@ -11,6 +11,8 @@ pub enum NameError {
     Unit(String),
     #[error("'{0}' is not a valid absolute path")]
     Path(String),
+    #[error("'{0}' is not a valid user or group name (a letter or '_', then letters, digits, '_', '.', '-'; at most 32)")]
+    Account(String),
 }
 
 fn deb_name_ok(name: &str) -> bool {
@@ -82,9 +84,34 @@ pub fn path(p: &str) -> Result<(), NameError> {
     }
 }
 
+/// A user or group name as shadow's useradd and groupadd take it (uppercase too, as
+/// Debian allows with a warning; a trailing `$` for Samba machine accounts).
+pub fn account(name: &str) -> Result<(), NameError> {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    let ok = !body.is_empty()
+        && name.len() <= 32
+        && body.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && body.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::Account(name.into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_names() {
+        for ok in ["ops", "_apt", "node-exporter", "Debian-exim", "host$", "a.b"] {
+            assert_eq!(account(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-rf", "1abc", "a b", "a;b", "$", "a/b", &"x".repeat(33)] {
+            assert!(account(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn debian_names() {

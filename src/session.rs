@@ -305,6 +305,40 @@ impl HostSession {
                 request.checksums.push(p.clone());
             }
         }
+        for p in &extra.contents {
+            let known_content = known.and_then(|f| f.paths.get(p)).is_some_and(|s| s.content.is_some() || !s.kind.starts_with("regular"));
+            if basics || path_stale(p) || !known_content {
+                request.paths.push(p.clone());
+                request.contents.push(p.clone());
+            }
+        }
+        let accounts_stale = basics || stale.accounts;
+        let asks_accounts = !extra.users.is_empty() || !extra.shadow.is_empty() || extra.groups;
+        if stale.accounts && !basics && asks_accounts {
+            // Re-read every account known, so that none stays stale once the flag is cleared.
+            if let Some(f) = known {
+                request.users.extend(f.users.keys().cloned());
+                request
+                    .shadow
+                    .extend(f.users.iter().filter(|(_, a)| a.as_ref().is_some_and(|a| a.password.is_some())).map(|(u, _)| u.clone()));
+                request.groups |= f.groups.is_some();
+            }
+        }
+        for u in &extra.users {
+            if accounts_stale || !known.is_some_and(|f| f.users.contains_key(u)) {
+                request.users.push(u.clone());
+            }
+        }
+        for u in &extra.shadow {
+            let known_hash = known.and_then(|f| f.users.get(u)).is_some_and(|a| a.as_ref().is_none_or(|a| a.password.is_some()));
+            if accounts_stale || !known_hash {
+                request.users.push(u.clone());
+                request.shadow.push(u.clone());
+            }
+        }
+        if extra.groups && (accounts_stale || known.is_none_or(|f| f.groups.is_none())) {
+            request.groups = true;
+        }
         if extra.apt_cache_age && (basics || stale.packages || known.is_none_or(|f| f.apt_cache_age.is_none())) {
             request.apt_cache_age = true;
         }
@@ -324,6 +358,7 @@ impl HostSession {
         } else {
             self.stale.packages &= extra.packages.is_empty();
             self.stale.units &= extra.units.is_empty();
+            self.stale.accounts &= !asks_accounts;
             // Only the paths read now are current again; others a change touched stay stale.
             self.fresh_paths.extend(request.paths.iter().cloned());
         }

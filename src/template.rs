@@ -133,8 +133,9 @@ fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
         Ok(re.find(&v).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
     });
     env.add_filter("regex_replace", |v: String, re: String, with: String| -> Result<String, Error> {
-        let re = regex::Regex::new(&re).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-        Ok(re.replace_all(&v, with.replace("\\1", "${1}").replace("\\2", "${2}").as_str()).into_owned())
+        let invalid = |e: String| Error::new(ErrorKind::InvalidOperation, e);
+        let re = crate::pyre::compile(&re, "regex_replace's pattern").map_err(invalid)?;
+        crate::pyre::replace_all(&re, &v, &with).map_err(invalid)
     });
     for (name, key, negate) in [
         ("succeeded", "failed", true),

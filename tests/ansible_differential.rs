@@ -387,6 +387,64 @@ fn cases() -> Vec<Case> {
             gathering_plays: 0, inventory_user: true,
         },
         Case {
+            name: "lineinfile, blockinfile, user and group: edits, anchors, backrefs, markers, memberships, unchanged the second time",
+            files: &[(
+                "site.yml",
+                r##"- hosts: all
+  gather_facts: false
+  become: true
+  vars:
+    f: "/tmp/gdl-{{ inventory_hostname }}.conf"
+    u: "gdu{{ inventory_hostname }}"
+    g: "gdg{{ inventory_hostname }}"
+  tasks:
+    - copy: {dest: "{{ f }}", content: "# sshd\n#PermitRootLogin yes\nPort 22\n[main]\na=1\n"}
+    - lineinfile: {path: "{{ f }}", regexp: '^#?PermitRootLogin', line: 'PermitRootLogin no'}
+    - lineinfile: {path: "{{ f }}", regexp: '^#?PermitRootLogin', line: 'PermitRootLogin no'}
+    - lineinfile: {path: "{{ f }}", line: 'b=2', insertafter: '^\[main\]'}
+    - lineinfile: {path: "{{ f }}", line: 'UseDNS no', insertbefore: '^Port'}
+    - lineinfile: {path: "{{ f }}", regexp: '^Port (\d+)$', line: 'Port \1 # kept', backrefs: true}
+    - lineinfile: {path: "{{ f }}", regexp: '^Port (\d+)$', line: 'Port \1 # kept', backrefs: true}
+    - lineinfile: {path: "{{ f }}", state: absent, regexp: '^a='}
+    - lineinfile: {path: "{{ f }}.d/new", line: created, create: true, mode: "0640"}
+    - lineinfile: {path: "{{ f }}.d/new", line: created, create: true, mode: "0640"}
+    - lineinfile: {path: "{{ f }}.missing", line: x}
+      ignore_errors: true
+    - blockinfile: {path: "{{ f }}", block: "x=1\ny=2"}
+    - blockinfile: {path: "{{ f }}", block: "x=1\ny=2"}
+    - blockinfile: {path: "{{ f }}", marker: "// {mark} custom", block: "z", insertbefore: BOF}
+    - blockinfile: {path: "{{ f }}", marker: "// {mark} custom", block: "z", insertbefore: BOF}
+    - blockinfile: {path: "{{ f }}", block: "x=3", insertafter: '^UseDNS'}
+    - blockinfile: {path: "{{ f }}", marker: "// {mark} custom", state: absent}
+    - group: {name: "{{ g }}", gid: "{{ 4100 + (inventory_hostname[1] | int) }}"}
+    - group: {name: "{{ g }}"}
+    - user: {name: "{{ u }}", groups: ["{{ g }}"], shell: /bin/sh, comment: "GD user", create_home: false}
+    - user: {name: "{{ u }}", groups: ["{{ g }}"], shell: /bin/sh, comment: "GD user", create_home: false}
+    - user: {name: "{{ u }}", groups: [users], append: true}
+    - user: {name: "{{ u }}", groups: [users], append: true}
+    - user: {name: "{{ u }}", shell: /bin/bash, password: '$6$gdsalt$notarealhash'}
+      register: ur
+    - user: {name: "{{ u }}", password: '$6$gdsalt$notarealhash'}
+    - user: {name: "{{ u }}", groups: "{{ g }}", group: "{{ g }}"}
+    - user: {name: "{{ u }}", group: nosuchgroup}
+      ignore_errors: true
+    - shell: |
+        cp {{ f }} /tmp/gd/{{ inventory_hostname }}-conf
+        stat -c '%a %U' {{ f }}.d/new > /tmp/gd/{{ inventory_hostname }}-new
+        id -Gn {{ u }} | tr ' ' '\n' | sed 's/h[0-9]$//' | sort | tr '\n' ' ' > /tmp/gd/{{ inventory_hostname }}-groups
+        getent passwd {{ u }} | cut -d: -f5-7 > /tmp/gd/{{ inventory_hostname }}-passwd
+        getent shadow {{ u }} | cut -d: -f2 >> /tmp/gd/{{ inventory_hostname }}-passwd
+        echo "{{ ur.shell }} {{ ur.name | regex_replace('h[0-9]$', '') }}" >> /tmp/gd/{{ inventory_hostname }}-passwd
+    - user: {name: "{{ u }}", state: absent}
+    - group: {name: "{{ g }}", state: absent}
+    - group: {name: "{{ g }}", state: absent}
+    - file: {path: "{{ f }}.d", state: absent}
+"##,
+            )],
+            args: &[],
+            gathering_plays: 0, inventory_user: true,
+        },
+        Case {
             name: "a block in an imported file inherits the import's when and vars; two roles' handlers of one name: the last runs",
             files: &[
                 (
@@ -700,7 +758,15 @@ fn gafix_and_ansible_playbook_agree() {
     });
     let (on_ansible, on_gafix) = (&hosts.0, &hosts.1);
     let mut disagreements = Vec::new();
-    let cases = cases();
+    // GAFIX_DIFF_CASES=text runs only the cases whose name contains it (while developing one).
+    let only = std::env::var("GAFIX_DIFF_CASES").ok();
+    let all = cases();
+    let total = all.len();
+    let cases: Vec<Case> = all.into_iter().filter(|c| only.as_deref().is_none_or(|o| c.name.contains(o))).collect();
+    assert!(!cases.is_empty(), "no case matches GAFIX_DIFF_CASES={only:?}");
+    if let Some(o) = &only {
+        eprintln!("GAFIX_DIFF_CASES={o}: running {} of {total} cases", cases.len());
+    }
     for case in &cases {
         let dir = tempfile::tempdir().unwrap();
         // Files under inventory/ go beside each tool's inventory; the rest beside the playbook.

@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
+mod accounts;
 mod hardware;
 mod packages;
 mod paths;
 mod system;
 mod units;
 
+pub use accounts::{Account, Group};
 pub use hardware::Hardware;
 pub use packages::PackageState;
 pub use paths::{parse_stat, stat_script, PathStat};
@@ -48,6 +50,10 @@ pub struct Facts {
     pub packages: BTreeMap<String, PackageState>,
     pub units: BTreeMap<String, UnitState>,
     pub paths: BTreeMap<String, PathStat>,
+    /// Users a task names: `None` when there is no such user.
+    pub users: BTreeMap<String, Option<Account>>,
+    /// Every group, when a task needs them (`None`: not read).
+    pub groups: Option<Vec<Group>>,
     pub ga_channel: bool,
     pub reboot_required: bool,
     /// Seconds since the apt lists were last updated (for `cache_valid_time`).
@@ -66,6 +72,14 @@ pub struct ProbeRequest {
     /// Paths whose content's SHA-1 is read too (files `template`/`copy` may write): a file
     /// that is right costs no round trip of its own.
     pub checksums: Vec<String>,
+    /// Paths whose content is read too (files `lineinfile`/`blockinfile` edit in place).
+    pub contents: Vec<String>,
+    /// Users whose `passwd` entry is read (`user`).
+    pub users: Vec<String>,
+    /// Users whose password hash is read too (`user` with `password`).
+    pub shadow: Vec<String>,
+    /// Read every group (`user`, `group`).
+    pub groups: bool,
     /// Read the age of apt's package lists (only `cache_valid_time` needs it).
     pub apt_cache_age: bool,
     /// With the basics, read the machine's facts as Ansible's setup gives them (DMI, CPU,
@@ -77,14 +91,30 @@ pub struct ProbeRequest {
 impl ProbeRequest {
     /// Sorted, without duplicates: one read per name.
     pub fn normalize(&mut self) {
-        for list in [&mut self.packages, &mut self.units, &mut self.paths, &mut self.checksums] {
+        for list in [
+            &mut self.packages,
+            &mut self.units,
+            &mut self.paths,
+            &mut self.checksums,
+            &mut self.contents,
+            &mut self.users,
+            &mut self.shadow,
+        ] {
             list.sort();
             list.dedup();
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.packages.is_empty() && self.units.is_empty() && self.paths.is_empty() && self.checksums.is_empty() && !self.apt_cache_age
+        self.packages.is_empty()
+            && self.units.is_empty()
+            && self.paths.is_empty()
+            && self.checksums.is_empty()
+            && self.contents.is_empty()
+            && self.users.is_empty()
+            && self.shadow.is_empty()
+            && !self.groups
+            && !self.apt_cache_age
     }
 }
 
@@ -111,6 +141,8 @@ pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
     units::probe(request, &mut s);
     paths::probe(request, &mut s);
     paths::probe_checksums(request, &mut s);
+    paths::probe_contents(request, &mut s);
+    accounts::probe(request, &mut s);
     s
 }
 
@@ -131,7 +163,9 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
             || packages::parse(name, lines, request, facts, &mut packages_seen)
             || units::parse(name, lines, request, facts)
             || paths::parse(name, lines, request, facts)
-            || paths::parse_checksum(name, lines, request, facts);
+            || paths::parse_checksum(name, lines, request, facts)
+            || paths::parse_content(name, lines, request, facts)
+            || accounts::parse(name, lines, request, facts);
     }
 }
 
@@ -146,17 +180,28 @@ pub struct Stale {
     pub packages: bool,
     pub units: bool,
     pub paths: bool,
+    pub accounts: bool,
 }
 
 impl Stale {
     /// What a change makes stale, as each kind of fact says.
     pub fn after(change: Change) -> Stale {
-        Stale { packages: packages::stale_after(change), units: units::stale_after(change), paths: paths::stale_after(change) }
+        Stale {
+            packages: packages::stale_after(change),
+            units: units::stale_after(change),
+            paths: paths::stale_after(change),
+            accounts: accounts::stale_after(change),
+        }
     }
 
     /// Both sets together.
     pub fn union(self, other: Stale) -> Stale {
-        Stale { packages: self.packages || other.packages, units: self.units || other.units, paths: self.paths || other.paths }
+        Stale {
+            packages: self.packages || other.packages,
+            units: self.units || other.units,
+            paths: self.paths || other.paths,
+            accounts: self.accounts || other.accounts,
+        }
     }
 }
 
@@ -323,6 +368,10 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
             units: vec!["qemu-guest-agent".into(), "nosuch".into()],
             paths: vec!["/var/run/reboot-required".into()],
             checksums: Vec::new(),
+            contents: Vec::new(),
+            users: Vec::new(),
+            shadow: Vec::new(),
+            groups: false,
             apt_cache_age: true,
             machine: true,
         };
@@ -351,10 +400,10 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
 
     #[test]
     fn each_kind_says_which_changes_make_it_stale() {
-        let s = |packages, units, paths| Stale { packages, units, paths };
-        assert_eq!(Stale::after(Change::Packages), s(true, true, true), "a package brings and takes units");
-        assert_eq!(Stale::after(Change::Units), s(false, true, true));
-        assert_eq!(Stale::after(Change::Other), s(false, false, true));
+        let s = |packages, units, paths, accounts| Stale { packages, units, paths, accounts };
+        assert_eq!(Stale::after(Change::Packages), s(true, true, true, true), "a package brings and takes units and users");
+        assert_eq!(Stale::after(Change::Units), s(false, true, true, false));
+        assert_eq!(Stale::after(Change::Other), s(false, false, true, true));
     }
 
     #[test]
@@ -487,6 +536,10 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
                 units: vec!["a@b.service".into()],
                 paths: vec!["/tmp/x y".into()],
                 checksums: vec!["/tmp/x y".into()],
+                contents: vec!["/tmp/x y".into()],
+                users: Vec::new(),
+                shadow: Vec::new(),
+                groups: false,
                 apt_cache_age: false,
                 machine: false,
             },

@@ -16,6 +16,10 @@ pub struct PathStat {
     pub mtime: i64,
     /// The content's SHA-1, when asked for (`ProbeRequest::checksums`) and a regular file.
     pub checksum: Option<String>,
+    /// The content itself, when asked for (`ProbeRequest::contents`, for modules that edit
+    /// a file in place, like `lineinfile`) and a regular file the login user can read.
+    #[serde(skip)]
+    pub content: Option<Vec<u8>>,
 }
 
 /// Any change may have touched any path.
@@ -41,6 +45,7 @@ fn stat_line(line: &str) -> PathStat {
         group: f[4].to_string(),
         mtime: f[5].parse().unwrap_or(0),
         checksum: None,
+        content: None,
     }
 }
 
@@ -64,6 +69,37 @@ pub(super) fn probe_checksums(request: &ProbeRequest, s: &mut String) {
     }
 }
 
+/// A regular file's content, base64 on one line and a `+` line once it is all read (an
+/// unreadable file prints no `+`, and is not taken for an empty one); by index too.
+pub(super) fn probe_contents(request: &ProbeRequest, s: &mut String) {
+    for (i, p) in request.contents.iter().enumerate() {
+        s.push_str(&format!("echo '@@cat|{i}'; [ -f {q} ] && base64 -w0 -- {q} 2>/dev/null && printf '\\n+\\n'\n", q = quote(p)));
+    }
+}
+
+/// The lines of a content section: the file's bytes, when it was read whole.
+fn content_lines(lines: &[&str]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    match lines {
+        [encoded, "+", ..] => base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok(),
+        ["+", ..] => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+/// Reads a `cat|N` section into the path's stat (with the SHA-1 it implies).
+pub(super) fn parse_content(section: &str, lines: &[&str], request: &ProbeRequest, facts: &mut Facts) -> bool {
+    let Some(index) = section.strip_prefix("cat|") else { return false };
+    let Some(path) = index.parse::<usize>().ok().and_then(|i| request.contents.get(i)) else { return true };
+    if let Some(stat) = facts.paths.get_mut(path) {
+        stat.content = content_lines(lines);
+        if let Some(c) = &stat.content {
+            stat.checksum = Some(crate::module::files::sha1_hex(c));
+        }
+    }
+    true
+}
+
 /// Reads a `sum|N` section into the path's stat.
 pub(super) fn parse_checksum(section: &str, lines: &[&str], request: &ProbeRequest, facts: &mut Facts) -> bool {
     let Some(index) = section.strip_prefix("sum|") else { return false };
@@ -74,19 +110,24 @@ pub(super) fn parse_checksum(section: &str, lines: &[&str], request: &ProbeReque
     true
 }
 
-/// One path's stat and (for a regular file) SHA-1 read directly, for a task that runs as
-/// another user (the probe reads as the login user, who may not see inside the directory).
-pub fn stat_script(path: &str) -> String {
+/// One path's stat and (for a regular file) SHA-1, or its content, read directly, for a
+/// task that runs as another user (the probe reads as the login user, who may not see
+/// inside the directory).
+pub fn stat_script(path: &str, content: bool) -> String {
     let q = quote(path);
-    format!("{STAT} -- {q} 2>/dev/null && {{ [ -f {q} ] && sha1sum -- {q} 2>/dev/null || true; }}")
+    let read = if content { format!("base64 -w0 -- {q} && printf '\\n+\\n'") } else { format!("sha1sum -- {q}") };
+    format!("{STAT} -- {q} 2>/dev/null && {{ [ -f {q} ] && {read} 2>/dev/null || true; }}")
 }
 
 /// The output of [`stat_script`].
-pub fn parse_stat(output: &str) -> PathStat {
-    let mut lines = output.lines();
-    let mut stat = stat_line(lines.next().unwrap_or(""));
-    if stat.exists {
-        stat.checksum = lines.next().and_then(sha1_line);
+pub fn parse_stat(output: &str, content: bool) -> PathStat {
+    let lines: Vec<&str> = output.lines().collect();
+    let mut stat = stat_line(lines.first().copied().unwrap_or(""));
+    if stat.exists && content {
+        stat.content = content_lines(lines.get(1..).unwrap_or(&[]));
+        stat.checksum = stat.content.as_deref().map(crate::module::files::sha1_hex);
+    } else if stat.exists {
+        stat.checksum = lines.get(1).copied().and_then(sha1_line);
     }
     stat
 }
@@ -109,11 +150,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("it's here");
         std::fs::write(&f, "hello\n").unwrap();
-        let out = std::process::Command::new("sh").arg("-c").arg(stat_script(&f.display().to_string())).output().unwrap();
-        let s = parse_stat(&String::from_utf8_lossy(&out.stdout));
+        let read = |path: &str, content: bool| {
+            let out = std::process::Command::new("sh").arg("-c").arg(stat_script(path, content)).output().unwrap();
+            parse_stat(&String::from_utf8_lossy(&out.stdout), content)
+        };
+        let path = f.display().to_string();
+        let s = read(&path, false);
         assert!(s.exists && s.kind.starts_with("regular"), "{s:?}");
         assert_eq!(s.checksum.as_deref(), Some("f572d396fae9206628714fb2ce00f72e94f2258f"));
-        let out = std::process::Command::new("sh").arg("-c").arg(stat_script("/nonexistent/x")).output().unwrap();
-        assert!(!parse_stat(&String::from_utf8_lossy(&out.stdout)).exists);
+        assert_eq!(s.content, None);
+        let s = read(&path, true);
+        assert_eq!(s.content.as_deref(), Some(&b"hello\n"[..]));
+        assert_eq!(s.checksum.as_deref(), Some("f572d396fae9206628714fb2ce00f72e94f2258f"));
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        assert_eq!(read(&empty.display().to_string(), true).content.as_deref(), Some(&b""[..]), "an empty file is read, and empty");
+        assert!(!read("/nonexistent/x", false).exists);
+        assert_eq!(read("/nonexistent/x", true).content, None);
     }
 }

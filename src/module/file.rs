@@ -119,7 +119,7 @@ impl Module for File {
                 Err(e) => return Outcome::failed(e.to_string()),
             };
             let path = d.at.dest.clone();
-            let stat = match super::files::stat_of(host, &path, false, ctx).await {
+            let stat = match super::files::stat_of(host, &path, super::files::Read::Stat, ctx).await {
                 Ok(s) => s,
                 Err(o) => return o,
             };

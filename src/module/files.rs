@@ -24,6 +24,8 @@ pub struct Placement {
     pub validate: Option<String>,
     /// `force: false`: an existing file is left as it is.
     pub force: bool,
+    /// Missing parent directories are created (`lineinfile`/`blockinfile` with `create`).
+    pub parents: bool,
 }
 
 /// `mode:` as written: bits (`0644`, `"0644"`, `"644"`) or symbolic (`u=rw,g=r,o=r`).
@@ -70,6 +72,7 @@ impl Placement {
             backup: args.bool("backup").unwrap_or(false),
             validate: args.str("validate").filter(|v| !v.trim().is_empty()),
             force: args.bool("force").unwrap_or(true),
+            parents: false,
         })
     }
 
@@ -156,14 +159,14 @@ pub fn sha1_hex(content: &[u8]) -> String {
 /// when `dest` is a directory). Idempotent; check mode reports what would change.
 pub async fn put(host: &mut HostSession, p: &Placement, content: &str, src_name: Option<&str>, ctx: &RunCtx<'_>) -> Outcome {
     let mut p = p.clone();
-    let mut stat = match stat_of(host, &p.dest, true, ctx).await {
+    let mut stat = match stat_of(host, &p.dest, Read::Checksum, ctx).await {
         Ok(s) => s,
         Err(o) => return o,
     };
     if stat.kind == "directory" {
         let Some(name) = src_name else { return Outcome::failed(format!("{} is a directory", p.dest)) };
         p.dest = format!("{}/{name}", p.dest.trim_end_matches('/'));
-        stat = match stat_of(host, &p.dest, true, ctx).await {
+        stat = match stat_of(host, &p.dest, Read::Checksum, ctx).await {
             Ok(s) => s,
             Err(o) => return o,
         };
@@ -228,19 +231,132 @@ pub async fn put(host: &mut HostSession, p: &Placement, content: &str, src_name:
     o
 }
 
+/// How much of a path a module needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    Stat,
+    Checksum,
+    Content,
+}
+
 /// The destination as the task's user sees it: from the probe (read as the login user), and
-/// read again as the task's user when the probe could not see it (absent, or no checksum).
-pub async fn stat_of(host: &mut HostSession, path: &str, with_checksum: bool, ctx: &RunCtx<'_>) -> Result<PathStat, Outcome> {
-    let checksums = if with_checksum { vec![path.to_string()] } else { Vec::new() };
-    let request = ProbeRequest { paths: vec![path.to_string()], checksums, ..Default::default() };
+/// read again as the task's user when the probe could not see it (absent, or a regular
+/// file whose checksum or content it could not read).
+pub async fn stat_of(host: &mut HostSession, path: &str, read: Read, ctx: &RunCtx<'_>) -> Result<PathStat, Outcome> {
+    let mut request = ProbeRequest { paths: vec![path.to_string()], ..Default::default() };
+    match read {
+        Read::Stat => {}
+        Read::Checksum => request.checksums.push(path.to_string()),
+        Read::Content => request.contents.push(path.to_string()),
+    }
     host.ensure_facts(&request).await.map_err(Outcome::from_transport)?;
     let seen = host.facts().paths.get(path).cloned().unwrap_or_default();
-    let hidden = !seen.exists || (with_checksum && seen.kind.starts_with("regular") && seen.checksum.is_none());
-    if ctx.become_.is_none() || !hidden {
+    let unread = match read {
+        Read::Stat => false,
+        Read::Checksum => seen.checksum.is_none(),
+        Read::Content => seen.content.is_none(),
+    };
+    let hidden = !seen.exists || (seen.kind.starts_with("regular") && unread);
+    if !hidden {
         return Ok(seen);
     }
-    let out = host.run(&crate::facts::stat_script(path), ctx.become_, None).await.map_err(Outcome::from_transport)?;
-    Ok(crate::facts::parse_stat(&out.stdout))
+    if ctx.become_.is_none() {
+        return match read {
+            Read::Content if seen.exists => Err(Outcome::failed(format!("cannot read {path}"))),
+            _ => Ok(seen),
+        };
+    }
+    let content = read == Read::Content;
+    let out = host.run(&crate::facts::stat_script(path, content), ctx.become_, None).await.map_err(Outcome::from_transport)?;
+    let stat = crate::facts::parse_stat(&out.stdout, content);
+    if content && stat.exists && stat.kind.starts_with("regular") && stat.content.is_none() {
+        return Err(Outcome::failed(format!("cannot read {path} as {}", ctx.become_.map(|b| b.user.as_str()).unwrap_or("root"))));
+    }
+    Ok(stat)
+}
+
+/// The text of a file a module edits in place (`lineinfile`, `blockinfile`), from the probe
+/// (or read as the task's user): `None` when the file does not exist.
+async fn current_text(host: &mut HostSession, path: &str, ctx: &RunCtx<'_>) -> Result<Option<String>, Outcome> {
+    let stat = stat_of(host, path, Read::Content, ctx).await?;
+    if stat.kind == "directory" {
+        let mut o = Outcome::failed(format!("Path {path} is a directory !"));
+        o.rc = Some(256);
+        return Err(o);
+    }
+    if !stat.exists {
+        return Ok(None);
+    }
+    match stat.content.map(String::from_utf8) {
+        Some(Ok(text)) => Ok(Some(text)),
+        Some(Err(_)) => Err(Outcome::failed(format!("{path} is not UTF-8 text; gafix edits text files only"))),
+        None => Err(Outcome::failed(format!("{path} is a {}, not a regular file", stat.kind))),
+    }
+}
+
+/// The placement of a file edited in place: its `path` (aliases resolved) is the
+/// destination, and missing parent directories are created with it, as Ansible does.
+pub fn edit_placement(module: &'static str, args: &Args) -> Result<Placement, ArgError> {
+    let mut with_dest = args.clone();
+    if let Some(path) = args.get("path").cloned() {
+        with_dest.0.insert("dest".into(), path);
+    }
+    let mut p = Placement::from_args(module, &with_dest)?;
+    p.parents = true;
+    Ok(p)
+}
+
+/// How an in-place edit treats a file that does not exist.
+pub struct Missing {
+    /// `state: present` (else absent: nothing to do, `absent_msg` says so).
+    pub present: bool,
+    pub create: bool,
+    /// The failure's message when the file is missing and `create` is off.
+    pub missing_msg: String,
+    pub absent_msg: String,
+}
+
+/// An in-place edit from start to end: the current text (from the probe), the edit, the
+/// write with attributes. `apply` gets the text (`None`: no such file) and returns the new
+/// text and what it did.
+pub async fn run_edit(
+    host: &mut HostSession,
+    p: &Placement,
+    missing: Missing,
+    ctx: &RunCtx<'_>,
+    apply: impl FnOnce(Option<&str>) -> Result<(String, String), String>,
+) -> Outcome {
+    let before = match current_text(host, &p.dest, ctx).await {
+        Ok(t) => t,
+        Err(o) => return o,
+    };
+    match (&before, missing.present) {
+        (None, false) => return Outcome::ok(missing.absent_msg),
+        (None, true) if !missing.create => {
+            let mut o = Outcome::failed(missing.missing_msg);
+            o.rc = Some(257);
+            return o;
+        }
+        _ => {}
+    }
+    match apply(before.as_deref()) {
+        Ok((after, msg)) => put_edit(host, p, before.as_deref(), &after, &msg, ctx).await,
+        Err(msg) => Outcome::failed(msg),
+    }
+}
+
+/// Puts an in-place edit's result with the placement's attributes; `msg` says what the
+/// edit did when it changed the text (Ansible's wording: "line added", "Block inserted").
+async fn put_edit(host: &mut HostSession, p: &Placement, before: Option<&str>, after: &str, msg: &str, ctx: &RunCtx<'_>) -> Outcome {
+    let mut o = put(host, p, after, None, ctx).await;
+    if before != Some(after) && o.status == super::outcome::Status::Changed {
+        o.msg = if ctx.check_mode { format!("would change {}: {msg}", p.dest) } else { format!("{}: {msg}", p.dest) };
+    }
+    if ctx.diff && before != Some(after) {
+        o.diff = Some(Diff { before: before.unwrap_or_default().to_string(), after: after.to_string() });
+    }
+    o.result["msg"] = json!(if before != Some(after) { msg } else { "" });
+    o
 }
 
 async fn read_remote(host: &mut HostSession, path: &str, ctx: &RunCtx<'_>) -> Option<String> {
@@ -262,7 +378,8 @@ fn write_script(p: &Placement, new_content: bool, bits: Option<u32>) -> String {
     let dest = quote(&p.dest);
     let mut s = String::from("set -e\n");
     let target = if new_content {
-        s.push_str(&format!("dir={}\n[ -d \"$dir\" ] || exit 3\n", quote(parent(&p.dest))));
+        let missing_dir = if p.parents { "mkdir -p \"$dir\"" } else { "exit 3" };
+        s.push_str(&format!("dir={}\n[ -d \"$dir\" ] || {missing_dir}\n", quote(parent(&p.dest))));
         s.push_str("tmp=$(mktemp \"$dir/.gafix-tmp.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\ncat > \"$tmp\"\n");
         // A new file gets the permissions the umask allows, an existing one keeps its own.
         s.push_str(&format!(
@@ -349,12 +466,16 @@ mod tests {
             backup: true,
             validate: Some("visudo -cf %s".into()),
             force: true,
+            parents: false,
         };
         let s = write_script(&p, true, Some(0o640));
         assert!(s.contains("cat > \"$tmp\"") && s.contains("chmod 0640 \"$tmp\"") && s.contains("chown app \"$tmp\""), "{s}");
         assert!(s.contains("( visudo -cf \"$tmp\" ) >&2 || exit 4"), "{s}");
         assert!(s.contains(&format!("mv -f \"$tmp\" {}", quote("/etc/app's.conf"))), "{s}");
         assert!(s.find("exit 4").unwrap() < s.find("mv -f").unwrap(), "validated before it replaces the file");
+        assert!(
+            s.contains("|| exit 3") && write_script(&Placement { parents: true, ..p.clone() }, true, None).contains("|| mkdir -p \"$dir\"")
+        );
         let attrs_only = write_script(&p, false, Some(0o640));
         assert!(!attrs_only.contains("cat >") && attrs_only.contains(&format!("chmod 0640 {}", quote("/etc/app's.conf"))));
         assert_eq!(sha1_hex(b"hello\n"), "f572d396fae9206628714fb2ce00f72e94f2258f");

@@ -4,6 +4,7 @@
 
 pub mod apt;
 pub mod assert;
+pub mod blockinfile;
 pub mod command;
 pub mod copy;
 pub mod debug;
@@ -11,7 +12,9 @@ pub mod dnf;
 pub mod fail;
 pub mod file;
 pub mod files;
+pub mod group;
 pub mod include_vars;
+pub mod lineinfile;
 pub mod outcome;
 pub mod package;
 pub mod packages;
@@ -21,6 +24,7 @@ pub mod spec;
 pub mod stat;
 pub mod systemd;
 pub mod template;
+pub mod user;
 
 use futures::future::BoxFuture;
 
@@ -121,6 +125,10 @@ pub static REGISTRY: &[&dyn Module] = &[
     &copy::Copy,
     &include_vars::IncludeVars,
     &file::File,
+    &lineinfile::LineInFile,
+    &blockinfile::BlockInFile,
+    &user::User,
+    &group::GroupModule,
 ];
 
 /// A module from the registry: cheap to copy, compared and printed by name.

@@ -103,6 +103,7 @@ mod tests {
             group: "root".into(),
             mtime: 5,
             checksum: None,
+            content: None,
         };
         let r = result("/var/run/reboot-required", &s);
         assert_eq!(r["stat"]["exists"], json!(true));

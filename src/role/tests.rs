@@ -159,9 +159,9 @@ fn write_files(root: &Path, files: &[(&str, &str)]) {
 
 #[test]
 fn one_wording_for_what_gafix_does_not_run_and_suggestions_for_typos() {
-    let errs = errors_of("- ansible.builtin.include_role: {name: x}\n- lineinfile: {path: a, line: b}\n");
+    let errs = errors_of("- ansible.builtin.include_role: {name: x}\n- ansible.builtin.cron: {name: a, job: b}\n");
     assert_eq!(errs[0], "tasks.yml:1:3: `ansible.builtin.include_role` is not supported by gafix yet");
-    assert_eq!(errs[1], "tasks.yml:2:3: `lineinfile` is not supported by gafix yet");
+    assert_eq!(errs[1], "tasks.yml:2:3: `ansible.builtin.cron` is not supported by gafix yet");
     let errs =
         errors_of("- command: ls\n  remote_user: bob\n- command: ls\n  with_nested: [[1]]\n- community.general.ufw: {rule: allow}\n");
     assert_eq!(errs[0], "tasks.yml:2:3: `remote_user` is not supported by gafix yet");
