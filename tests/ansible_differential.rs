@@ -445,6 +445,60 @@ fn cases() -> Vec<Case> {
             gathering_plays: 0, inventory_user: true,
         },
         Case {
+            name: "import_role and include_role (tasks_from, vars_from, apply, loop, dependencies, handlers); with_first_found and with_fileglob",
+            files: &[
+                (
+                    "site.yml",
+                    r#"- hosts: all
+  tasks:
+    - import_role: {name: web}
+      vars: {port: 8080}
+    - include_role: {name: web, tasks_from: extra}
+      when: inventory_hostname != 'h2'
+    - include_role:
+        name: web
+        tasks_from: extra.yml
+        vars_from: alt
+      loop: [a, b]
+      loop_control: {loop_var: flavour}
+    - include_vars: "{{ item }}"
+      with_first_found:
+        - "{{ ansible_distribution }}-nope.yml"
+        - "{{ ansible_os_family }}.yml"
+        - default.yml
+    - shell: echo "{{ family_var }}" >> /tmp/gd/{{ inventory_hostname }}-ff
+    - include_tasks: "{{ item }}"
+      with_first_found:
+        - files: ["setup-{{ ansible_distribution }}.yml", setup-default.yml]
+          paths: [tasks]
+    - shell: echo "{{ item | basename }}" >> /tmp/gd/{{ inventory_hostname }}-glob
+      with_fileglob: ["conf/*.conf"]
+    - debug: {msg: "{{ item }}"}
+      with_first_found: [{files: [nothing.yml], skip: true}]
+"#,
+                ),
+                ("vars/Debian.yml", "family_var: debian-family\n"),
+                ("vars/default.yml", "family_var: default\n"),
+                ("tasks/setup-Debian.yml", "- shell: echo setup-debian >> /tmp/gd/{{ inventory_hostname }}-ff\n"),
+                ("tasks/setup-default.yml", "- shell: echo setup-default >> /tmp/gd/{{ inventory_hostname }}-ff\n"),
+                ("files/conf/a.conf", "a\n"),
+                ("files/conf/b.conf", "b\n"),
+                ("files/conf/c.txt", "c\n"),
+                ("roles/web/meta/main.yml", "dependencies: [base]\n"),
+                ("roles/web/defaults/main.yml", "web_v: default\n"),
+                ("roles/web/vars/alt.yml", "web_v: alt\n"),
+                (
+                    "roles/web/tasks/main.yml",
+                    "- shell: echo \"main {{ port | default(80) }} {{ web_v }}\" >> /tmp/gd/{{ inventory_hostname }}-web\n  notify: web changed\n",
+                ),
+                ("roles/web/tasks/extra.yml", "- shell: echo \"extra {{ flavour | default('-') }} {{ web_v }}\" >> /tmp/gd/{{ inventory_hostname }}-web\n"),
+                ("roles/web/handlers/main.yml", "- name: web changed\n  shell: echo handler >> /tmp/gd/{{ inventory_hostname }}-web\n"),
+                ("roles/base/tasks/main.yml", "- shell: echo base >> /tmp/gd/{{ inventory_hostname }}-web\n"),
+            ],
+            args: &[],
+            gathering_plays: 1, inventory_user: true,
+        },
+        Case {
             name: "a block in an imported file inherits the import's when and vars; two roles' handlers of one name: the last runs",
             files: &[
                 (

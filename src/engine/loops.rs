@@ -2,6 +2,8 @@
 //! each item bound to `loop_var` (and `index_var`, `ansible_loop`), and the items' results
 //! joined into one outcome whose registered value has `results`.
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{json, Value as Json};
 
 use crate::module::outcome::Status;
@@ -10,11 +12,130 @@ use crate::role::task::Loop;
 use crate::template::Templar;
 use crate::vars::Vars;
 
+/// Where the lookups that read the controller (`with_first_found`, `with_fileglob`) look, as
+/// Ansible's search path does: each of `stack` (the role's directory, then the task file's),
+/// then the playbook's directory; in each, under `subdir` first (`templates` for a template
+/// task, `vars` for include_vars, else `files`), then the directory itself.
+pub struct Search {
+    pub stack: Vec<PathBuf>,
+    pub basedir: PathBuf,
+    pub subdir: &'static str,
+}
+
+impl Search {
+    /// The search for a task of `module` in a role at `role_dir` (if any), written in `task_file`.
+    pub fn new(module: &str, role_dir: Option<&Path>, task_file: &Path, basedir: &Path) -> Search {
+        let subdir = ["template", "var", "file"].into_iter().find(|s| module.contains(s)).map_or("files", |s| match s {
+            "template" => "templates",
+            "var" => "vars",
+            _ => "files",
+        });
+        let mut stack: Vec<PathBuf> = role_dir.map(Path::to_path_buf).into_iter().collect();
+        if let Some(dir) = task_file.parent().filter(|d| !stack.iter().any(|s| s == d)) {
+            stack.push(dir.to_path_buf());
+        }
+        Search { stack, basedir: basedir.to_path_buf(), subdir }
+    }
+
+    /// The first place `source` exists, in Ansible's order.
+    pub fn find(&self, source: &str, subdir: &str) -> Option<PathBuf> {
+        let given = Path::new(source);
+        if given.is_absolute() {
+            return given.exists().then(|| given.to_path_buf());
+        }
+        let under = source.split('/').next() != Some(subdir);
+        self.stack
+            .iter()
+            .chain(std::iter::once(&self.basedir))
+            .flat_map(|d| [under.then(|| d.join(subdir).join(source)), Some(d.join(source))])
+            .flatten()
+            .find(|c| c.exists())
+    }
+
+    /// `with_first_found`: the first file of the terms (names, lists, or `{files, paths,
+    /// skip}`) that exists; none is an error unless `skip`.
+    fn first_found(&self, terms: &Json) -> Result<Vec<Json>, String> {
+        let mut candidates = Vec::new();
+        let mut skip = false;
+        first_found_terms(terms, &mut candidates, &mut skip)?;
+        for c in &candidates {
+            if let Some(found) = self.find(c, self.subdir) {
+                return Ok(vec![Json::String(found.display().to_string())]);
+            }
+        }
+        if skip {
+            Ok(Vec::new())
+        } else {
+            Err(format!("No file was found when using first_found (looked for {})", candidates.join(", ")))
+        }
+    }
+
+    /// `with_fileglob`: the files matching each pattern (a pattern in the file name only),
+    /// in the directory found as other files are (the role's `files/` first), in the
+    /// directory's own order, as Python's glob gives them to Ansible.
+    fn fileglob(&self, terms: &Json) -> Result<Vec<Json>, String> {
+        let mut out = Vec::new();
+        for term in flatten_once(terms.clone()) {
+            let Some(pattern) = term.as_str() else { return Err(format!("with_fileglob expects file patterns, got {}", short(&term))) };
+            let (dir, name) = match pattern.rsplit_once('/') {
+                Some((d, n)) => (d, n),
+                None => ("", pattern),
+            };
+            let Some(found) = self.find(dir, "files") else { continue };
+            let re = regex::Regex::new(&crate::inventory::pattern::fnmatch_to_regex(name)).map_err(|e| format!("with_fileglob: {e}"))?;
+            let matched: Vec<String> = std::fs::read_dir(&found)
+                .map_err(|e| format!("with_fileglob: {}: {e}", found.display()))?
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file() && re.is_match(&e.file_name().to_string_lossy()))
+                .map(|e| e.path().display().to_string())
+                .collect();
+            out.extend(matched.into_iter().map(Json::String));
+        }
+        Ok(out)
+    }
+}
+
+/// The file names first_found's terms list, in order (`paths` joined to each of `files`).
+fn first_found_terms(term: &Json, out: &mut Vec<String>, skip: &mut bool) -> Result<(), String> {
+    match term {
+        Json::String(s) => out.push(s.clone()),
+        Json::Array(items) => {
+            for i in items {
+                first_found_terms(i, out, skip)?;
+            }
+        }
+        Json::Object(m) => {
+            *skip |= m.get("skip").and_then(crate::vars::json_bool).unwrap_or(false);
+            let strings = |v: Option<&Json>| -> Vec<String> {
+                match v {
+                    Some(Json::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                    Some(Json::String(s)) => vec![s.clone()],
+                    _ => Vec::new(),
+                }
+            };
+            let files = strings(m.get("files"));
+            let paths = strings(m.get("paths"));
+            if paths.is_empty() {
+                out.extend(files);
+            } else {
+                for p in &paths {
+                    out.extend(files.iter().map(|f| format!("{}/{f}", p.trim_end_matches('/'))));
+                }
+            }
+        }
+        Json::Null => {}
+        other => return Err(format!("Invalid term supplied to first_found: {}", short(other))),
+    }
+    Ok(())
+}
+
 /// The loop's items for this host.
-pub fn items(l: &Loop, vars: &Vars, templar: &Templar) -> Result<Vec<Json>, String> {
+pub fn items(l: &Loop, vars: &Vars, templar: &Templar, search: &Search) -> Result<Vec<Json>, String> {
     let value = templar.render(&l.items, vars).map_err(|e| e.to_string())?;
     let lookup = l.lookup.as_deref();
     match (lookup, value) {
+        (Some("first_found"), terms) => search.first_found(&terms),
+        (Some("fileglob"), terms) => search.fileglob(&terms),
         (None, Json::Array(items)) => Ok(items),
         (None, other) => Err(format!(
             "Invalid data passed to 'loop', it requires a list, got this instead: {}. Hint: a dict's items are `dict2items`, a \
@@ -249,27 +370,69 @@ mod tests {
         }
     }
 
+    fn nowhere() -> Search {
+        Search { stack: Vec::new(), basedir: PathBuf::from("/nonexistent"), subdir: "files" }
+    }
+
+    #[test]
+    fn first_found_and_fileglob_search_as_ansible_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let role = dir.path().join("roles/ntp");
+        for f in [
+            "vars/Debian.yml",
+            "vars/default.yml",
+            "tasks/main.yml",
+            "tasks/setup-Debian.yml",
+            "files/a.conf",
+            "files/b.conf",
+            "files/c.txt",
+        ] {
+            std::fs::create_dir_all(role.join(f).parent().unwrap()).unwrap();
+            std::fs::write(role.join(f), "").unwrap();
+        }
+        let (vars, t) = (Vars::new(), Templar::new());
+        let task_file = role.join("tasks/main.yml");
+        let vars_search = Search::new("include_vars", Some(&role), &task_file, dir.path());
+        let found = |s: &Search, terms: Json| items(&with(Some("first_found"), terms), &vars, &t, s);
+        let path = |rel: &str| json!(role.join(rel).display().to_string());
+        assert_eq!(found(&vars_search, json!(["RedHat.yml", "Debian.yml", "default.yml"])).unwrap(), [path("vars/Debian.yml")]);
+        assert_eq!(
+            found(&vars_search, json!([{"files": ["Suse.yml", "default.yml"], "paths": ["vars"]}])).unwrap(),
+            [path("vars/default.yml")]
+        );
+        let tasks_search = Search::new("include_tasks", Some(&role), &task_file, dir.path());
+        assert_eq!(found(&tasks_search, json!(["setup-Debian.yml"])).unwrap(), [path("tasks/setup-Debian.yml")], "beside the task file");
+        assert!(found(&tasks_search, json!(["nope.yml"])).unwrap_err().contains("No file was found"));
+        assert_eq!(found(&tasks_search, json!([{"files": ["nope.yml"], "skip": true}])).unwrap(), Vec::<Json>::new());
+        let mut globbed = items(&with(Some("fileglob"), json!(["*.conf"])), &vars, &t, &tasks_search).unwrap();
+        globbed.sort_by_key(|v| v.to_string());
+        assert_eq!(globbed, [path("files/a.conf"), path("files/b.conf")], "the role's files/, files only");
+    }
+
     #[test]
     fn each_lookup_gives_ansibles_items() {
         let t = Templar::new();
         let vars: Vars = serde_json::from_value(json!({"pkgs": ["a", "b"], "users": {"alice": 1, "bob": 2}})).unwrap();
-        assert_eq!(items(&with(None, json!("{{ pkgs }}")), &vars, &t).unwrap(), [json!("a"), json!("b")]);
-        assert!(items(&with(None, json!("{{ users }}")), &vars, &t).unwrap_err().contains("requires a list"));
+        assert_eq!(items(&with(None, json!("{{ pkgs }}")), &vars, &t, &nowhere()).unwrap(), [json!("a"), json!("b")]);
+        assert!(items(&with(None, json!("{{ users }}")), &vars, &t, &nowhere()).unwrap_err().contains("requires a list"));
         assert_eq!(
-            items(&with(Some("items"), json!([["a", "b"], "c", [["d"]]])), &vars, &t).unwrap(),
+            items(&with(Some("items"), json!([["a", "b"], "c", [["d"]]])), &vars, &t, &nowhere()).unwrap(),
             [json!("a"), json!("b"), json!("c"), json!(["d"])]
         );
-        assert_eq!(items(&with(Some("items"), json!("one")), &vars, &t).unwrap(), [json!("one")]);
-        assert_eq!(items(&with(Some("list"), json!([["a", "b"], "c"])), &vars, &t).unwrap(), [json!(["a", "b"]), json!("c")]);
+        assert_eq!(items(&with(Some("items"), json!("one")), &vars, &t, &nowhere()).unwrap(), [json!("one")]);
+        assert_eq!(items(&with(Some("list"), json!([["a", "b"], "c"])), &vars, &t, &nowhere()).unwrap(), [json!(["a", "b"]), json!("c")]);
         assert_eq!(
-            items(&with(Some("dict"), json!("{{ users }}")), &vars, &t).unwrap(),
+            items(&with(Some("dict"), json!("{{ users }}")), &vars, &t, &nowhere()).unwrap(),
             [json!({"key": "alice", "value": 1}), json!({"key": "bob", "value": 2})]
         );
         assert_eq!(
-            items(&with(Some("together"), json!([[1, 2, 3], ["a", "b"]])), &vars, &t).unwrap(),
+            items(&with(Some("together"), json!([[1, 2, 3], ["a", "b"]])), &vars, &t, &nowhere()).unwrap(),
             [json!([1, "a"]), json!([2, "b"]), json!([3, null])]
         );
-        assert_eq!(items(&with(Some("indexed_items"), json!(["x", "y"])), &vars, &t).unwrap(), [json!([0, "x"]), json!([1, "y"])]);
+        assert_eq!(
+            items(&with(Some("indexed_items"), json!(["x", "y"])), &vars, &t, &nowhere()).unwrap(),
+            [json!([0, "x"]), json!([1, "y"])]
+        );
     }
 
     #[test]

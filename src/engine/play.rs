@@ -13,6 +13,7 @@ use crate::facts::ProbeRequest;
 use crate::module::spec::{self, Args};
 use crate::module::{Outcome, RunCtx};
 use crate::plan::{self, VarLayers};
+use crate::role::task::Deferred;
 use crate::role::{Role, RoleInstance, Task, Virtualization};
 use crate::session::HostSession;
 use crate::template::Templar;
@@ -303,7 +304,7 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
     hp.host.set_log_commands(true);
     hp.host.set_task_limits(String::new(), None);
     let mut r = TaskRecord::new(of, &outcome, started, ctx.run_started);
-    r.ignored = outcome.status == Status::Failed && task.kw.ignore_errors.unwrap_or(false);
+    r.ignored = outcome.status == Status::Failed && ignores_errors(hp, task, role, ctx);
     if no_log {
         r.msg = "the output has been hidden due to 'no_log: true'".into();
         r.stderr_tail = None;
@@ -313,6 +314,27 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
         notify(hp, task, ctx);
     }
     hp.finish_step(ctx, r);
+}
+
+/// Where a task's `with_first_found`/`with_fileglob` look (`action` decides the subdirectory).
+fn lookup_search(action: &str, task: &Task, role: Option<&RoleInstance>, ctx: &PlayCtx<'_>) -> super::loops::Search {
+    let role_dir = role.map(|r| std::path::PathBuf::from(&r.role.origin)).filter(|d| d.is_dir());
+    super::loops::Search::new(action, role_dir.as_deref(), &task.location.file, ctx.plan_dir)
+}
+
+/// `ignore_errors`, rendered with the host's variables when it is a template.
+fn ignores_errors(hp: &HostPlay, task: &Task, role: Option<&RoleInstance>, ctx: &PlayCtx<'_>) -> bool {
+    match &task.kw.ignore_errors {
+        None => false,
+        Some(Deferred::Known(b)) => *b,
+        Some(d) => {
+            let vars = task_vars(hp, task, role, ctx, ctx.opts.check);
+            d.decide("ignore_errors", "a boolean", ctx.templar, &vars, crate::vars::json_bool).unwrap_or_else(|e| {
+                tracing::warn!("{}: {e}", task.location);
+                false
+            })
+        }
+    }
 }
 
 /// `block:` then, if one of its tasks failed and there is a `rescue:`, the rescue tasks (with
@@ -396,7 +418,7 @@ async fn run_include(hp: &mut HostPlay, task: &Task, include: &crate::role::task
     // One pass per loop item (or one pass): the item's variables go to the included tasks.
     let passes: Vec<Vars> = match &task.loop_ {
         None => vec![Vars::new()],
-        Some(l) => match super::loops::items(l, &vars, ctx.templar) {
+        Some(l) => match super::loops::items(l, &vars, ctx.templar, &lookup_search("include_tasks", task, role, ctx)) {
             Ok(items) => (0..items.len())
                 .map(|i| {
                     let mut bound = Vars::new();
@@ -428,20 +450,27 @@ async fn run_include(hp: &mut HostPlay, task: &Task, include: &crate::role::task
             }
             continue;
         }
-        let file = match ctx.templar.render(&Json::String(include.file.clone()), &pass_vars) {
-            Ok(v) => crate::vars::text(&v),
-            Err(e) => return hp.finish_step(ctx, TaskRecord::new(of(), &Outcome::failed(e.to_string()), started, ctx.run_started)),
+        let (file, tasks) = match &include.role {
+            // A role's tasks were loaded with the playbook; they keep their role's instance.
+            Some(call) => (format!("role {}", call.name), call.tasks.clone()),
+            None => {
+                let file = match ctx.templar.render(&Json::String(include.file.clone()), &pass_vars) {
+                    Ok(v) => crate::vars::text(&v),
+                    Err(e) => return hp.finish_step(ctx, TaskRecord::new(of(), &Outcome::failed(e.to_string()), started, ctx.run_started)),
+                };
+                let mut errors = Vec::new();
+                let tasks = include
+                    .files
+                    .load(&file, &task.location, &mut errors)
+                    .map(|node| crate::role::task::parse_tasks(Some(&node), task.role.as_deref(), &include.files, &mut errors))
+                    .unwrap_or_default();
+                if !errors.is_empty() {
+                    let msg = errors.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
+                    return hp.finish_step(ctx, TaskRecord::new(of(), &Outcome::failed(msg), started, ctx.run_started));
+                }
+                (file, tasks)
+            }
         };
-        let mut errors = Vec::new();
-        let tasks = include
-            .files
-            .load(&file, &task.location, &mut errors)
-            .map(|node| crate::role::task::parse_tasks(Some(&node), task.role.as_deref(), &include.files, &mut errors))
-            .unwrap_or_default();
-        if !errors.is_empty() {
-            let msg = errors.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
-            return hp.finish_step(ctx, TaskRecord::new(of(), &Outcome::failed(msg), started, ctx.run_started));
-        }
         hp.emit(ctx, TaskRecord::new(of(), &Outcome::ok(format!("included: {file}")), started, ctx.run_started));
         let mut params = task.vars.clone();
         params.extend(bound);
@@ -453,7 +482,8 @@ async fn run_include(hp: &mut HostPlay, task: &Task, include: &crate::role::task
         }
         hp.include_depth += 1;
         for t in tasks {
-            let t = t.inherit(&include.apply, None).inherit(&task.outer_kw, task.role_instance).with_outer_vars(&params);
+            let instance = if include.role.is_some() { None } else { task.role_instance };
+            let t = t.inherit(&include.apply, None).inherit(&task.outer_kw, instance).with_outer_vars(&params);
             if !crate::plan::task_selected(&t, &ctx.opts.tags, &ctx.opts.skip_tags) {
                 continue;
             }
@@ -630,12 +660,12 @@ fn task_vars(hp: &HostPlay, task: &Task, role: Option<&RoleInstance>, ctx: &Play
     let play = &ctx.planned.play;
     let all_roles = &ctx.planned.roles;
     let layers = VarLayers {
-        role_defaults: all_roles.iter().map(|r| &r.role.defaults).chain(role.map(|r| &r.role.defaults)).collect(),
+        role_defaults: all_roles.iter().filter(|r| r.public).map(|r| &r.role.defaults).chain(role.map(|r| &r.role.defaults)).collect(),
         inventory: hp.host.vars(),
         facts: hp.host.facts_vars().unwrap_or(&ctx.no_vars),
         play: &play.vars,
         vars_files: &hp.vars_files,
-        role_vars: all_roles.iter().map(|r| &r.role.vars).chain(role.map(|r| &r.role.vars)).collect(),
+        role_vars: all_roles.iter().filter(|r| r.public).map(|r| &r.role.vars).chain(role.map(|r| &r.role.vars)).collect(),
         task: &task.vars,
         included: hp.host.included_vars(),
         registered: hp.host.registered(),
@@ -664,7 +694,7 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         let outcome = run_attempts(host, task, role, ctx, &mut vars, check_mode).await;
         return register(host, task, outcome);
     };
-    let items = match super::loops::items(l, &vars, ctx.templar) {
+    let items = match super::loops::items(l, &vars, ctx.templar, &lookup_search(task.module.name(), task, role, ctx)) {
         Ok(items) => items,
         Err(e) => return register(host, task, Outcome::failed(e)),
     };
@@ -696,11 +726,20 @@ async fn run_attempts(
     vars: &mut Vars,
     check_mode: bool,
 ) -> Outcome {
-    let total = 1 + task.retries.unwrap_or(if task.until.is_empty() { 0 } else { 3 });
+    let decide = |d: &Option<Deferred<u64>>, what: &str, default: u64| match d {
+        None => Ok(default),
+        Some(d) => d.decide(what, "a whole number (0 to 86400)", ctx.templar, vars, crate::role::task::count),
+    };
+    let (retries, delay) =
+        match (decide(&task.retries, "retries", if task.until.is_empty() { 0 } else { 3 }), decide(&task.delay, "delay", 5)) {
+            (Ok(r), Ok(d)) => (r, d),
+            (Err(e), _) | (_, Err(e)) => return Outcome::failed(e),
+        };
+    let total = 1 + retries;
     if total == 1 {
         return run_item(host, task, role, ctx, vars, check_mode).await;
     }
-    let delay = Duration::from_secs(task.delay.unwrap_or(5));
+    let delay = Duration::from_secs(delay);
     for attempt in 1..=total {
         let mut o = run_item(host, task, role, ctx, vars, check_mode).await;
         if matches!(o.status, Status::Skipped | Status::Unreachable) {

@@ -485,3 +485,30 @@ async fn handlers_run_once_where_notified_at_the_end_of_each_section_and_at_flus
     assert_eq!(order, ["change", "change on h1 only", "restart", "listener", "after flush", "h2 fails", "restart"]);
     assert_eq!(report.stats["h2"].failed, 1);
 }
+
+#[tokio::test]
+async fn retries_delay_and_ignore_errors_may_be_templates() {
+    let host = FakeHost::vm();
+    let book = r#"- hosts: all
+  gather_facts: false
+  vars: {tries: 2, pause: "0", lenient: true}
+  tasks:
+    - name: retried
+      shell: 'exit 1'
+      retries: "{{ tries }}"
+      delay: "{{ pause }}"
+      register: r
+      ignore_errors: "{{ lenient }}"
+    - name: after
+      shell: 'echo {{ r.attempts }}'
+    - name: not ignored
+      shell: 'exit 1'
+      ignore_errors: "{{ not lenient }}"
+"#;
+    let report = converge(&[&host], Some(book), false).await;
+    let retried = task(&report, "h1", "retried");
+    assert_eq!((retried.status, retried.ignored), (Status::Failed, true));
+    assert_eq!(task(&report, "h1", "after").msg, "2", "1 + 2 attempts, as Ansible counts them");
+    let strict = task(&report, "h1", "not ignored");
+    assert_eq!((strict.status, strict.ignored), (Status::Failed, false));
+}

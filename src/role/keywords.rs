@@ -175,10 +175,8 @@ pub const ANSIBLE_BUILTIN_MODULES: &[&str] = &[
     "group_by",
     "hostname",
     "import_playbook",
-    "import_role",
     "import_tasks",
     "include",
-    "include_role",
     "include_tasks",
     "include_vars",
     "iptables",
@@ -232,7 +230,7 @@ pub fn task_keyword(key: &str) -> Option<Support> {
 }
 
 /// The `with_<lookup>` loops gafix runs.
-pub const WITH_LOOKUPS: &[&str] = &["items", "list", "dict", "sequence", "together", "indexed_items"];
+pub const WITH_LOOKUPS: &[&str] = &["items", "list", "dict", "sequence", "together", "indexed_items", "first_found", "fileglob"];
 
 pub fn lookup(table: &[(&'static str, Support)], key: &str) -> Option<Support> {
     table.iter().find(|(k, _)| *k == key).map(|(_, s)| *s)
@@ -275,7 +273,7 @@ pub fn unknown(what: &str, word: &str, candidates: &[&str]) -> String {
 
 /// The README's keyword list, made from these tables (a test keeps the README equal to it).
 /// Task entries that bring in other task files (handled when the task list is read).
-pub const TASK_INCLUDES: &[&str] = &["import_tasks", "include_tasks", "include"];
+pub const TASK_INCLUDES: &[&str] = &["import_tasks", "include_tasks", "include", "import_role", "include_role"];
 
 #[cfg(test)]
 pub fn markdown(modules: &[&str]) -> String {

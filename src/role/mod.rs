@@ -77,6 +77,53 @@ pub struct Role {
     pub origin: String,
 }
 
+impl Role {
+    fn files(&self) -> Files {
+        if self.origin == "<embedded>" {
+            Files::Embedded(self.name.clone())
+        } else {
+            Files::Disk(PathBuf::from(&self.origin))
+        }
+    }
+
+    /// The role as an `include_role`/`import_role` calls it: `tasks_from`, `vars_from`,
+    /// `defaults_from`, `handlers_from` in place of the main files (a name with or without
+    /// its extension, as Ansible finds them).
+    pub fn called(&self, call: &task::RoleCall, at: &Location) -> Result<Role, RoleError> {
+        let files = self.files();
+        let mut errors = Vec::new();
+        let find = |sub: &str, name: &str, errors: &mut Vec<Diagnostic>| -> Option<Node> {
+            let found = ["", ".yml", ".yaml", ".json"].iter().find_map(|ext| files.file(&format!("{sub}/{name}{ext}"), errors));
+            if found.is_none() {
+                errors.push(Diagnostic::new(at, format!("role {}: no {sub} file '{name}'", self.name)));
+            }
+            found
+        };
+        let mut role = self.clone();
+        if let Some(name) = &call.tasks_from {
+            role.tasks = find("tasks", name, &mut errors)
+                .map(|n| task::parse_tasks(Some(&n), Some(&self.name), &files.task_files(), &mut errors))
+                .unwrap_or_default();
+        }
+        if let Some(name) = &call.handlers_from {
+            role.handlers = find("handlers", name, &mut errors)
+                .map(|n| task::parse_tasks(Some(&n), Some(&self.name), &files.task_files(), &mut errors))
+                .unwrap_or_default();
+        }
+        if let Some(name) = &call.vars_from {
+            role.vars = find("vars", name, &mut errors).map(|n| merged_vars(&[n], "vars", &mut errors)).unwrap_or_default();
+        }
+        if let Some(name) = &call.defaults_from {
+            role.defaults = find("defaults", name, &mut errors).map(|n| merged_vars(&[n], "defaults", &mut errors)).unwrap_or_default();
+        }
+        if errors.is_empty() {
+            Ok(role)
+        } else {
+            Err(RoleError::Invalid(Diagnostics(errors)))
+        }
+    }
+}
+
 /// Where roles are looked up, as Ansible does: each directory in order (the playbook's
 /// `roles/`, the roles path, the playbook's own directory), then the embedded roles.
 #[derive(Clone, Debug)]
@@ -88,6 +135,19 @@ pub struct RoleSource {
 impl RoleSource {
     pub fn new(paths: Vec<PathBuf>) -> Self {
         RoleSource { paths, embedded: true }
+    }
+
+    /// A role's `meta/main.yml` dependencies alone, for a role that does not load (so that
+    /// their problems are reported with its own); none when it cannot be read.
+    pub fn dependencies(&self, name: &str) -> Vec<playbook::RoleRef> {
+        let found = self.paths.iter().map(|dir| dir.join(name)).find(|d| d.join("meta").is_dir());
+        let Some(dir) = found else { return Vec::new() };
+        let files = Files::Disk(dir);
+        let mut errors = Vec::new();
+        match files.file("meta/main.yml", &mut errors).or_else(|| files.file("meta/main.yaml", &mut errors)) {
+            Some(node) => parse_ansible_meta(&node, &mut errors).0,
+            None => Vec::new(),
+        }
     }
 
     pub fn load(&self, name: &str, referenced_at: &Location) -> Result<Role, RoleError> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::keywords::{self, Support};
-use super::task::{self, Keywords, Task};
+use super::task::{self, Keywords, RoleCall, Task};
 use super::{Role, RoleError, RoleSource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::vars::Vars;
@@ -121,6 +121,9 @@ pub struct Playbook {
 pub struct RoleInstance {
     pub role: Role,
     pub params: Vars,
+    /// Its defaults and vars are seen by the play's other tasks (Ansible's default for
+    /// `roles:` and `import_role`); an `include_role`'s are its own unless `public: true`.
+    pub public: bool,
 }
 
 /// A play with its roles loaded and its tasks in run order (pre_tasks, each role after its
@@ -213,18 +216,20 @@ impl Playbook {
         let mut errors = Vec::new();
         let mut cache: HashMap<String, Result<Role, ()>> = HashMap::new();
         for play in &self.plays {
-            let mut expansion = Expansion { source: roles, cache: &mut cache, errors: &mut errors, roles: Vec::new(), tasks: Vec::new() };
+            let mut expansion =
+                Expansion { source: roles, cache: &mut cache, errors: &mut errors, roles: Vec::new(), tasks: Vec::new(), seen: Vec::new() };
             let inherit = |tasks: &[Task], kw: &Keywords| tasks.iter().map(|t| t.inherit(kw, None)).collect::<Vec<_>>();
-            expansion.tasks = inherit(&play.pre_tasks, &play.kw);
+            expansion.tasks = expansion.expand_calls(inherit(&play.pre_tasks, &play.kw), &mut Vec::new());
             let pre_tasks = expansion.tasks.len();
-            let mut seen = Vec::new();
             for r in &play.roles {
-                expansion.add(r, &play.kw, &mut Vec::new(), &mut seen);
+                expansion.add(r, &play.kw, &mut Vec::new());
             }
+            let main = expansion.expand_calls(inherit(&play.tasks, &play.kw), &mut Vec::new());
+            expansion.tasks.extend(main);
+            let main_end = expansion.tasks.len();
+            let post = expansion.expand_calls(inherit(&play.post_tasks, &play.kw), &mut Vec::new());
+            expansion.tasks.extend(post);
             let (instances, mut tasks) = (expansion.roles, expansion.tasks);
-            tasks.extend(inherit(&play.tasks, &play.kw));
-            let main_end = tasks.len();
-            tasks.extend(inherit(&play.post_tasks, &play.kw));
             let mut handlers: Vec<Task> = instances
                 .iter()
                 .enumerate()
@@ -292,25 +297,52 @@ struct Expansion<'a> {
     errors: &'a mut Vec<RoleError>,
     roles: Vec<RoleInstance>,
     tasks: Vec<Task>,
+    /// Role identities already run in the play (a dependency runs once per play).
+    seen: Vec<(String, String)>,
 }
 
 impl Expansion<'_> {
     /// Adds a role after its dependencies; like Ansible, a role runs once per set of
     /// parameters in a play unless it allows duplicates.
-    fn add(&mut self, r: &RoleRef, outer: &Keywords, chain: &mut Vec<String>, seen: &mut Vec<(String, String)>) {
+    fn add(&mut self, r: &RoleRef, outer: &Keywords, chain: &mut Vec<String>) {
+        let tasks = self.instantiate(r, None, outer, chain);
+        self.tasks.extend(tasks);
+    }
+
+    /// The tasks a role entry (or an `include_role`/`import_role`) runs: its dependencies',
+    /// then its own, each inheriting `outer` and the entry's keywords, with role calls among
+    /// them expanded. Each run of the role is a new instance (its variables and handlers).
+    fn instantiate(&mut self, r: &RoleRef, call: Option<&RoleCall>, outer: &Keywords, chain: &mut Vec<String>) -> Vec<Task> {
         if chain.contains(&r.name) {
             let cycle = chain.iter().chain(std::iter::once(&r.name)).cloned().collect::<Vec<_>>().join(" -> ");
             let d = Diagnostic::new(&r.location, format!("role dependencies form a cycle: {cycle}"));
             self.errors.push(RoleError::Invalid(Diagnostics(vec![d])));
-            return;
+            return Vec::new();
         }
         let loaded =
             self.cache.entry(r.name.clone()).or_insert_with(|| self.source.load(&r.name, &r.location).map_err(|e| self.errors.push(e)));
-        let Ok(role) = loaded.clone() else { return };
+        let Ok(role) = loaded.clone() else {
+            // The role's own problems are reported; its dependencies' are too.
+            chain.push(r.name.clone());
+            for dep in self.source.dependencies(&r.name) {
+                self.instantiate(&dep, None, outer, chain);
+            }
+            chain.pop();
+            return Vec::new();
+        };
+        let role = match call.map(|c| role.called(c, &r.location)) {
+            None => role,
+            Some(Ok(called)) => called,
+            Some(Err(e)) => {
+                self.errors.push(e);
+                return Vec::new();
+            }
+        };
         let kw = r.kw.inside(outer);
+        let mut out = Vec::new();
         chain.push(r.name.clone());
         for dep in &role.dependencies {
-            self.add(dep, &kw, chain, seen);
+            out.extend(self.instantiate(dep, None, &kw, chain));
         }
         chain.pop();
         // Ansible's role identity: the role (where it was found), its parameters (in any
@@ -320,13 +352,47 @@ impl Expansion<'_> {
             format!("{}/{}", role.origin, role.name),
             format!("{}|{:?}|{:?}", serde_json::to_string(&params).unwrap_or_default(), r.kw.when, r.kw.tags),
         );
-        if seen.contains(&key) && !role.allow_duplicates {
-            return;
+        // A role called by include_role/import_role runs each time it is called.
+        if self.seen.contains(&key) && !role.allow_duplicates && call.is_none() {
+            return out;
         }
-        seen.push(key);
+        self.seen.push(key);
         let index = self.roles.len();
-        self.tasks.extend(role.tasks.iter().map(|t| t.inherit(&kw, Some(index))));
-        self.roles.push(RoleInstance { role, params: r.vars.clone() });
+        let own: Vec<Task> = role.tasks.iter().map(|t| t.inherit(&kw, Some(index))).collect();
+        let public = call.is_none_or(|c| c.is_import || c.public);
+        self.roles.push(RoleInstance { role, params: r.vars.clone(), public });
+        chain.push(r.name.clone());
+        out.extend(self.expand_calls(own, chain));
+        chain.pop();
+        out
+    }
+
+    /// Role calls in a task list: an `import_role` is replaced by its role's tasks (which
+    /// take its keywords), an `include_role` gets them to run per host when it runs.
+    fn expand_calls(&mut self, tasks: Vec<Task>, chain: &mut Vec<String>) -> Vec<Task> {
+        let mut out = Vec::with_capacity(tasks.len());
+        for mut t in tasks {
+            if let Some(b) = &mut t.block {
+                for list in [&mut b.block, &mut b.rescue, &mut b.always] {
+                    *list = self.expand_calls(std::mem::take(list), chain);
+                }
+            }
+            let Some(call) = t.include.as_ref().and_then(|i| i.role.clone()) else {
+                out.push(t);
+                continue;
+            };
+            let r = RoleRef { name: call.name.clone(), vars: t.vars.clone(), kw: Keywords::default(), location: t.location.clone() };
+            if call.is_import {
+                out.extend(self.instantiate(&r, Some(&call), &t.kw, chain));
+            } else {
+                let tasks = self.instantiate(&r, Some(&call), &Keywords::default(), chain);
+                if let Some(c) = t.include.as_mut().and_then(|i| i.role.as_mut()) {
+                    c.tasks = tasks;
+                }
+                out.push(t);
+            }
+        }
+        out
     }
 }
 

@@ -44,9 +44,61 @@ pub struct Task {
     /// `until` conditions, checked after each attempt (with the result under `register`).
     pub until: Vec<String>,
     /// `retries`: attempts after the first (3 when `until` is set and this is not).
-    pub retries: Option<u64>,
+    pub retries: Option<Deferred<u64>>,
     /// `delay`: seconds between attempts (5 by default).
-    pub delay: Option<u64>,
+    pub delay: Option<Deferred<u64>>,
+}
+
+/// A keyword's value that may be a template (`retries: "{{ n }}"`, `ignore_errors: "{{ x }}"`),
+/// decided per host when the task runs, as Ansible templates them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Deferred<T> {
+    Known(T),
+    Template(String),
+}
+
+impl<T: Copy> Deferred<T> {
+    /// The value, rendering a template with the task's variables; `decode` reads the rendered value.
+    pub fn decide(
+        &self,
+        what: &str,
+        expected: &str,
+        templar: &crate::template::Templar,
+        vars: &Vars,
+        decode: impl Fn(&Json) -> Option<T>,
+    ) -> Result<T, String> {
+        match self {
+            Deferred::Known(v) => Ok(*v),
+            Deferred::Template(t) => {
+                let rendered = templar.render(&Json::String(t.clone()), vars).map_err(|e| format!("{what}: {e}"))?;
+                decode(&rendered).ok_or_else(|| format!("'{what}' must be {expected}, found {rendered}"))
+            }
+        }
+    }
+}
+
+/// A whole number of seconds or attempts (0 to a day), literal or a template.
+fn deferred_count(value: &Node, what: &str, errors: &mut Vec<Diagnostic>) -> Option<Deferred<u64>> {
+    match value.to_json() {
+        Json::String(s) if s.contains("{{") => Some(Deferred::Template(s)),
+        v => match count(&v) {
+            Some(n) => Some(Deferred::Known(n)),
+            None => {
+                errors.push(Diagnostic::new(&value.location, format!("'{what}' must be a whole number (0 to 86400), found {v}")));
+                None
+            }
+        },
+    }
+}
+
+/// A count as `retries` and `delay` take it.
+pub fn count(v: &Json) -> Option<u64> {
+    let n = match v {
+        Json::Number(n) => n.as_u64(),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.filter(|n| *n <= 86_400)
 }
 
 /// A block's three task lists, each task already carrying the block's keywords and vars.
@@ -111,6 +163,34 @@ pub struct Include {
     pub apply: Keywords,
     /// Where the file is found.
     pub files: super::TaskFiles,
+    /// `include_role` / `import_role`: a role's tasks instead of a file's.
+    pub role: Option<RoleCall>,
+}
+
+/// `include_role` / `import_role`: which role, and which of its files. The role is loaded
+/// with the playbook (so `validate` checks it); an import's tasks take the import's place
+/// and keywords, an include's run per host when the task runs, as `include_tasks`' do.
+#[derive(Clone, Debug)]
+pub struct RoleCall {
+    pub name: String,
+    pub tasks_from: Option<String>,
+    pub vars_from: Option<String>,
+    pub defaults_from: Option<String>,
+    pub handlers_from: Option<String>,
+    /// `import_role`: replaced by the role's tasks when the playbook loads.
+    pub is_import: bool,
+    /// `public: true`: an include's role variables are seen by the play's other tasks.
+    pub public: bool,
+    /// An include's tasks (its role's dependencies' first), set when the playbook loads.
+    pub tasks: Vec<Task>,
+}
+
+/// Calls compare by what they name (their loaded tasks follow from it).
+impl PartialEq for RoleCall {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, &self.tasks_from, &self.vars_from, &self.defaults_from, &self.handlers_from, self.is_import)
+            == (&other.name, &other.tasks_from, &other.vars_from, &other.defaults_from, &other.handlers_from, other.is_import)
+    }
 }
 
 /// A task's loop: the items (rendered per host when the task runs) and how each is named.
@@ -140,7 +220,7 @@ pub struct Keywords {
     pub become_user: Option<String>,
     pub check_mode: Option<bool>,
     pub diff: Option<bool>,
-    pub ignore_errors: Option<bool>,
+    pub ignore_errors: Option<Deferred<bool>>,
     pub no_log: Option<bool>,
     /// Seconds the task may run (0: no limit).
     pub timeout: Option<u64>,
@@ -164,7 +244,12 @@ impl Keywords {
             }
             "check_mode" => self.check_mode = bool_value(value, "check_mode", errors),
             "diff" => self.diff = bool_value(value, "diff", errors),
-            "ignore_errors" => self.ignore_errors = bool_value(value, "ignore_errors", errors),
+            "ignore_errors" => {
+                self.ignore_errors = match value.as_str() {
+                    Some(t) if t.contains("{{") => Some(Deferred::Template(t.to_string())),
+                    _ => bool_value(value, "ignore_errors", errors).map(Deferred::Known),
+                }
+            }
             "no_log" => self.no_log = bool_value(value, "no_log", errors),
             "timeout" => match value.to_json().as_u64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok())) {
                 Some(n) if n <= spec::MAX_SECONDS => self.timeout = Some(n),
@@ -194,7 +279,7 @@ impl Keywords {
             become_user: self.become_user.clone().or_else(|| outer.become_user.clone()),
             check_mode: self.check_mode.or(outer.check_mode),
             diff: self.diff.or(outer.diff),
-            ignore_errors: self.ignore_errors.or(outer.ignore_errors),
+            ignore_errors: self.ignore_errors.clone().or_else(|| outer.ignore_errors.clone()),
             no_log: self.no_log.or(outer.no_log),
             timeout: self.timeout.or(outer.timeout),
             environment: outer.environment.iter().chain(&self.environment).cloned().collect(),
@@ -315,23 +400,19 @@ pub fn parse_task(node: &Node, role: Option<&str>, files: &super::TaskFiles, err
                 with if with.starts_with("with_") => set_loop(&mut task, Some(&with[5..]), value, &key_node.location, errors),
                 "loop_control" => loop_control = Some(value),
                 "until" => task.until = conditions(value, "until", errors),
-                "retries" | "delay" => match value.to_json() {
-                    Json::Number(n) if n.as_u64().is_some_and(|n| n <= 86_400) => {
-                        *(if key == "retries" { &mut task.retries } else { &mut task.delay }) = n.as_u64()
-                    }
-                    Json::String(s) if s.trim().parse::<u64>().is_ok_and(|n| n <= 86_400) => {
-                        *(if key == "retries" { &mut task.retries } else { &mut task.delay }) = s.trim().parse().ok()
-                    }
-                    other => {
-                        errors.push(Diagnostic::new(&value.location, format!("'{key}' must be a whole number (0 to 86400), found {other}")))
-                    }
-                },
+                "retries" => task.retries = deferred_count(value, "retries", errors),
+                "delay" => task.delay = deferred_count(value, "delay", errors),
                 "block" | "rescue" | "always" => {
                     errors.push(Diagnostic::new(&key_node.location, format!("'{key}' goes with 'block:' on the same entry")))
                 }
                 "notify" => task.notify = string_list(value, "notify", errors),
                 "listen" => task.listen = string_list(value, "listen", errors),
                 other => unreachable!("task keyword '{other}' is in the table but not parsed"),
+            },
+            None if is_role_call(&key).is_some() => match read_role_call(value, is_role_call(&key) == Some(true), files, errors) {
+                Some(include) if task.include.is_none() && module.is_none() => task.include = Some(include),
+                Some(_) => errors.push(Diagnostic::new(&key_node.location, format!("conflicting action statements: {key} and another"))),
+                None => {}
             },
             None if is_include_tasks(&key) => match read_include(value, files, errors) {
                 Some(include) if task.include.is_none() && module.is_none() => task.include = Some(include),
@@ -375,8 +456,12 @@ pub fn parse_task(node: &Node, role: Option<&str>, files: &super::TaskFiles, err
         }
         None if task.include.is_some() => {
             task.module = ModuleRef::lookup("debug").expect("debug is registered");
+            let what = if task.include.as_ref().is_some_and(|i| i.role.is_some()) { "include_role" } else { "include_tasks" };
             if task.register.is_some() || !task.notify.is_empty() || !task.changed_when.is_empty() || !task.failed_when.is_empty() {
-                errors.push(Diagnostic::new(&node.location, "include_tasks does not take register, notify, changed_when or failed_when"));
+                errors.push(Diagnostic::new(&node.location, format!("{what} does not take register, notify, changed_when or failed_when")));
+            }
+            if task.include.as_ref().and_then(|i| i.role.as_ref()).is_some_and(|r| r.is_import) && task.loop_.is_some() {
+                errors.push(Diagnostic::new(&node.location, "import_role cannot loop (a loop needs include_role)"));
             }
         }
         None if errors.len() == before => {
@@ -533,9 +618,94 @@ fn is_include_tasks(key: &str) -> bool {
     short != "import_tasks" && keywords::TASK_INCLUDES.contains(&short)
 }
 
+/// `Some(true)` for `import_role`, `Some(false)` for `include_role` (short or FQCN names).
+fn is_role_call(key: &str) -> Option<bool> {
+    match key.strip_prefix("ansible.builtin.").or_else(|| key.strip_prefix("ansible.legacy.")).unwrap_or(key) {
+        "import_role" => Some(true),
+        "include_role" => Some(false),
+        _ => None,
+    }
+}
+
+/// `include_role: {name: R, tasks_from: F, ...}` or `import_role: {...}`.
+fn read_role_call(value: &Node, is_import: bool, files: &super::TaskFiles, errors: &mut Vec<Diagnostic>) -> Option<Include> {
+    let action = if is_import { "import_role" } else { "include_role" };
+    let mut call = RoleCall {
+        name: String::new(),
+        tasks_from: None,
+        vars_from: None,
+        defaults_from: None,
+        handlers_from: None,
+        is_import,
+        public: false,
+        tasks: Vec::new(),
+    };
+    let mut apply = Keywords::default();
+    let Some(entries) = value.as_map() else {
+        errors.push(Diagnostic::new(&value.location, format!("{action} takes a mapping ({action}: {{name: ROLE}})")));
+        return None;
+    };
+    for (k, v) in entries {
+        let key = k.key_string();
+        match key.as_str() {
+            "name" => call.name = string_value(v, "name", errors).unwrap_or_default(),
+            "tasks_from" => call.tasks_from = string_value(v, "tasks_from", errors),
+            "vars_from" => call.vars_from = string_value(v, "vars_from", errors),
+            "defaults_from" => call.defaults_from = string_value(v, "defaults_from", errors),
+            "handlers_from" => call.handlers_from = string_value(v, "handlers_from", errors),
+            // Role variables stay with the role's tasks; public/allow_duplicates/rolespec_validate
+            // change nothing gafix runs.
+            "public" => call.public = bool_value(v, "public", errors).unwrap_or(false),
+            "allow_duplicates" | "rolespec_validate" => {
+                bool_value(v, &key, errors);
+            }
+            "apply" if !is_import => {
+                for (ak, av) in v.as_map().into_iter().flatten() {
+                    let name = ak.key_string();
+                    if !apply.parse(&name, av, errors) {
+                        errors.push(Diagnostic::new(&ak.location, format!("include_role: apply takes task keywords, not '{name}'")));
+                    }
+                }
+            }
+            other => errors.push(Diagnostic::new(
+                &k.location,
+                keywords::unknown(
+                    &format!("{action} option"),
+                    other,
+                    &[
+                        "name",
+                        "tasks_from",
+                        "vars_from",
+                        "defaults_from",
+                        "handlers_from",
+                        "public",
+                        "allow_duplicates",
+                        "rolespec_validate",
+                        "apply",
+                    ],
+                ),
+            )),
+        }
+    }
+    if call.name.is_empty() {
+        errors.push(Diagnostic::new(&value.location, format!("{action} needs the role's name ({action}: {{name: ROLE}})")));
+        return None;
+    }
+    let templated =
+        [Some(&call.name), call.tasks_from.as_ref(), call.vars_from.as_ref(), call.defaults_from.as_ref(), call.handlers_from.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|v| v.contains("{{"));
+    if templated {
+        errors.push(Diagnostic::new(&value.location, keywords::not_supported(&format!("{action} with a templated role or file name"))));
+        return None;
+    }
+    Some(Include { file: call.name.clone(), apply, files: files.clone(), role: Some(call) })
+}
+
 /// `include_tasks: FILE` or `{file: FILE, apply: {KEYWORDS}}`.
 fn read_include(value: &Node, files: &super::TaskFiles, errors: &mut Vec<Diagnostic>) -> Option<Include> {
-    let mut include = Include { file: String::new(), apply: Keywords::default(), files: files.clone() };
+    let mut include = Include { file: String::new(), apply: Keywords::default(), files: files.clone(), role: None };
     match value.as_map() {
         Some(entries) => {
             for (k, v) in entries {

@@ -100,7 +100,7 @@ fn keywords_yaml_1_1_booleans_and_when_lists() {
     )
     .unwrap();
     assert_eq!(tasks[0].kw.become_, Some(true));
-    assert_eq!(tasks[0].kw.ignore_errors, Some(true));
+    assert_eq!(tasks[0].kw.ignore_errors, Some(crate::role::task::Deferred::Known(true)));
     assert_eq!(tasks[0].kw.when, ["a", "b is defined"]);
     assert_eq!(tasks[0].kw.tags, ["x", "y"]);
 }
@@ -159,8 +159,8 @@ fn write_files(root: &Path, files: &[(&str, &str)]) {
 
 #[test]
 fn one_wording_for_what_gafix_does_not_run_and_suggestions_for_typos() {
-    let errs = errors_of("- ansible.builtin.include_role: {name: x}\n- ansible.builtin.cron: {name: a, job: b}\n");
-    assert_eq!(errs[0], "tasks.yml:1:3: `ansible.builtin.include_role` is not supported by gafix yet");
+    let errs = errors_of("- ansible.builtin.include_role: {name: '{{ r }}'}\n- ansible.builtin.cron: {name: a, job: b}\n");
+    assert_eq!(errs[0], "tasks.yml:1:34: `include_role with a templated role or file name` is not supported by gafix yet");
     assert_eq!(errs[1], "tasks.yml:2:3: `ansible.builtin.cron` is not supported by gafix yet");
     let errs =
         errors_of("- command: ls\n  remote_user: bob\n- command: ls\n  with_nested: [[1]]\n- community.general.ufw: {rule: allow}\n");
