@@ -129,7 +129,6 @@ fn playbook(args: PlaybookArgs) -> Result<i32, Failure> {
             !args.vault_id.is_empty() || !args.vault_password_file.is_empty() || args.ask_vault_pass,
             "Ansible Vault (--vault-id, --vault-password-file, --ask-vault-pass)",
         ),
-        (args.force_handlers, "--force-handlers"),
         (args.module_path.is_some(), "-M/--module-path"),
     ];
     if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
@@ -537,6 +536,7 @@ fn converge(mut args: ConvergeArgs) -> Result<i32, Failure> {
         allow_restart: args.allow_restart,
         tags: overrides.tags.clone(),
         skip_tags: overrides.skip_tags.clone(),
+        force_handlers: args.force_handlers || config.bool("force_handlers") == Some(true),
     };
     let json_stdout = args.common.format == Format::Json;
     let mut reporter = TextReporter::new(

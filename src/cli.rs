@@ -173,6 +173,10 @@ pub struct ConvergeArgs {
     #[arg(long = "skip-tags", value_name = "TAGS")]
     pub skip_tags: Vec<String>,
 
+    /// Run the handlers a host notified even after it failed (ansible.cfg's force_handlers too).
+    #[arg(long = "force-handlers")]
+    pub force_handlers: bool,
+
     /// Log in as this user where a host's variables and its play do not say (ansible-playbook's -u).
     #[arg(short = 'u', long = "user", value_name = "USER")]
     pub user: Option<String>,
@@ -301,7 +305,7 @@ pub struct ValidateArgs {
     version = VERSION,
     about = "gafix, run as ansible-playbook: the same command line, recap and exit codes",
     after_help = "Refused with a clear message: --step, -k/--ask-pass, --vault-id, --vault-password-file, -J/--ask-vault-pass, \
-                  --force-handlers, -M/--module-path. Accepted with no effect: --flush-cache (gafix keeps no fact cache)."
+                  -M/--module-path. Accepted with no effect: --flush-cache (gafix keeps no fact cache)."
 )]
 pub struct PlaybookArgs {
     #[command(flatten)]
@@ -318,8 +322,6 @@ pub struct PlaybookArgs {
     pub vault_password_file: Vec<String>,
     #[arg(short = 'J', long = "ask-vault-pass", alias = "ask-vault-password", hide = true)]
     pub ask_vault_pass: bool,
-    #[arg(long = "force-handlers", hide = true)]
-    pub force_handlers: bool,
     #[arg(short = 'M', long = "module-path", hide = true)]
     pub module_path: Option<String>,
     /// Accepted: gafix keeps no fact cache to flush.

@@ -28,6 +28,10 @@ pub struct HostSession {
     connection: Option<Connection>,
     facts: Option<Facts>,
     facts_vars: Vars,
+    /// Facts modules returned (`package_facts`...).
+    module_facts: Vars,
+    /// `facts_vars` with the modules' facts: what tasks see.
+    exposed_facts: Vars,
     stale: Stale,
     /// Everything is to be re-read (after a reboot).
     all_stale: bool,
@@ -66,6 +70,8 @@ impl HostSession {
             connection: None,
             facts: None,
             facts_vars: Vars::new(),
+            module_facts: Vars::new(),
+            exposed_facts: Vars::new(),
             stale: Stale::default(),
             all_stale: false,
             registered: Vars::new(),
@@ -132,12 +138,41 @@ impl HostSession {
     /// Its facts under Ansible's names, once a play that gathers facts has run on it
     /// (as in Ansible, `gather_facts: false` leaves them undefined until then).
     pub fn facts_vars(&self) -> Option<&Vars> {
-        self.facts_gathered.then_some(&self.facts_vars)
+        (self.facts_gathered || !self.module_facts.is_empty()).then_some(&self.exposed_facts)
+    }
+
+    /// Facts a module returned (`package_facts`, `service_facts`): variables of their own
+    /// name and keys of `ansible_facts`, as Ansible adds them, until `meta: clear_facts`.
+    pub fn add_facts(&mut self, facts: serde_json::Map<String, serde_json::Value>) {
+        self.module_facts.extend(facts);
+        self.refresh_exposed_facts();
+    }
+
+    /// What tasks see of the facts: the gathered ones (once gathered) and the modules'.
+    fn refresh_exposed_facts(&mut self) {
+        let mut exposed = if self.facts_gathered { self.facts_vars.clone() } else { Vars::new() };
+        if !self.module_facts.is_empty() {
+            let namespace = exposed.entry("ansible_facts".to_string()).or_insert_with(|| serde_json::json!({}));
+            if let Some(m) = namespace.as_object_mut() {
+                m.extend(self.module_facts.clone());
+            }
+            exposed.extend(self.module_facts.clone());
+        }
+        self.exposed_facts = exposed;
     }
 
     /// A play that gathers facts starts on this host.
     pub fn expose_facts(&mut self) {
         self.facts_gathered = true;
+        self.refresh_exposed_facts();
+    }
+
+    /// `meta: clear_facts`: the facts are undefined for tasks again until gathered (gafix
+    /// still reads what its own modules need).
+    pub fn clear_facts(&mut self) {
+        self.facts_gathered = false;
+        self.module_facts.clear();
+        self.refresh_exposed_facts();
     }
 
     /// Logs in as `user` from now on (a play's `remote_user`), or as the host's own user
@@ -381,6 +416,7 @@ impl HostSession {
         let mut f = if basics { Facts::default() } else { self.facts.take().unwrap_or_default() };
         facts::parse_probe(output, request, &mut f);
         self.facts_vars = f.ansible_vars();
+        self.refresh_exposed_facts();
         self.facts = Some(f);
     }
 

@@ -499,6 +499,54 @@ fn cases() -> Vec<Case> {
             gathering_plays: 1, inventory_user: true,
         },
         Case {
+            name: "meta end_host/end_play/clear_facts, run_once, pause, wait_for, wait_for_connection, delegate_to localhost, package and service facts, --force-handlers",
+            files: &[(
+                "site.yml",
+                r#"- hosts: all
+  become: true
+  tasks:
+    - command: "true"
+      notify: note
+    - shell: echo {{ inventory_hostname }}
+      run_once: true
+      register: first
+    - shell: echo "{{ first.stdout }}" > /tmp/gd/{{ inventory_hostname }}-once
+    - pause: {seconds: 1}
+    - stat: {path: "{{ playbook_dir }}/site.yml"}
+      delegate_to: localhost
+      become: false
+      register: on_controller
+    - shell: echo "{{ on_controller.stat.exists }}" > /tmp/gd/{{ inventory_hostname }}-delegated
+    - file: {path: "/tmp/gd/{{ inventory_hostname }}-ready", state: touch}
+    - wait_for: {path: "/tmp/gd/{{ inventory_hostname }}-ready", timeout: 5}
+    - wait_for: {path: "/tmp/gd/{{ inventory_hostname }}-ready", search_regex: "never", timeout: 1}
+      ignore_errors: true
+    - wait_for: {port: 22, host: "{{ ansible_host }}", timeout: 5}
+    - wait_for_connection: {timeout: 20}
+    - package_facts:
+    - service_facts:
+    - shell: echo "{{ 'sudo' in ansible_facts.packages }} {{ packages['sudo'][0].source }} {{ ansible_facts.services['ssh.service'].state }}" > /tmp/gd/{{ inventory_hostname }}-facts
+    - fail: {msg: boom}
+      when: inventory_hostname == 'h1'
+    - meta: end_host
+      when: inventory_hostname == 'h2'
+    - meta: clear_facts
+    - shell: echo "{{ ansible_os_family | default('cleared') }}" > /tmp/gd/{{ inventory_hostname }}-after
+  handlers:
+    - name: note
+      shell: echo handled >> /tmp/gd/{{ inventory_hostname }}-handled
+- hosts: all
+  gather_facts: false
+  tasks:
+    - meta: end_play
+      when: inventory_hostname == 'h3'
+    - shell: echo never > /tmp/gd/{{ inventory_hostname }}-never
+"#,
+            )],
+            args: &["--force-handlers"],
+            gathering_plays: 1, inventory_user: true,
+        },
+        Case {
             name: "a block in an imported file inherits the import's when and vars; two roles' handlers of one name: the last runs",
             files: &[
                 (

@@ -53,7 +53,7 @@ fn validate_reads_whole_role_directories_and_every_keyword() {
     for dir in ["roles/web/tasks", "roles/web/meta", "roles/web/handlers", "roles/web/vars"] {
         std::fs::create_dir_all(fleet.path(dir)).unwrap();
     }
-    fleet.write("roles/web/tasks/main.yml", "- command: ls\n  delegate_to: localhost\n");
+    fleet.write("roles/web/tasks/main.yml", "- command: ls\n  throttle: 1\n");
     fleet.write("roles/web/meta/main.yml", "galaxy_info: {author: x}\ndependencies:\n  - role: nosuch\n");
     fleet.write("roles/web/handlers/main.yml", "- name: restart\n  sevice: {name: nginx, state: restarted}\n");
     fleet.write("roles/web/vars/main.yml", "- not a mapping\n");
@@ -63,7 +63,7 @@ fn validate_reads_whole_role_directories_and_every_keyword() {
     for expected in [
         "site.yml:2:3: `vars_prompt` is not supported by gafix yet",
         "site.yml:5:7: unknown module or task keyword 'ap'; did you mean 'apt'?",
-        "roles/web/tasks/main.yml:2:3: `delegate_to` is not supported by gafix yet",
+        "roles/web/tasks/main.yml:2:3: `throttle` is not supported by gafix yet",
         "roles/web/handlers/main.yml:2:3: unknown module or task keyword 'sevice'; did you mean 'service'?",
         "roles/web/vars/main.yml:1:1: 'vars' must be a mapping",
     ] {

@@ -140,6 +140,11 @@ impl Stats {
             }
             Status::Failed => self.failed += 1,
             Status::Skipped => self.skipped += 1,
+            // `ignore_unreachable`: as Ansible counts it, ok and ignored.
+            Status::Unreachable if r.ignored => {
+                self.ok += 1;
+                self.ignored += 1;
+            }
             Status::Unreachable => self.unreachable += 1,
         }
     }

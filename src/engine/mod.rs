@@ -15,7 +15,7 @@ pub(crate) mod prepare;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -57,6 +57,8 @@ pub struct Options {
     /// `--tags` / `--skip-tags`, for the tasks of files included at run time.
     pub tags: Vec<String>,
     pub skip_tags: Vec<String>,
+    /// `--force-handlers`: a host that failed still runs the handlers it notified.
+    pub force_handlers: bool,
 }
 
 /// Makes a host's transport from its name.
@@ -100,6 +102,8 @@ pub async fn run(plan: &Plan, inv: &Inventory, opts: &Options, reporter: &dyn Re
             records: Mutex::new(Vec::new()),
             fatal: Mutex::new(None),
             over_max_fail: std::sync::atomic::AtomicBool::new(false),
+            play_ended: std::sync::atomic::AtomicBool::new(false),
+            once: Mutex::new(HashMap::new()),
             plan_dir: &plan.dir,
             no_vars: Vars::new(),
         };
@@ -197,6 +201,12 @@ async fn run_batches(
     let play = &ctx.planned.play;
     let mut stopped: Option<String> = None;
     for (index, batch) in batches.iter().enumerate() {
+        if ctx.play_ended.load(std::sync::atomic::Ordering::SeqCst) {
+            for h in batch {
+                outcomes.insert(h.clone(), PlayOutcome::NotRun { reason: "meta: end_play".into() });
+            }
+            continue;
+        }
         if ctx.interrupt.is_stopping() || stopped.is_some() {
             let reason = stopped.clone().unwrap_or_else(|| "interrupted".to_string());
             for h in batch {
@@ -367,6 +377,9 @@ async fn finish(fleet: Fleet, started: Instant, mut report: RunReport) -> RunRep
     report
 }
 
+/// A `run_once` task's registered result, set by the host that ran it, awaited by the others.
+type OnceResult = std::sync::Arc<tokio::sync::OnceCell<Option<serde_json::Value>>>;
+
 /// What every host of a play shares while it runs.
 struct PlayCtx<'a> {
     run_started: Instant,
@@ -383,6 +396,10 @@ struct PlayCtx<'a> {
     /// `max_fail_percentage` was exceeded: as `any_errors_fatal`, this ends the playbook
     /// (Ansible's "break play": no later batch and no later play runs).
     over_max_fail: std::sync::atomic::AtomicBool,
+    /// `meta: end_play` ran: no host takes another step of the play, in any batch.
+    play_ended: std::sync::atomic::AtomicBool,
+    /// `run_once` tasks (by location and pass): the registered result of the host that ran it.
+    once: Mutex<HashMap<(String, usize), OnceResult>>,
     /// The playbook's directory (`vars_files` are found from it).
     plan_dir: &'a std::path::Path,
     /// No variables: the facts of a host whose facts were not gathered.

@@ -3,6 +3,7 @@
 //! verification, the verdict the gate reads. The strategy decides how hosts take the steps:
 //! all hosts step by step (`linear`), or each at its own pace (`free`).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -13,7 +14,7 @@ use crate::facts::ProbeRequest;
 use crate::module::spec::{self, Args};
 use crate::module::{Outcome, RunCtx};
 use crate::plan::{self, VarLayers};
-use crate::role::task::Deferred;
+use crate::role::task::{Deferred, Meta};
 use crate::role::{Role, RoleInstance, Task, Virtualization};
 use crate::session::HostSession;
 use crate::template::Templar;
@@ -22,7 +23,7 @@ use crate::vars::Vars;
 /// How the play ends for a host whose task ended so, if it takes the host out of the run.
 pub(super) fn leaves_play(r: &TaskRecord) -> Option<PlayOutcome> {
     match r.status {
-        Status::Unreachable => Some(PlayOutcome::Unreachable { msg: r.msg.clone() }),
+        Status::Unreachable if !r.ignored => Some(PlayOutcome::Unreachable { msg: r.msg.clone() }),
         Status::Failed if !r.ignored => Some(PlayOutcome::Failed { task: r.task.clone(), msg: r.msg.clone() }),
         _ => None,
     }
@@ -91,6 +92,10 @@ pub(super) struct HostPlay {
     block_failure: Option<(String, Json)>,
     /// How many `include_tasks` are running inside each other.
     include_depth: usize,
+    /// The controller, for this host's tasks with `delegate_to: localhost` (made on first use).
+    delegate: Option<HostSession>,
+    /// How many times this host passed each `run_once` task (by location).
+    once_passes: HashMap<String, usize>,
 }
 
 /// How deep `include_tasks` may nest (a file that includes itself stops here).
@@ -108,6 +113,8 @@ impl HostPlay {
             rescuable: 0,
             block_failure: None,
             include_depth: 0,
+            delegate: None,
+            once_passes: HashMap::new(),
         }
     }
 
@@ -146,6 +153,19 @@ impl HostPlay {
 /// Runs one step; a host that has left the play takes no more steps.
 pub(super) async fn run_step(hp: &mut HostPlay, step: Step, ctx: &PlayCtx<'_>) {
     if hp.left.is_some() {
+        // With force_handlers, a host that failed runs what it notified at each flush.
+        let flush = matches!(step, Step::Task(i) if ctx.planned.tasks[i].flush_handlers);
+        let forced = ctx.opts.force_handlers || ctx.planned.play.force_handlers;
+        if flush && forced && matches!(hp.left, Some(PlayOutcome::Failed { .. })) && hp.notified.iter().any(|n| *n) {
+            let left = hp.left.take();
+            run_handlers(hp, ctx).await;
+            hp.left = left;
+        }
+        return;
+    }
+    if ctx.play_ended.load(std::sync::atomic::Ordering::SeqCst) {
+        // `meta: end_play` on some host: every host is done with the play.
+        hp.left = Some(PlayOutcome::Passed);
         return;
     }
     if ctx.interrupt.is_stopping() {
@@ -273,9 +293,45 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
     if let Some(include) = &task.include {
         return run_include(hp, task, include, ctx).await;
     }
+    if let Some(meta) = task.meta {
+        return run_meta(hp, task, meta, ctx);
+    }
     if let Some(block) = &task.block {
         return run_block(hp, block, ctx).await;
     }
+    if task.kw.run_once.unwrap_or(false) || task.module.bypasses_host_loop() {
+        return run_once(hp, task, ctx).await;
+    }
+    run_module_task(hp, task, ctx).await
+}
+
+/// `run_once` (and modules that run once for all hosts, like `pause`): the first host to
+/// reach the task runs it; every other host gets its registered result and counts nothing,
+/// as in Ansible. Each time a host passes the task (in a loop of includes) is one run.
+async fn run_once(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
+    let at = task.location.to_string();
+    let seen = hp.once_passes.entry(at.clone()).or_default();
+    let key = (at, *seen);
+    *seen += 1;
+    let cell = ctx.once.lock().unwrap().entry(key).or_default().clone();
+    let mut ran_here = false;
+    let result = cell
+        .get_or_init(|| {
+            ran_here = true;
+            async {
+                run_module_task(hp, task, ctx).await;
+                task.register.as_ref().and_then(|name| hp.host.registered().get(name).cloned())
+            }
+        })
+        .await
+        .clone();
+    if let (false, Some(name), Some(value)) = (ran_here, &task.register, result) {
+        hp.host.register(name, value);
+    }
+}
+
+/// A task that runs a module (not an include, a block or a meta action).
+async fn run_module_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
     let play = &ctx.planned.play;
     let instance = task.role_instance;
     let role = ctx.planned.role_of(task);
@@ -304,7 +360,11 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
     hp.host.set_log_commands(true);
     hp.host.set_task_limits(String::new(), None);
     let mut r = TaskRecord::new(of, &outcome, started, ctx.run_started);
-    r.ignored = outcome.status == Status::Failed && ignores_errors(hp, task, role, ctx);
+    r.ignored = match outcome.status {
+        Status::Failed => ignores_errors(hp, task, role, ctx),
+        Status::Unreachable => task.kw.ignore_unreachable.unwrap_or(false),
+        _ => false,
+    };
     if no_log {
         r.msg = "the output has been hidden due to 'no_log: true'".into();
         r.stderr_tail = None;
@@ -314,6 +374,51 @@ async fn run_one_task(hp: &mut HostPlay, task: &Task, ctx: &PlayCtx<'_>) {
         notify(hp, task, ctx);
     }
     hp.finish_step(ctx, r);
+}
+
+/// `meta: end_host`, `end_play`, `clear_facts`, on a host whose `when` holds; as in Ansible,
+/// nothing is counted in the recap.
+fn run_meta(hp: &mut HostPlay, task: &Task, meta: Meta, ctx: &PlayCtx<'_>) {
+    // As Ansible, `end_play` is decided once, by the first host that reaches it.
+    if meta == Meta::EndPlay {
+        let at = format!("meta@{}", task.location);
+        let seen = hp.once_passes.entry(at.clone()).or_default();
+        let key = (at, *seen);
+        *seen += 1;
+        let mut claims = ctx.once.lock().unwrap();
+        if claims.contains_key(&key) {
+            return;
+        }
+        claims.insert(key, Default::default());
+    }
+    if !task.kw.when.is_empty() {
+        let role = ctx.planned.role_of(task);
+        let vars = task_vars(hp, task, role, ctx, ctx.opts.check);
+        match all_true(&task.kw.when, &vars, ctx.templar) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                let of = TaskRef {
+                    host: hp.host.name(),
+                    play: &ctx.planned.play.name,
+                    role: role.map(|r| r.role.name.as_str()),
+                    task: task.name.as_deref().unwrap_or("meta"),
+                    location: &task.location.to_string(),
+                    module: None,
+                };
+                let r = TaskRecord::new(of, &Outcome::failed(e), Instant::now(), ctx.run_started);
+                return hp.finish_step(ctx, r);
+            }
+        }
+    }
+    match meta {
+        Meta::EndHost => hp.left = Some(PlayOutcome::Passed),
+        Meta::EndPlay => {
+            ctx.play_ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            hp.left = Some(PlayOutcome::Passed);
+        }
+        Meta::ClearFacts => hp.host.clear_facts(),
+    }
 }
 
 /// Where a task's `with_first_found`/`with_fileglob` look (`action` decides the subdirectory).
@@ -672,13 +777,35 @@ fn task_vars(hp: &HostPlay, task: &Task, role: Option<&RoleInstance>, ctx: &Play
         role_params: role.map(|r| &r.params),
         extra: &ctx.opts.extra_vars,
     };
-    plan::task_vars(&layers, hp.host.name(), ctx.inv, &ctx.planned.hosts, check_mode)
+    let mut vars = plan::task_vars(&layers, hp.host.name(), ctx.inv, &ctx.planned.hosts, check_mode);
+    // Ansible's magic variables of where the task comes from.
+    let dir = std::path::absolute(ctx.plan_dir).unwrap_or_else(|_| ctx.plan_dir.to_path_buf());
+    vars.insert("playbook_dir".into(), Json::String(dir.display().to_string()));
+    vars.insert("ansible_play_name".into(), Json::String(play.name.clone()));
+    if let Some(r) = role {
+        vars.insert("role_name".into(), Json::String(r.role.name.clone()));
+        vars.insert("role_path".into(), Json::String(r.role.origin.clone()));
+    }
+    vars
 }
 
 async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, ctx: &PlayCtx<'_>) -> Outcome {
     let check_mode = task.kw.check_mode.unwrap_or(ctx.opts.check);
     let mut vars = task_vars(hp, task, role, ctx, check_mode);
-    let host = &mut hp.host;
+    let outcome = run_task_on(hp, task, role, ctx, &mut vars, check_mode).await;
+    register(&mut hp.host, task, outcome)
+}
+
+/// The task's outcome (all its loop items), on the host or, with `delegate_to: localhost`,
+/// on the controller with this host's variables.
+async fn run_task_on(
+    hp: &mut HostPlay,
+    task: &Task,
+    role: Option<&RoleInstance>,
+    ctx: &PlayCtx<'_>,
+    vars: &mut Vars,
+    check_mode: bool,
+) -> Outcome {
     // Variables whose values are templates are rendered when the task uses them, as in Ansible.
     let mut sources: Vec<String> = task.kw.when.iter().chain(&task.changed_when).chain(&task.failed_when).cloned().collect();
     crate::template::collect_templates(&Json::Object(task.args.0.clone()), &mut sources);
@@ -687,16 +814,24 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         crate::template::collect_templates(&l.items, &mut sources);
         sources.extend(l.label.iter().cloned());
     }
-    if let Err(e) = ctx.templar.resolve_used(&mut vars, &sources) {
-        return register(host, task, Outcome::failed(e.to_string()));
+    sources.extend(task.kw.delegate_to.iter().cloned());
+    if let Err(e) = ctx.templar.resolve_used(vars, &sources) {
+        return Outcome::failed(e.to_string());
     }
-    let Some(l) = &task.loop_ else {
-        let outcome = run_attempts(host, task, role, ctx, &mut vars, check_mode).await;
-        return register(host, task, outcome);
+    let host: &mut HostSession = match delegated(task, vars, ctx.templar) {
+        Ok(false) => &mut hp.host,
+        Ok(true) => {
+            let timeouts = hp.host.timeouts();
+            hp.delegate.get_or_insert_with(|| controller_session(timeouts))
+        }
+        Err(e) => return Outcome::failed(e),
     };
-    let items = match super::loops::items(l, &vars, ctx.templar, &lookup_search(task.module.name(), task, role, ctx)) {
+    let Some(l) = &task.loop_ else {
+        return run_attempts(host, task, role, ctx, vars, check_mode).await;
+    };
+    let items = match super::loops::items(l, vars, ctx.templar, &lookup_search(task.module.name(), task, role, ctx)) {
         Ok(items) => items,
-        Err(e) => return register(host, task, Outcome::failed(e)),
+        Err(e) => return Outcome::failed(e),
     };
     let mut done = Vec::new();
     for (index, item) in items.iter().enumerate() {
@@ -707,12 +842,32 @@ async fn run_task(hp: &mut HostPlay, task: &Task, role: Option<&RoleInstance>, c
         super::loops::bind(l, &items, index, &mut item_vars);
         let outcome = run_attempts(host, task, role, ctx, &mut item_vars, check_mode).await;
         if outcome.status == Status::Unreachable {
-            return register(host, task, outcome);
+            return outcome;
         }
         let label = super::loops::label(l, item, &item_vars, ctx.templar);
         done.push((item.clone(), label, outcome));
     }
-    register(host, task, super::loops::outcome(l, done))
+    super::loops::outcome(l, done)
+}
+
+/// Whether the task runs on the controller: `delegate_to: localhost` (or 127.0.0.1),
+/// rendered with the host's variables; any other target is not supported.
+fn delegated(task: &Task, vars: &Vars, templar: &Templar) -> Result<bool, String> {
+    let Some(target) = &task.kw.delegate_to else { return Ok(false) };
+    let target = templar.render(&Json::String(target.clone()), vars).map_err(|e| format!("delegate_to: {e}"))?;
+    match crate::vars::text(&target).as_str() {
+        "localhost" | "127.0.0.1" => Ok(true),
+        other => Err(format!("`delegate_to: {other}` is not supported by gafix yet (only `delegate_to: localhost`, the controller)")),
+    }
+}
+
+/// The controller as a host of its own (`ansible_connection: local`), for delegated tasks.
+fn controller_session(timeouts: crate::session::Timeouts) -> HostSession {
+    let mut vars = Vars::new();
+    vars.insert("ansible_connection".into(), Json::String("local".into()));
+    let spec = crate::transport::ConnectionSpec::from_vars("localhost", &vars, crate::transport::HostKeyPolicy::Strict, None)
+        .expect("a local connection's settings are valid");
+    HostSession::new("localhost".into(), spec, vars, ProbeRequest::default(), timeouts)
 }
 
 /// `until` / `retries` / `delay` as Ansible runs them: up to 1 + retries attempts (retries

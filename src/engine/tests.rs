@@ -240,6 +240,7 @@ async fn converge(hosts: &[&FakeHost], book: Option<&str>, check: bool) -> RunRe
         allow_restart: false,
         tags: Vec::new(),
         skip_tags: Vec::new(),
+        force_handlers: false,
         connect_with: Some(Arc::new(move |name: &str| {
             let i: usize = name.trim_start_matches('h').parse().unwrap();
             Box::new(FakeTransport { root: roots[i - 1].clone() }) as Box<dyn Transport>
@@ -511,4 +512,56 @@ async fn retries_delay_and_ignore_errors_may_be_templates() {
     assert_eq!(task(&report, "h1", "after").msg, "2", "1 + 2 attempts, as Ansible counts them");
     let strict = task(&report, "h1", "not ignored");
     assert_eq!((strict.status, strict.ignored), (Status::Failed, false));
+}
+
+#[tokio::test]
+async fn meta_end_host_end_play_run_once_and_forced_handlers() {
+    let hosts = hosts(3);
+    let refs: Vec<&FakeHost> = hosts.iter().collect();
+    let book = r#"- hosts: all
+  gather_facts: false
+  force_handlers: true
+  tasks:
+    - name: notify
+      command: 'true'
+      notify: h
+    - name: once
+      shell: echo {{ inventory_hostname }}
+      run_once: true
+      register: first
+    - name: seen
+      shell: echo {{ first.stdout }}
+    - name: pause
+      pause: {seconds: 0}
+    - name: h1 fails
+      fail: {msg: boom}
+      when: inventory_hostname == 'h1'
+    - meta: end_host
+      when: inventory_hostname == 'h2'
+    - name: after end_host
+      command: 'true'
+  handlers:
+    - name: h
+      shell: echo handled
+- hosts: all
+  gather_facts: false
+  tasks:
+    - meta: end_play
+      when: inventory_hostname == 'h2'
+    - name: never
+      command: 'true'
+"#;
+    let report = converge(&refs, Some(book), false).await;
+    let ran = |name: &str| report.tasks.iter().filter(|r| r.task == name).map(|r| r.host.clone()).collect::<Vec<_>>();
+    assert_eq!(ran("once"), ["h1"], "run_once: one host runs it");
+    for h in ["h1", "h2", "h3"] {
+        assert_eq!(task(&report, h, "seen").msg, "h1", "every host gets its registered result");
+    }
+    assert_eq!(ran("pause"), ["h1"], "pause runs once for all hosts");
+    assert_eq!(ran("after end_host"), ["h3"], "h1 failed, h2 ended");
+    let mut handled = ran("h");
+    handled.sort();
+    assert_eq!(handled, ["h1", "h3"], "force_handlers: the failed host runs its handler too; as in Ansible, not an ended one");
+    assert!(ran("never").is_empty(), "end_play, decided by the first host (h2; h1 failed), ends the play for every host");
+    assert_eq!(report.stats["h2"].failed, 0);
 }

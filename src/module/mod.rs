@@ -17,14 +17,19 @@ pub mod include_vars;
 pub mod lineinfile;
 pub mod outcome;
 pub mod package;
+pub mod package_facts;
 pub mod packages;
+pub mod pause;
 pub mod reboot;
+pub mod service_facts;
 pub mod set_fact;
 pub mod spec;
 pub mod stat;
 pub mod systemd;
 pub mod template;
 pub mod user;
+pub mod wait_for;
+pub mod wait_for_connection;
 
 use futures::future::BoxFuture;
 
@@ -82,6 +87,11 @@ pub trait Module: Send + Sync {
     /// Adds what this task needs to the host's one facts probe (rendered arguments).
     fn probe(&self, _args: &Args, _request: &mut ProbeRequest) {}
 
+    /// Whether the task runs once for all hosts (as Ansible's `pause`), as with `run_once`.
+    fn bypasses_host_loop(&self) -> bool {
+        false
+    }
+
     /// Runs the task on a host, check mode included: decide from facts, run commands, read
     /// their output, return the outcome (and say what the change made stale).
     fn run<'a>(&'a self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome>;
@@ -129,6 +139,11 @@ pub static REGISTRY: &[&dyn Module] = &[
     &blockinfile::BlockInFile,
     &user::User,
     &group::GroupModule,
+    &pause::Pause,
+    &wait_for::WaitFor,
+    &wait_for_connection::WaitForConnection,
+    &package_facts::PackageFacts,
+    &service_facts::ServiceFacts,
 ];
 
 /// A module from the registry: cheap to copy, compared and printed by name.
@@ -159,6 +174,11 @@ impl ModuleRef {
             return Ok(());
         }
         self.0.check(args)
+    }
+
+    /// Whether the module runs once for all hosts.
+    pub fn bypasses_host_loop(self) -> bool {
+        self.0.bypasses_host_loop()
     }
 
     /// Adds what the task needs to a facts probe.

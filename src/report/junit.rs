@@ -22,7 +22,7 @@ pub fn render(report: &RunReport) -> std::io::Result<String> {
     for ((host, play, unit), records) in groups {
         let failed: Vec<&&TaskRecord> = records
             .iter()
-            .filter(|r| (r.status == Status::Failed && !r.ignored && !r.rescued) || r.status == Status::Unreachable)
+            .filter(|r| (r.status == Status::Failed && !r.ignored && !r.rescued) || (r.status == Status::Unreachable && !r.ignored))
             .collect();
         let all_skipped = records.iter().all(|r| r.status == Status::Skipped);
         let status = if let Some(first) = failed.first() {

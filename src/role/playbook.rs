@@ -91,6 +91,8 @@ pub struct Play {
     pub serial: Vec<Serial>,
     pub max_fail_percentage: Option<f64>,
     pub any_errors_fatal: bool,
+    /// `force_handlers`: a host that failed still runs the handlers it notified.
+    pub force_handlers: bool,
     pub order: HostOrder,
     pub strategy: Strategy,
     pub vars: Vars,
@@ -409,6 +411,7 @@ fn parse_play(node: &Node, files: &super::TaskFiles, errors: &mut Vec<Diagnostic
         serial: Vec::new(),
         max_fail_percentage: None,
         any_errors_fatal: false,
+        force_handlers: false,
         order: HostOrder::default(),
         strategy: Strategy::default(),
         vars: Vars::new(),
@@ -466,6 +469,7 @@ fn parse_play(node: &Node, files: &super::TaskFiles, errors: &mut Vec<Diagnostic
                 _ => errors.push(Diagnostic::new(&v.location, "max_fail_percentage must be a number from 0 to 100")),
             },
             "any_errors_fatal" => play.any_errors_fatal = task::bool_value(v, "any_errors_fatal", errors).unwrap_or(false),
+            "force_handlers" => play.force_handlers = task::bool_value(v, "force_handlers", errors).unwrap_or(false),
             "order" => match v.as_str() {
                 Some("inventory") => play.order = HostOrder::Inventory,
                 Some("reverse_inventory") => play.order = HostOrder::ReverseInventory,

@@ -32,6 +32,8 @@ pub struct Task {
     /// `meta: flush_handlers` (written, or at the end of a play section): runs the handlers
     /// the host notified; the task's module is not run.
     pub flush_handlers: bool,
+    /// `meta: end_host`, `end_play` or `clear_facts` (its module is not run).
+    pub meta: Option<Meta>,
     /// `loop:` or `with_<lookup>:`, with its `loop_control`.
     pub loop_: Option<Loop>,
     /// `include_tasks`: the tasks of a file chosen when the task runs, per host.
@@ -226,6 +228,12 @@ pub struct Keywords {
     pub timeout: Option<u64>,
     /// `environment:` values, outermost first (templated when the task runs).
     pub environment: Vec<Json>,
+    /// `run_once`: the first host of the batch runs the task; the others get its result.
+    pub run_once: Option<bool>,
+    /// `ignore_unreachable`: a host that cannot be reached stays in the play.
+    pub ignore_unreachable: Option<bool>,
+    /// `delegate_to`: where the task runs instead (only the controller, `localhost`).
+    pub delegate_to: Option<String>,
 }
 
 impl Keywords {
@@ -251,6 +259,23 @@ impl Keywords {
                 }
             }
             "no_log" => self.no_log = bool_value(value, "no_log", errors),
+            "run_once" => self.run_once = bool_value(value, "run_once", errors),
+            "ignore_unreachable" => self.ignore_unreachable = bool_value(value, "ignore_unreachable", errors),
+            "delegate_to" => {
+                self.delegate_to = string_value(value, "delegate_to", errors);
+                match self.delegate_to.as_deref() {
+                    Some("localhost" | "127.0.0.1") => {}
+                    Some(t) if t.contains("{{") => {}
+                    Some(other) => errors.push(Diagnostic::new(
+                        &value.location,
+                        format!(
+                            "{} (only `delegate_to: localhost`, the controller)",
+                            keywords::not_supported(&format!("delegate_to: {other}"))
+                        ),
+                    )),
+                    None => {}
+                }
+            }
             "timeout" => match value.to_json().as_u64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok())) {
                 Some(n) if n <= spec::MAX_SECONDS => self.timeout = Some(n),
                 _ => errors.push(Diagnostic::new(&value.location, "'timeout' must be a number of seconds from 0 to 315360000")),
@@ -282,6 +307,9 @@ impl Keywords {
             ignore_errors: self.ignore_errors.clone().or_else(|| outer.ignore_errors.clone()),
             no_log: self.no_log.or(outer.no_log),
             timeout: self.timeout.or(outer.timeout),
+            run_once: self.run_once.or(outer.run_once),
+            ignore_unreachable: self.ignore_unreachable.or(outer.ignore_unreachable),
+            delegate_to: self.delegate_to.clone().or_else(|| outer.delegate_to.clone()),
             environment: outer.environment.iter().chain(&self.environment).cloned().collect(),
         }
     }
@@ -741,8 +769,8 @@ fn meta_of(item: &Node) -> Option<&Node> {
         .find(|k| matches!(k.key_string().as_str(), "meta" | "ansible.builtin.meta" | "ansible.legacy.meta"))
 }
 
-/// `meta: flush_handlers` (a task that runs the notified handlers) and `meta: noop`
-/// (nothing); the other actions are refused.
+/// `meta: flush_handlers` (a task that runs the notified handlers), `end_host`, `end_play`,
+/// `clear_facts` (with `when`), and `noop` (nothing); the other actions are refused.
 fn meta_task(item: &Node, key: &Node, role: Option<&str>, errors: &mut Vec<Diagnostic>) -> Option<Task> {
     let value = item.as_map()?.iter().find(|(k, _)| std::ptr::eq(k, key)).map(|(_, v)| v)?;
     let action = string_value(value, "meta", errors)?;
@@ -767,11 +795,40 @@ fn meta_task(item: &Node, key: &Node, role: Option<&str>, errors: &mut Vec<Diagn
             Some(task)
         }
         "noop" => None,
+        "end_host" | "end_play" | "clear_facts" => {
+            let mut task = Task::blank(ModuleRef::lookup("debug").expect("debug is registered"), role, &key.location);
+            task.name = Some(format!("meta: {action}"));
+            task.meta = Some(match action.as_str() {
+                "end_host" => Meta::EndHost,
+                "end_play" => Meta::EndPlay,
+                _ => Meta::ClearFacts,
+            });
+            for (k, v) in item.as_map().into_iter().flatten() {
+                match k.key_string().as_str() {
+                    "tags" => task.kw.tags = string_list(v, "tags", errors),
+                    "when" => task.kw.when = conditions(v, "when", errors),
+                    "name" => task.name = string_value(v, "name", errors),
+                    _ => {}
+                }
+            }
+            Some(task)
+        }
         other => {
             errors.push(Diagnostic::new(&value.location, keywords::not_supported(&format!("meta: {other}"))));
             None
         }
     }
+}
+
+/// The `meta` actions besides `flush_handlers` and `noop`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Meta {
+    /// The host is done with the play (not failed).
+    EndHost,
+    /// Every host of the batch is done with the play.
+    EndPlay,
+    /// The host's gathered facts are forgotten (undefined until gathered again).
+    ClearFacts,
 }
 
 /// The name of the flushes put at the end of each play section (never filtered by tags).
@@ -805,6 +862,7 @@ impl Task {
             notify: Vec::new(),
             listen: Vec::new(),
             flush_handlers: false,
+            meta: None,
             loop_: None,
             include: None,
             outer_kw: Keywords::default(),
