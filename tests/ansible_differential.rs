@@ -547,6 +547,37 @@ fn cases() -> Vec<Case> {
             gathering_plays: 1, inventory_user: true,
         },
         Case {
+            name: "apt: only_upgrade, cache_valid_time, dpkg_options, install_recommends, force_apt_get, clean, autoclean, autoremove, deb",
+            files: &[(
+                "site.yml",
+                r#"- hosts: h1
+  gather_facts: false
+  become: true
+  tasks:
+    - apt: {name: qemu-guest-agent, only_upgrade: true}
+    - apt: {update_cache: true, cache_valid_time: 3600}
+    - apt: {update_cache: true, cache_valid_time: 3600}
+    - apt:
+        name: gafix-testpkg
+        state: latest
+        only_upgrade: true
+        install_recommends: false
+        force_apt_get: true
+        dpkg_options: force-confdef,force-confold
+    - apt: {name: gafix-testpkg, state: latest, only_upgrade: true}
+    - apt: {autoclean: true}
+    - apt: {autoremove: true}
+    - apt: {clean: true}
+    - apt: {name: gafix-testpkg, state: absent}
+    - apt: {deb: /srv/debs/gafix-testpkg_2_all.deb}
+    - apt: {deb: /srv/debs/gafix-testpkg_2_all.deb}
+    - shell: dpkg-query -W -f '${db:Status-Abbrev}${Version} ' gafix-testpkg qemu-guest-agent > /tmp/gd/apt 2>&1 || true
+"#,
+            )],
+            args: &[],
+            gathering_plays: 0, inventory_user: true,
+        },
+        Case {
             name: "a block in an imported file inherits the import's when and vars; two roles' handlers of one name: the last runs",
             files: &[
                 (
@@ -928,6 +959,9 @@ fn gafix_and_ansible_playbook_agree() {
         let (a_code, g_code) = (ansible.status.code(), gafix.status.code());
         let agree = a_recap == g_recap && a_code == g_code && ansible_state == gafix_state;
         println!("differential: {:<60} {}", case.name, if agree { "same" } else { "DIFFERENT" });
+        if std::env::var_os("GAFIX_DIFF_SHOW").is_some() {
+            println!("   recap {g_recap:?}\n   state {gafix_state:?}");
+        }
         if !agree {
             disagreements.push(format!(
                 "== {}\nexit: ansible {a_code:?}, gafix {g_code:?}\nrecap: ansible {a_recap:?}\n       gafix   {g_recap:?}\n\

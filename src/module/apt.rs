@@ -26,21 +26,19 @@ pub static SPEC: Spec = Spec {
         arg("only_upgrade", Kind::Bool),
         arg_aliases("allow_downgrade", Kind::Bool, &["allow-downgrade", "allow_downgrades", "allow-downgrades"]),
         arg("default_release", Kind::Str),
+        arg("dpkg_options", Kind::Str),
+        arg("autoclean", Kind::Bool),
+        arg("clean", Kind::Bool),
+        arg("deb", Kind::Str),
+        arg("fail_on_autoremove", Kind::Bool),
+        arg("allow_unauthenticated", Kind::Bool),
+        arg("allow_change_held_packages", Kind::Bool),
+        // gafix always uses apt-get, as force_apt_get asks.
+        arg("force_apt_get", Kind::Bool),
     ],
     free_form: None,
     required: &[],
-    unsupported: &[
-        "deb",
-        "dpkg_options",
-        "force",
-        "autoclean",
-        "clean",
-        "policy_rc_d",
-        "fail_on_autoremove",
-        "allow_unauthenticated",
-        "allow_change_held_packages",
-        "force_apt_get",
-    ],
+    unsupported: &["force", "policy_rc_d"],
     any_keys: false,
 };
 
@@ -90,6 +88,7 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
     };
     let mut total = Transaction::default();
     let mut cache_updated = false;
+    let mut cleaned: Vec<&str> = Vec::new();
     for action in &actions {
         if ctx.check_mode && *action == Action::UpdateCache {
             continue;
@@ -111,13 +110,18 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
         if *action == Action::UpdateCache {
             cache_updated = true;
         }
+        match action {
+            Action::Clean => cleaned.push("cleaned the package cache"),
+            Action::Autoclean if out.stdout.lines().any(|l| l.starts_with("Del ")) => cleaned.push("removed obsolete package files"),
+            _ => {}
+        }
         let o = parse_output(&out.stdout);
         total.installed.extend(o.installed);
         total.upgraded.extend(o.upgraded);
         total.removed.extend(o.removed);
     }
-    let package_ops = actions.iter().any(|a| *a != Action::UpdateCache);
-    let changed = total.changed() || (cache_updated && !package_ops);
+    let package_ops = actions.iter().any(|a| !matches!(a, Action::UpdateCache | Action::Clean));
+    let changed = total.changed() || (cache_updated && !package_ops) || !cleaned.is_empty();
     if !ctx.check_mode && (changed || cache_updated) {
         host.mark_changed(if total.changed() { Change::Packages } else { Change::Other });
     }
@@ -141,6 +145,8 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
         Outcome::changed(parts.join(", "))
     } else if total.changed() {
         Outcome::changed(total.summary())
+    } else if !cleaned.is_empty() {
+        Outcome::changed(cleaned.join(", "))
     } else {
         Outcome::changed("package cache updated")
     };
@@ -191,6 +197,16 @@ pub struct Desired {
     pub only_upgrade: bool,
     pub allow_downgrade: bool,
     pub default_release: Option<String>,
+    /// `dpkg_options`: each becomes `-o Dpkg::Options::=--OPTION`.
+    pub dpkg_options: Vec<String>,
+    pub autoclean: bool,
+    pub clean: bool,
+    /// A .deb file on the host to install.
+    pub deb: Option<String>,
+    /// `apt-get --no-remove`, `--allow-unauthenticated`, `--allow-change-held-packages`.
+    pub fail_on_autoremove: bool,
+    pub allow_unauthenticated: bool,
+    pub allow_change_held_packages: bool,
 }
 
 pub fn desired(args: &Args) -> Result<Desired, ArgError> {
@@ -211,9 +227,43 @@ pub fn desired(args: &Args) -> Result<Desired, ArgError> {
             return Err(ArgError::Invalid { arg: "default_release", expected: "a release name", found: r.clone() });
         }
     }
+    let dpkg_options: Vec<String> = args
+        .str("dpkg_options")
+        .unwrap_or_else(|| "force-confdef,force-confold".into())
+        .split(',')
+        .map(|o| o.trim().to_string())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if let Some(bad) = dpkg_options
+        .iter()
+        .find(|o| !o.starts_with(|c: char| c.is_ascii_lowercase()) || !o.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+    {
+        return Err(ArgError::Invalid {
+            arg: "dpkg_options",
+            expected: "dpkg option names (force-confold,force-confdef)",
+            found: bad.clone(),
+        });
+    }
+    let deb = args.str("deb");
+    if let Some(path) = &deb {
+        if path.contains("://") {
+            return Err(ArgError::Module("apt: a deb URL is not supported by gafix yet (copy the file to the host first)".into()));
+        }
+        names::path(path)?;
+        if state != PackageState::Present {
+            return Err(ArgError::Module("apt: deb only supports state=present".into()));
+        }
+    }
     Ok(Desired {
         names,
         state,
+        dpkg_options,
+        autoclean: args.bool("autoclean").unwrap_or(false),
+        clean: args.bool("clean").unwrap_or(false),
+        deb,
+        fail_on_autoremove: args.bool("fail_on_autoremove").unwrap_or(false),
+        allow_unauthenticated: args.bool("allow_unauthenticated").unwrap_or(false),
+        allow_change_held_packages: args.bool("allow_change_held_packages").unwrap_or(false),
         // Like Ansible, cache_valid_time implies update_cache.
         update_cache: args.bool("update_cache").unwrap_or(false) || args.int("cache_valid_time").is_some(),
         cache_valid_time: args.int("cache_valid_time"),
@@ -230,19 +280,28 @@ pub fn desired(args: &Args) -> Result<Desired, ArgError> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// `apt-get clean` (always a change, as Ansible reports it).
+    Clean,
     UpdateCache,
     Install(Vec<String>),
     /// Install or upgrade to the newest candidate; whether anything changes is read from apt.
     InstallLatest(Vec<String>),
     Remove(Vec<String>),
     Upgrade(Upgrade),
+    /// A .deb on the host, unless that version is installed already (read with it).
+    Deb(String),
     Autoremove,
+    /// `apt-get autoclean`: changed when it deleted a file.
+    Autoclean,
 }
 
 /// Facts x desired -> actions. Pure: no host needed.
 pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
     let mut actions = Vec::new();
     let mut notes = Vec::new();
+    if d.clean {
+        actions.push(Action::Clean);
+    }
     let cache_fresh = match (d.cache_valid_time, facts.apt_cache_age) {
         (Some(valid), Some(age)) => age <= valid,
         _ => false,
@@ -255,7 +314,8 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
         PackageState::Present => {
             // `name=version` pins are installed when the installed version differs.
             let split = packages::split(&d.names, |n| match (installed(n), n.split_once('=')) {
-                (None, _) => false,
+                // only_upgrade: a package that is not installed is left alone.
+                (None, _) => d.only_upgrade,
                 (Some(v), Some((_, want))) => v == want,
                 (Some(_), None) => true,
             });
@@ -280,6 +340,13 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
     if let Some(kind) = d.upgrade {
         actions.push(Action::Upgrade(kind));
     }
+    if let Some(deb) = &d.deb {
+        actions.push(Action::Deb(deb.clone()));
+    }
+    // As Ansible: autoclean and autoremove run on their own when no package is named.
+    if d.autoclean && d.names.is_empty() {
+        actions.push(Action::Autoclean);
+    }
     if d.autoremove {
         actions.push(Action::Autoremove);
     }
@@ -290,13 +357,23 @@ pub fn decide(d: &Desired, facts: &Facts) -> Decision<Action> {
     }
 }
 
-const APT_GET: &str = "apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
-
 /// The shell command for an action. `simulate` is check mode: apt-get -s changes nothing.
 pub fn command(action: &Action, d: &Desired, simulate: bool) -> String {
     let sim = if simulate { " -s" } else { "" };
     let quoted = |names: &[String]| names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ");
+    let dpkg: String = d.dpkg_options.iter().map(|o| format!(" -o Dpkg::Options::=--{o}")).collect();
+    let apt_get = format!("apt-get -q -y{dpkg}");
+    let apt_get = apt_get.as_str();
     let mut opts = String::new();
+    for (on, flag) in [
+        (d.fail_on_autoremove, " --no-remove"),
+        (d.allow_unauthenticated, " --allow-unauthenticated"),
+        (d.allow_change_held_packages, " --allow-change-held-packages"),
+    ] {
+        if on {
+            opts.push_str(flag);
+        }
+    }
     match d.install_recommends {
         Some(true) => opts.push_str(" -o APT::Install-Recommends=true"),
         Some(false) => opts.push_str(" --no-install-recommends"),
@@ -310,17 +387,29 @@ pub fn command(action: &Action, d: &Desired, simulate: bool) -> String {
     }
     let body = match action {
         Action::UpdateCache => return if simulate { "true".into() } else { wrap(d.lock_timeout, "apt-get -q update") },
-        Action::Install(names) => format!("{APT_GET}{sim}{opts} install -- {}", quoted(names)),
+        Action::Clean => return if simulate { "true".into() } else { wrap(d.lock_timeout, "apt-get clean") },
+        Action::Deb(path) => {
+            // Installed already at the file's version: nothing to do (and said so).
+            let install = format!("{apt_get}{sim}{opts} install -- {}", quote(path));
+            let script = format!(
+                "f={}; n=$(dpkg-deb -f \"$f\" Package) && v=$(dpkg-deb -f \"$f\" Version) || exit 1\n\
+                 if [ \"$(dpkg-query -W -f='${{db:Status-Abbrev}}${{Version}}' \"$n\" 2>/dev/null)\" = \"ii $v\" ]; then echo \"@@deb-installed $n $v\"; exit 0; fi\n",
+                quote(path)
+            );
+            return if simulate { format!("{script}echo \"Inst $n ($v)\"") } else { format!("{script}{}", wrap(d.lock_timeout, &install)) };
+        }
+        Action::Autoclean => format!("{apt_get}{sim} autoclean"),
+        Action::Install(names) => format!("{apt_get}{sim}{opts} install -- {}", quoted(names)),
         Action::InstallLatest(names) => {
             let only = if d.only_upgrade { " --only-upgrade" } else { "" };
-            format!("{APT_GET}{sim}{opts}{only} install -- {}", quoted(names))
+            format!("{apt_get}{sim}{opts}{only} install -- {}", quoted(names))
         }
-        Action::Remove(names) => format!("{APT_GET}{sim}{} remove -- {}", if d.purge { " --purge" } else { "" }, quoted(names)),
+        Action::Remove(names) => format!("{apt_get}{sim}{} remove -- {}", if d.purge { " --purge" } else { "" }, quoted(names)),
         Action::Upgrade(Upgrade::Safe) => {
-            format!("{APT_GET}{sim}{opts} upgrade --with-new-pkgs=no")
+            format!("{apt_get}{sim}{opts} upgrade --with-new-pkgs=no")
         }
-        Action::Upgrade(Upgrade::Dist) => format!("{APT_GET}{sim}{opts} dist-upgrade"),
-        Action::Autoremove => format!("{APT_GET}{sim} autoremove{}", if d.purge { " --purge" } else { "" }),
+        Action::Upgrade(Upgrade::Dist) => format!("{apt_get}{sim}{opts} dist-upgrade"),
+        Action::Autoremove => format!("{apt_get}{sim} autoremove{}", if d.purge { " --purge" } else { "" }),
     };
     if simulate {
         format!("LC_ALL=C {body}")
@@ -492,6 +581,22 @@ mod tests {
         assert!(matches!(decide(&d, &f), Decision::Ok(_)));
         f.apt_cache_age = Some(7200);
         assert_eq!(decide(&d, &f), Decision::Change(vec![Action::UpdateCache]));
+    }
+
+    #[test]
+    fn clean_autoclean_deb_dpkg_options_and_only_upgrade() {
+        let d = desired(&args(json!({"clean": true, "autoclean": true, "deb": "/tmp/x.deb"}))).unwrap();
+        assert_eq!(decide(&d, &facts(&[])), Decision::Change(vec![Action::Clean, Action::Deb("/tmp/x.deb".into()), Action::Autoclean]));
+        let deb = command(&Action::Deb("/tmp/x.deb".into()), &d, false);
+        assert!(deb.contains("dpkg-deb -f \"$f\" Package") && deb.contains("install -- /tmp/x.deb"), "{deb}");
+        let d = desired(&args(json!({"name": "sudo", "only_upgrade": true}))).unwrap();
+        assert!(matches!(decide(&d, &facts(&[])), Decision::Ok(_)), "only_upgrade leaves a missing package alone");
+        let d = desired(&args(json!({"name": "sudo", "dpkg_options": "force-confnew", "fail_on_autoremove": true}))).unwrap();
+        let cmd = command(&Action::Install(vec!["sudo".into()]), &d, false);
+        assert!(cmd.contains("-o Dpkg::Options::=--force-confnew") && !cmd.contains("confold") && cmd.contains("--no-remove"), "{cmd}");
+        assert!(desired(&args(json!({"dpkg_options": "force-confnew;reboot"}))).is_err());
+        assert!(desired(&args(json!({"deb": "https://example.invalid/x.deb"}))).is_err());
+        assert!(desired(&args(json!({"deb": "/tmp/x.deb", "state": "absent"}))).is_err());
     }
 
     #[test]
