@@ -15,12 +15,8 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use serde_json::Value as Json;
-use support::{root, Host, Kind};
+use support::ansible::{ansible_playbook, inventory, python_container, run_ansible, run_gafix};
+use support::Host;
 
 struct Case {
     name: &'static str,
@@ -814,67 +810,6 @@ const TAGGED: &[(&str, &str)] = &[(
 "#,
 )];
 
-fn ansible_playbook() -> PathBuf {
-    let inventory =
-        std::env::var_os("GAFIX_ANSIBLE_INVENTORY").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/ansible-inventory"));
-    let bin = inventory.with_file_name("ansible-playbook");
-    assert!(bin.is_file(), "ansible-playbook is needed next to {} (tests/run installs ansible-core in .venv)", inventory.display());
-    bin
-}
-
-/// A container with python3 (Ansible's modules need it; gafix does not, but both tools
-/// get the same kind of host).
-fn python_container(prefix: &str) -> Host {
-    Host::start_with(prefix, Kind::Container, &["--python"])
-}
-
-/// The container under three inventory names.
-fn inventory(host: &Host, dir: &Path, with_user: bool) -> PathBuf {
-    let mut text = String::from("all:\n  vars:\n    ansible_python_interpreter: /usr/bin/python3\n  hosts:\n");
-    let key = Path::new(host.info["key"].as_str().unwrap());
-    let known_hosts = host.info["known_hosts"].as_str().unwrap();
-    for name in ["h1", "h2", "h3"] {
-        text += &format!(
-            "    {name}:\n      ansible_host: {}\n      ansible_port: {}\n{}      ansible_ssh_private_key_file: {}\n      ansible_ssh_common_args: -o UserKnownHostsFile={known_hosts} -o IdentitiesOnly=yes\n",
-            host.info["host"].as_str().unwrap(),
-            host.info["port"],
-            if with_user { "      ansible_user: tester\n" } else { "" },
-            key.display(),
-        );
-    }
-    let path = dir.join("hosts.yml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-type Recap = BTreeMap<String, BTreeMap<String, i64>>;
-
-/// `h1 : ok=2 changed=1 ...` lines of ansible-playbook's PLAY RECAP.
-fn ansible_recap(stdout: &str, gathering_plays: u32) -> Recap {
-    let recap = stdout.split("PLAY RECAP").nth(1).unwrap_or_else(|| panic!("no PLAY RECAP in:\n{stdout}"));
-    let mut out = Recap::new();
-    for line in recap.lines().filter(|l| l.contains(" : ")) {
-        let (host, counts) = line.split_once(" : ").unwrap();
-        let mut stats: BTreeMap<String, i64> =
-            counts.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.parse().unwrap())).collect();
-        *stats.get_mut("ok").unwrap() -= i64::from(gathering_plays);
-        out.insert(host.trim().to_string(), stats);
-    }
-    out
-}
-
-fn gafix_recap(report: &Json) -> Recap {
-    let mut out = Recap::new();
-    for (host, s) in report["stats"].as_object().expect("stats in the JSON report") {
-        let stats = ["ok", "changed", "unreachable", "failed", "skipped", "rescued", "ignored"]
-            .iter()
-            .map(|k| (k.to_string(), s[*k].as_i64().unwrap_or_else(|| panic!("{k} in {s}"))))
-            .collect();
-        out.insert(host.clone(), stats);
-    }
-    out
-}
-
 /// Every file the tasks left, with its content.
 fn state(host: &Host) -> String {
     host.sh("cd /tmp/gd && for f in *; do [ -e \"$f\" ] || continue; printf '%s: ' \"$f\"; tr '\\n' '|' < \"$f\"; echo; done")
@@ -883,7 +818,8 @@ fn state(host: &Host) -> String {
 #[test]
 #[ignore = "needs test containers and ansible-core: run tests/run"]
 fn gafix_and_ansible_playbook_agree() {
-    let playbook_bin = ansible_playbook();
+    // Before any container starts: a missing ansible-playbook is one clear failure.
+    ansible_playbook();
     let hosts = std::thread::scope(|s| {
         let a = s.spawn(|| python_container("diff-ansible"));
         let g = s.spawn(|| python_container("diff-gafix"));
@@ -922,41 +858,20 @@ fn gafix_and_ansible_playbook_agree() {
         std::fs::create_dir_all(&gafix_dir).unwrap();
         let book = dir.path().join("site.yml");
 
-        let ansible = Command::new(&playbook_bin)
-            .arg("-i")
-            .arg(inventory(on_ansible, &ansible_dir, case.inventory_user))
-            .arg(&book)
-            .args(case.args)
-            .current_dir(dir.path())
-            .env_remove("ANSIBLE_CONFIG")
-            .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
-            .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_DEPRECATION_WARNINGS", "False")
-            .output()
-            .expect("run ansible-playbook");
-        let ansible_stdout = String::from_utf8_lossy(&ansible.stdout).to_string();
+        let names = ["h1", "h2", "h3"];
+        let ansible = run_ansible(
+            &inventory(on_ansible, &ansible_dir, &names, case.inventory_user),
+            &book,
+            case.args,
+            dir.path(),
+            Some(case.gathering_plays),
+        );
         let ansible_state = state(on_ansible);
-
-        let report_path = gafix_dir.join("report.json");
-        let gafix = Command::new(env!("CARGO_BIN_EXE_gafix"))
-            .args(["converge", "--color", "never", "-i"])
-            .arg(inventory(on_gafix, &gafix_dir, case.inventory_user))
-            .arg(&book)
-            .args(case.args)
-            .arg("--json")
-            .arg(&report_path)
-            .current_dir(dir.path())
-            .output()
-            .expect("run gafix");
-        let gafix_stdout = String::from_utf8_lossy(&gafix.stdout).to_string();
-        let report: Json = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap_or_else(|e| {
-            panic!("{}: gafix wrote no report ({e}):\n{gafix_stdout}\n{}", case.name, String::from_utf8_lossy(&gafix.stderr))
-        }))
-        .unwrap();
+        let gafix = run_gafix(&inventory(on_gafix, &gafix_dir, &names, case.inventory_user), &book, case.args, dir.path());
         let gafix_state = state(on_gafix);
-
-        let (a_recap, g_recap) = (ansible_recap(&ansible_stdout, case.gathering_plays), gafix_recap(&report));
-        let (a_code, g_code) = (ansible.status.code(), gafix.status.code());
+        let (a_recap, g_recap) = (&ansible.recap, &gafix.recap);
+        let (a_code, g_code) = (ansible.code, gafix.code);
+        let (ansible_stdout, gafix_stdout) = (&ansible.stdout, &gafix.stdout);
         let agree = a_recap == g_recap && a_code == g_code && ansible_state == gafix_state;
         println!("differential: {:<60} {}", case.name, if agree { "same" } else { "DIFFERENT" });
         if std::env::var_os("GAFIX_DIFF_SHOW").is_some() {

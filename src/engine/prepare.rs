@@ -2,6 +2,7 @@
 //! what its one facts probe will read.
 
 use serde_json::{json, Value as Json};
+use std::collections::HashMap;
 
 use crate::facts::ProbeRequest;
 use crate::inventory::{self, Inventory};
@@ -124,16 +125,48 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
             task.module.probe(&Args(args), &mut req);
         }
     }
-    req.machine = plan.plays.iter().filter(|p| p.hosts.iter().any(|h| h == name)).any(uses_ansible_facts);
+    req.machine = plan.plays.iter().filter(|p| p.hosts.iter().any(|h| h == name)).any(|p| uses_ansible_facts(p, &plan.dir));
     req.normalize();
     req
+}
+
+/// Whether a file under `dir` (a few levels down, text files up to 1 MiB) names a fact;
+/// each directory is read once per run.
+fn files_mention_facts(dir: &std::path::Path) -> bool {
+    static SEEN: std::sync::LazyLock<std::sync::Mutex<HashMap<std::path::PathBuf, bool>>> = std::sync::LazyLock::new(Default::default);
+    if let Some(known) = SEEN.lock().unwrap().get(dir) {
+        return *known;
+    }
+    fn walk(dir: &std::path::Path, depth: usize) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        entries.filter_map(Result::ok).any(|e| {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() && depth > 0 => walk(&path, depth - 1),
+                Ok(t) if t.is_file() && e.metadata().is_ok_and(|m| m.len() <= 1 << 20) => {
+                    std::fs::read(&path).is_ok_and(|b| b.windows(8).any(|w| w == b"ansible_"))
+                }
+                _ => false,
+            }
+        })
+    }
+    let found = walk(dir, 4);
+    SEEN.lock().unwrap().insert(dir.to_path_buf(), found);
+    found
 }
 
 /// Whether a play refers to Ansible's facts anywhere a template can (`ansible_X`,
 /// `ansible_facts`): then the probe reads the machine's facts too. A reference the scan
 /// cannot see finds the fact undefined (an error naming it), never a wrong value.
-fn uses_ansible_facts(planned: &crate::plan::PlannedPlay) -> bool {
+fn uses_ansible_facts(planned: &crate::plan::PlannedPlay, plan_dir: &std::path::Path) -> bool {
     let mentions = |v: &Json| v.to_string().contains("ansible_");
+    // Files read when the tasks run (templates, included task and vars files) can name
+    // facts too: the role directories and the playbook's own task, template and vars files.
+    let role_dirs = planned.roles.iter().map(|r| std::path::PathBuf::from(&r.role.origin)).filter(|d| d.is_dir());
+    let book_dirs = ["templates", "tasks", "vars", "files"].map(|d| plan_dir.join(d));
+    if role_dirs.chain(book_dirs).any(|d| files_mention_facts(&d)) {
+        return true;
+    }
     let play = &planned.play;
     let names_in_strings = |list: &[String]| list.iter().any(|s| s.contains("ansible_"));
     mentions(&Json::Object(play.vars.clone()))

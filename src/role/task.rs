@@ -143,13 +143,17 @@ impl Task {
         t
     }
 
-    /// The task and, for a block, every task inside it (depth first).
+    /// The task and, for a block, every task inside it, and for an `include_role`, the
+    /// role's tasks (depth first).
     pub fn flattened(&self) -> Vec<&Task> {
         let mut out = vec![self];
         if let Some(b) = &self.block {
             for t in b.block.iter().chain(&b.rescue).chain(&b.always) {
                 out.extend(t.flattened());
             }
+        }
+        for t in self.include.iter().flat_map(|i| i.role.iter()).flat_map(|c| &c.tasks) {
+            out.extend(t.flattened());
         }
         out
     }

@@ -59,7 +59,7 @@ fn unknown_modules_and_arguments_point_at_the_key() {
     assert!(errs[0].starts_with("tasks.yml:3:5: unsupported argument 'stat' for module 'apt'; supported: name, state"), "{}", errs[0]);
     let errs = errors_of("- apt:\n    name: foo\n    state: presnt\n");
     assert!(errs[0].contains("tasks.yml:3:5: 'state' must be one of present, installed"), "{}", errs[0]);
-    let errs = errors_of("- apt:\n    name: foo\n    deb: /tmp/x.deb\n");
+    let errs = errors_of("- apt:\n    name: foo\n    policy_rc_d: 101\n");
     assert!(errs[0].contains("not supported by gafix yet"), "{}", errs[0]);
 }
 

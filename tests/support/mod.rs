@@ -2,6 +2,8 @@
 //! when its handle drops, also when a test panics.
 #![allow(dead_code)]
 
+pub mod ansible;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,6 +7,8 @@
 //! (Ansible's undefined chains): an expression that guards with `default` or `defined` is
 //! evaluated again with chaining undefined values when the strict pass stops on one.
 
+mod filters;
+
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::Value as Json;
@@ -89,6 +91,8 @@ fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
     let mut env = Environment::new();
     // Ansible keeps a template's trailing newline (`content: "x {{ y }}\n"`).
     env.set_keep_trailing_newline(true);
+    // Ansible templates every value with trim_blocks, not only template files.
+    env.set_trim_blocks(true);
     env.set_undefined_behavior(undefined);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.set_formatter(|out, state, value| {
@@ -107,6 +111,7 @@ fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
             Ok(v)
         }
     });
+    filters::register(&mut env);
     // Ansible's path and serialisation filters roles use in templates.
     env.add_filter("basename", |v: String| v.rsplit('/').next().unwrap_or("").to_string());
     env.add_filter("dirname", |v: String| match v.rfind('/') {
@@ -479,6 +484,24 @@ mod tests {
 
     fn vars(v: Json) -> Vars {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn values_render_with_trim_blocks_as_ansible_renders_them() {
+        let t = Templar::new();
+        let v = json!("{% if true %}\n* hard core 0\n{% endif %}\n* soft nofile 4096\n");
+        assert_eq!(t.render(&v, &Vars::new()).unwrap(), json!("* hard core 0\n* soft nofile 4096\n"), "as ansible-core renders it");
+    }
+
+    #[test]
+    fn the_comment_filter_as_ansible_writes_it() {
+        let t = Templar::new();
+        let r = |src: &str| t.render(&json!(src), &Vars::new()).unwrap();
+        // Expected values printed by ansible-core's own filter.
+        assert_eq!(r("{{ 'Managed\\nby Ansible' | comment }}"), json!("#\n# Managed\n# by Ansible\n#"));
+        assert_eq!(r("{{ 'x' | comment('cblock') }}"), json!("/*\n *\n * x\n *\n */"));
+        assert_eq!(r("{{ 'a\\n\\nb' | comment('c', prefix_count=2) }}"), json!("//\n//\n// a\n//\n// b\n//"));
+        assert_eq!(r("{{ 'x' | comment('xml', decoration='-- ') }}"), json!("<!--\n--\n-- x\n--\n-->"));
     }
 
     #[test]
