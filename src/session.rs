@@ -347,6 +347,13 @@ impl HostSession {
                 request.contents.push(p.clone());
             }
         }
+        for p in &extra.links {
+            let known_link = known.and_then(|f| f.paths.get(p)).is_some_and(|s| s.link_target.is_some());
+            if basics || path_stale(p) || !known_link {
+                request.paths.push(p.clone());
+                request.links.push(p.clone());
+            }
+        }
         let accounts_stale = basics || stale.accounts;
         let asks_accounts = !extra.users.is_empty() || !extra.shadow.is_empty() || extra.groups;
         if stale.accounts && !basics && asks_accounts {

@@ -50,11 +50,12 @@ fn validate_reports_every_error_with_its_location() {
 fn validate_reads_whole_role_directories_and_every_keyword() {
     let fleet = Fleet::new();
     fleet.write("hosts.yml", "all:\n  hosts:\n    h1:\n");
-    for dir in ["roles/web/tasks", "roles/web/meta", "roles/web/handlers", "roles/web/vars"] {
+    for dir in ["roles/web/tasks", "roles/web/meta", "roles/web/handlers", "roles/web/vars", "roles/db/tasks"] {
         std::fs::create_dir_all(fleet.path(dir)).unwrap();
     }
     fleet.write("roles/web/tasks/main.yml", "- command: ls\n  throttle: 1\n");
-    fleet.write("roles/web/meta/main.yml", "galaxy_info: {author: x}\ndependencies:\n  - role: nosuch\n");
+    fleet.write("roles/web/meta/main.yml", "galaxy_info: {author: x}\ndependencies:\n  - role: nosuch\n  - db\n");
+    fleet.write("roles/db/tasks/main.yml", "- servce: {name: db}\n");
     fleet.write("roles/web/handlers/main.yml", "- name: restart\n  sevice: {name: nginx, state: restarted}\n");
     fleet.write("roles/web/vars/main.yml", "- not a mapping\n");
     fleet.write("site.yml", "- hosts: all\n  vars_prompt: []\n  roles: [web]\n  tasks:\n    - ap: {name: vim}\n");
@@ -66,9 +67,13 @@ fn validate_reads_whole_role_directories_and_every_keyword() {
         "roles/web/tasks/main.yml:2:3: `throttle` is not supported by gafix yet",
         "roles/web/handlers/main.yml:2:3: unknown module or task keyword 'sevice'; did you mean 'service'?",
         "roles/web/vars/main.yml:1:1: 'vars' must be a mapping",
+        // A role's dependencies are checked even when the role itself has problems.
+        "roles/web/meta/main.yml:3:5: role 'nosuch' not found in",
+        "roles/db/tasks/main.yml:1:3: unknown module or task keyword 'servce'; did you mean 'service'?",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
+    fleet.write("roles/db/tasks/main.yml", "- service: {name: db}\n");
     // The role's own problems first; once fixed, the missing dependency is reported.
     fleet.write("roles/web/tasks/main.yml", "- command: ls\n");
     fleet.write("roles/web/handlers/main.yml", "- name: restart\n  service: {name: nginx, state: restarted}\n");

@@ -118,10 +118,44 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
             // Whether the units the role ensures can start at all (check mode says so).
             req.paths.extend(instance.role.meta.binds_to.iter().map(|(_, device)| device.clone()));
         }
+        // Arguments are rendered with what is known before the run: the host's variables,
+        // the play's, and the task's role defaults, vars and parameters (once per role).
+        let mut scopes: HashMap<Option<usize>, Vars> = HashMap::new();
         for task in
             planned.tasks.iter().chain(&planned.handlers).flat_map(|t| t.flattened()).filter(|t| !t.flush_handlers && t.block.is_none())
         {
-            let Ok(Json::Object(args)) = templar.render(&Json::Object(task.args.0.clone()), vars) else { continue };
+            let scope = scopes.entry(task.role_instance).or_insert_with(|| {
+                let role = task.role_instance.and_then(|i| planned.roles.get(i));
+                let mut v = role.map(|r| r.role.defaults.clone()).unwrap_or_default();
+                v.extend(vars.clone());
+                v.extend(planned.play.vars.clone());
+                if let Some(r) = role {
+                    v.extend(r.role.vars.clone());
+                    v.extend(r.params.clone());
+                }
+                v
+            });
+            let mut task_scope;
+            let scope: &Vars = if task.vars.is_empty() {
+                scope
+            } else {
+                task_scope = scope.clone();
+                task_scope.extend(task.vars.clone());
+                &task_scope
+            };
+            let mut sources = Vec::new();
+            crate::template::collect_templates(&Json::Object(task.args.0.clone()), &mut sources);
+            let mut resolved;
+            let scope = if sources.is_empty() {
+                scope
+            } else {
+                resolved = scope.clone();
+                if templar.resolve_used(&mut resolved, &sources).is_err() {
+                    continue;
+                }
+                &resolved
+            };
+            let Ok(Json::Object(args)) = templar.render(&Json::Object(task.args.0.clone()), scope) else { continue };
             task.module.probe(&Args(args), &mut req);
         }
     }

@@ -74,6 +74,8 @@ pub struct ProbeRequest {
     pub checksums: Vec<String>,
     /// Paths whose content is read too (files `lineinfile`/`blockinfile` edit in place).
     pub contents: Vec<String>,
+    /// Paths whose own link target is read (`file` with `state: link`).
+    pub links: Vec<String>,
     /// Users whose `passwd` entry is read (`user`).
     pub users: Vec<String>,
     /// Users whose password hash is read too (`user` with `password`).
@@ -111,6 +113,7 @@ impl ProbeRequest {
             && self.paths.is_empty()
             && self.checksums.is_empty()
             && self.contents.is_empty()
+            && self.links.is_empty()
             && self.users.is_empty()
             && self.shadow.is_empty()
             && !self.groups
@@ -142,6 +145,7 @@ pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
     paths::probe(request, &mut s);
     paths::probe_checksums(request, &mut s);
     paths::probe_contents(request, &mut s);
+    paths::probe_links(request, &mut s);
     accounts::probe(request, &mut s);
     s
 }
@@ -165,6 +169,7 @@ pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
             || paths::parse(name, lines, request, facts)
             || paths::parse_checksum(name, lines, request, facts)
             || paths::parse_content(name, lines, request, facts)
+            || paths::parse_link(name, lines, request, facts)
             || accounts::parse(name, lines, request, facts);
     }
 }
@@ -369,6 +374,7 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
             paths: vec!["/var/run/reboot-required".into()],
             checksums: Vec::new(),
             contents: Vec::new(),
+            links: Vec::new(),
             users: Vec::new(),
             shadow: Vec::new(),
             groups: false,
@@ -537,6 +543,7 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
                 paths: vec!["/tmp/x y".into()],
                 checksums: vec!["/tmp/x y".into()],
                 contents: vec!["/tmp/x y".into()],
+                links: Vec::new(),
                 users: Vec::new(),
                 shadow: Vec::new(),
                 groups: false,

@@ -20,6 +20,9 @@ pub struct PathStat {
     /// a file in place, like `lineinfile`) and a regular file the login user can read.
     #[serde(skip)]
     pub content: Option<Vec<u8>>,
+    /// Where the path points if it is a symbolic link (`Some("")`: not a link), when
+    /// asked for (`ProbeRequest::links`, for `file` with `state: link`).
+    pub link_target: Option<String>,
 }
 
 /// Any change may have touched any path.
@@ -46,6 +49,7 @@ fn stat_line(line: &str) -> PathStat {
         mtime: f[5].parse().unwrap_or(0),
         checksum: None,
         content: None,
+        link_target: None,
     }
 }
 
@@ -85,6 +89,22 @@ fn content_lines(lines: &[&str]) -> Option<Vec<u8>> {
         ["+", ..] => Some(Vec::new()),
         _ => None,
     }
+}
+
+/// A path's own link target (empty when it is not a link), by index.
+pub(super) fn probe_links(request: &ProbeRequest, s: &mut String) {
+    for (i, p) in request.links.iter().enumerate() {
+        s.push_str(&format!("echo '@@link|{i}'; readlink -- {} 2>/dev/null; echo\n", quote(p)));
+    }
+}
+
+/// Reads a `link|N` section into the path's stat (a missing path gets an entry too).
+pub(super) fn parse_link(section: &str, lines: &[&str], request: &ProbeRequest, facts: &mut Facts) -> bool {
+    let Some(index) = section.strip_prefix("link|") else { return false };
+    let Some(path) = index.parse::<usize>().ok().and_then(|i| request.links.get(i)) else { return true };
+    let target = lines.first().copied().unwrap_or("").to_string();
+    facts.paths.entry(path.clone()).or_default().link_target = Some(target);
+    true
 }
 
 /// Reads a `cat|N` section into the path's stat (with the SHA-1 it implies).
@@ -144,6 +164,24 @@ pub(super) fn parse(section: &str, lines: &[&str], request: &ProbeRequest, facts
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_reads_a_links_own_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        std::fs::write(&target, "x").unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let (link, target, plain) = (link.display().to_string(), target.display().to_string(), dir.path().join("t").display().to_string());
+        let request =
+            ProbeRequest { paths: vec![link.clone(), plain.clone()], links: vec![link.clone(), plain.clone()], ..Default::default() };
+        let out = std::process::Command::new("sh").arg("-c").arg(crate::facts::probe_script(&request, false)).output().unwrap();
+        let mut facts = Facts::default();
+        crate::facts::parse_probe(&String::from_utf8_lossy(&out.stdout), &request, &mut facts);
+        assert_eq!(facts.paths[&link].link_target.as_deref(), Some(target.as_str()));
+        assert!(facts.paths[&link].exists, "the stat follows the link");
+        assert_eq!(facts.paths[&plain].link_target.as_deref(), Some(""), "not a link");
+    }
 
     #[test]
     fn a_direct_stat_reads_as_the_probe_does() {

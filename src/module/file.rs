@@ -108,6 +108,9 @@ impl Module for File {
 
     fn probe(&self, args: &Args, request: &mut ProbeRequest) {
         if let Ok(d) = desired(args) {
+            if d.state == Some(State::Link) {
+                request.links.push(d.at.dest.clone());
+            }
             request.paths.push(d.at.dest);
         }
     }
@@ -123,15 +126,19 @@ impl Module for File {
                 Ok(s) => s,
                 Err(o) => return o,
             };
-            // A link's own target is not in the stat (it follows links): read it when it matters.
-            let link_target = if d.state == Some(State::Link) {
+            // A link's own target is not in the stat (it follows links): the probe reads it
+            // (when the path resolves, the login user could read it); else it is read here.
+            let probed = host.facts().paths.get(&path).filter(|s| s.exists).and_then(|s| s.link_target.clone());
+            let link_target = if d.state != Some(State::Link) {
+                None
+            } else if let Some(target) = probed {
+                Some(target).filter(|t| !t.is_empty())
+            } else {
                 match host.run(&format!("readlink -- {}", quote(&path)), ctx.become_, None).await {
                     Ok(out) if out.rc == 0 => Some(out.stdout.trim_end_matches('\n').to_string()),
                     Ok(_) => None,
                     Err(e) => return Outcome::from_transport(e),
                 }
-            } else {
-                None
             };
             let plan = match plan(&d, &stat, link_target.as_deref()) {
                 Ok(p) => p,

@@ -104,6 +104,7 @@ mod tests {
             mtime: 5,
             checksum: None,
             content: None,
+            link_target: None,
         };
         let r = result("/var/run/reboot-required", &s);
         assert_eq!(r["stat"]["exists"], json!(true));

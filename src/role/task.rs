@@ -469,8 +469,11 @@ pub fn parse_task(node: &Node, role: Option<&str>, files: &super::TaskFiles, err
         }
     }
     if let Some(control) = loop_control {
+        // A `with_<lookup>` gafix does not run has been reported already.
+        let unsupported_loop = entries.iter().any(|(k, _)| k.key_string().starts_with("with_"));
         match &mut task.loop_ {
             Some(l) => read_loop_control(l, control, errors),
+            None if unsupported_loop => {}
             None => errors.push(Diagnostic::new(&control.location, "loop_control needs loop (or with_<lookup>) on the same task")),
         }
     }

@@ -167,6 +167,8 @@ fn one_wording_for_what_gafix_does_not_run_and_suggestions_for_typos() {
     assert_eq!(errs[0], "tasks.yml:2:3: `remote_user` is not supported by gafix yet");
     assert_eq!(errs[1], "tasks.yml:4:3: `with_nested` is not supported by gafix yet");
     assert_eq!(errs[2], "tasks.yml:5:3: `community.general.ufw` is not supported by gafix yet");
+    let errs = errors_of("- command: ls\n  with_nested: [[1]]\n  loop_control: {loop_var: x}\n");
+    assert_eq!(errs, ["tasks.yml:2:3: `with_nested` is not supported by gafix yet"], "one problem, one error");
     let errs = errors_of("- ap: {name: vim}\n- command: ls\n  regster: r\n");
     assert_eq!(errs[0], "tasks.yml:1:3: unknown module or task keyword 'ap'; did you mean 'apt'?");
     assert_eq!(errs[1], "tasks.yml:3:3: unknown module or task keyword 'regster'; did you mean 'register'?");
