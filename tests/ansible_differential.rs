@@ -543,7 +543,7 @@ fn cases() -> Vec<Case> {
             gathering_plays: 1, inventory_user: true,
         },
         Case {
-            name: "apt: only_upgrade, cache_valid_time, dpkg_options, install_recommends, force_apt_get, clean, autoclean, autoremove, deb",
+            name: "apt: only_upgrade, cache_valid_time, dpkg_options, install_recommends, force_apt_get, clean, autoclean, autoremove, deb, a loop over names",
             files: &[(
                 "site.yml",
                 r#"- hosts: h1
@@ -564,6 +564,10 @@ fn cases() -> Vec<Case> {
     - apt: {autoclean: true}
     - apt: {autoremove: true}
     - apt: {clean: true}
+    - apt: {name: "{{ item }}", state: present}
+      loop: [gafix-testpkg, gafix-benchsvc]
+      register: looped
+    - shell: echo "{{ looped.results | map(attribute='changed') | list }} {{ looped.results | length }}" > /tmp/gd/looped
     - apt: {name: gafix-testpkg, state: absent}
     - apt: {deb: /srv/debs/gafix-testpkg_2_all.deb}
     - apt: {deb: /srv/debs/gafix-testpkg_2_all.deb}

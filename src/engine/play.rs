@@ -833,6 +833,21 @@ async fn run_task_on(
         Ok(items) => items,
         Err(e) => return Outcome::failed(e),
     };
+    if collapses(task, l, &items) {
+        // As one transaction, as Ansible's package modules take a list: the whole list is
+        // the loop variable for the one run; each item's result is that run's.
+        let mut all = vars.clone();
+        all.insert(l.loop_var.clone(), Json::Array(items.clone()));
+        let outcome = run_attempts(host, task, role, ctx, &mut all, check_mode).await;
+        let done = (0..items.len())
+            .map(|index| {
+                let mut item_vars = vars.clone();
+                super::loops::bind(l, &items, index, &mut item_vars);
+                (items[index].clone(), super::loops::label(l, &items[index], &item_vars, ctx.templar), item_share(&outcome, &items[index]))
+            })
+            .collect();
+        return super::loops::outcome(l, done);
+    }
     let mut done = Vec::new();
     for (index, item) in items.iter().enumerate() {
         if index > 0 && l.pause > 0.0 {
@@ -848,6 +863,39 @@ async fn run_task_on(
         done.push((item.clone(), label, outcome));
     }
     super::loops::outcome(l, done)
+}
+
+/// An item's part of a collapsed transaction: changed only if its package was installed,
+/// upgraded or removed (as its own transaction would have been).
+fn item_share(outcome: &Outcome, item: &Json) -> Outcome {
+    let mut o = outcome.clone();
+    let name = item.as_str().map(crate::names::deb_base_name).unwrap_or_default();
+    let lists = ["installed", "upgraded", "removed"].map(|k| outcome.result.get(k).and_then(Json::as_array));
+    if o.status == Status::Changed && lists.iter().any(Option::is_some) {
+        let touched = lists.iter().flatten().flat_map(|l| l.iter()).any(|p| p.as_str() == Some(name));
+        if !touched {
+            o.status = Status::Ok;
+            o.changed = false;
+        }
+    }
+    o
+}
+
+/// Whether a loop only feeds a package module's list argument its items (`name: "{{ item }}"`,
+/// names as items, nothing else about the item): then it runs as one transaction.
+fn collapses(task: &Task, l: &crate::role::task::Loop, items: &[Json]) -> bool {
+    let Some(arg) = task.module.list_argument() else { return false };
+    let var = &l.loop_var;
+    let only_the_item = task.args.get(arg).and_then(Json::as_str).is_some_and(|s| s.replace(' ', "") == format!("{{{{{var}}}}}"));
+    let mentions = |text: &str| text.contains(var.as_str());
+    let rest_free = task.args.0.iter().filter(|(k, _)| k.as_str() != arg).all(|(_, v)| !mentions(&v.to_string()));
+    only_the_item
+        && rest_free
+        && !task.kw.when.iter().chain(&task.changed_when).chain(&task.failed_when).any(|w| mentions(w))
+        && task.until.is_empty()
+        && task.retries.is_none()
+        && l.pause == 0.0
+        && items.iter().all(Json::is_string)
 }
 
 /// Whether the task runs on the controller: `delegate_to: localhost` (or 127.0.0.1),

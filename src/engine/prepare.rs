@@ -145,6 +145,9 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
             };
             let mut sources = Vec::new();
             crate::template::collect_templates(&Json::Object(task.args.0.clone()), &mut sources);
+            if let Some(l) = &task.loop_ {
+                crate::template::collect_templates(&l.items, &mut sources);
+            }
             let mut resolved;
             let scope = if sources.is_empty() {
                 scope
@@ -155,7 +158,16 @@ fn probe_request(name: &str, plan: &Plan, vars: &Vars, templar: &Templar) -> Pro
                 }
                 &resolved
             };
-            let Ok(Json::Object(args)) = templar.render(&Json::Object(task.args.0.clone()), scope) else { continue };
+            let mut task_args = task.args.0.clone();
+            // A package module looping over names: the probe reads the names the loop gives.
+            if let (Some(arg), Some(l)) = (task.module.list_argument(), &task.loop_) {
+                if l.lookup.as_deref().is_none_or(|k| matches!(k, "items" | "list")) {
+                    if let Ok(Json::Array(items)) = templar.render(&l.items, scope) {
+                        task_args.insert(arg.to_string(), Json::Array(items));
+                    }
+                }
+            }
+            let Ok(Json::Object(args)) = templar.render(&Json::Object(task_args), scope) else { continue };
             task.module.probe(&Args(args), &mut req);
         }
     }

@@ -46,6 +46,10 @@ pub static SPEC: Spec = Spec {
 pub struct Apt;
 
 impl Module for Apt {
+    fn list_argument(&self) -> Option<&'static str> {
+        Some("name")
+    }
+
     fn spec(&self) -> &'static Spec {
         &SPEC
     }
@@ -123,7 +127,8 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
     let package_ops = actions.iter().any(|a| !matches!(a, Action::UpdateCache | Action::Clean));
     let changed = total.changed() || (cache_updated && !package_ops) || !cleaned.is_empty();
     if !ctx.check_mode && (changed || cache_updated) {
-        host.mark_changed(if total.changed() { Change::Packages } else { Change::Other });
+        // A fresh cache is a package fact too (its age, for a later cache_valid_time).
+        host.mark_changed(if total.changed() || cache_updated { Change::Packages } else { Change::Other });
     }
     if ctx.check_mode {
         host.predict_installed(&total.installed);

@@ -41,6 +41,10 @@ pub static SPEC: Spec = Spec {
 pub struct Dnf;
 
 impl Module for Dnf {
+    fn list_argument(&self) -> Option<&'static str> {
+        Some("name")
+    }
+
     fn spec(&self) -> &'static Spec {
         &SPEC
     }

@@ -92,6 +92,12 @@ pub trait Module: Send + Sync {
         false
     }
 
+    /// The argument that takes a list, for package modules: a loop that only feeds it its
+    /// items (`name: "{{ item }}"`) runs as one transaction with the whole list.
+    fn list_argument(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Runs the task on a host, check mode included: decide from facts, run commands, read
     /// their output, return the outcome (and say what the change made stale).
     fn run<'a>(&'a self, host: &'a mut HostSession, args: &'a Args, ctx: &'a RunCtx<'a>) -> BoxFuture<'a, Outcome>;
@@ -179,6 +185,11 @@ impl ModuleRef {
     /// Whether the module runs once for all hosts.
     pub fn bypasses_host_loop(self) -> bool {
         self.0.bypasses_host_loop()
+    }
+
+    /// The argument a loop over names collapses into (package modules).
+    pub fn list_argument(self) -> Option<&'static str> {
+        self.0.list_argument()
     }
 
     /// Adds what the task needs to a facts probe.

@@ -22,6 +22,10 @@ pub static SPEC: Spec = Spec {
 pub struct Package;
 
 impl Module for Package {
+    fn list_argument(&self) -> Option<&'static str> {
+        Some("name")
+    }
+
     fn spec(&self) -> &'static Spec {
         &SPEC
     }
