@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 
 use crate::cli::{
     AgentArgs, AgentQuestion, Cli, ColorChoice, Command, CommonArgs, ConfigArgs, ConvergeArgs, Format, HostKeyChecking, InventoryArgs,
-    MergeArgs, PlaybookArgs, ReportCommand, ValidateArgs,
+    MergeArgs, PlaybookArgs, ReportCommand, SshArgs, ValidateArgs,
 };
 use crate::config::Config;
 use crate::diag::Diagnostic;
@@ -84,7 +84,7 @@ pub fn main() -> i32 {
         Command::Agent(a) => match &a.question {
             AgentQuestion::Ping(q) | AgentQuestion::Info(q) => q.common.verbose,
         },
-        Command::Config(_) | Command::Report(_) | Command::Man | Command::Completions { .. } => 0,
+        Command::Config(_) | Command::Ssh(_) | Command::Report(_) | Command::Man | Command::Completions { .. } => 0,
     };
     init_tracing(verbose);
     let result = match cli.command {
@@ -93,6 +93,7 @@ pub fn main() -> i32 {
         Command::Inventory(args) => inventory_command(args),
         Command::Validate(args) => validate(args),
         Command::Agent(args) => agent_command(args),
+        Command::Ssh(args) => ssh_command(args),
         Command::Config(args) => config_command(args),
         Command::Report(args) => match args.command {
             ReportCommand::Merge(m) => merge_reports(m),
@@ -239,6 +240,40 @@ fn slice_of(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Result<
     }
 }
 
+/// `gafix ssh [--stop]`: the masters kept for later runs, one line each.
+fn ssh_command(args: SshArgs) -> Result<i32, Failure> {
+    use crate::transport::{persist, ssh};
+    let control = ssh::control_directory().map_err(Failure::error)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::error(format!("cannot start the runtime: {e}")))?;
+    let kept = persist::kept(&control);
+    if kept.is_empty() {
+        println!("no SSH masters kept in {}", control.display());
+        return Ok(EXIT_OK);
+    }
+    runtime.block_on(async {
+        for k in &kept {
+            let state = if !persist::answers(k).await {
+                // A socket left by a master that died: its folder goes.
+                persist::stop(k).await;
+                "gone"
+            } else if args.stop {
+                if persist::stop(k).await {
+                    "stopped"
+                } else {
+                    "did not stop"
+                }
+            } else {
+                "kept"
+            };
+            println!("{state}: {} ({})", k.target, k.socket.display());
+        }
+    });
+    Ok(EXIT_OK)
+}
+
 fn config_command(args: ConfigArgs) -> Result<i32, Failure> {
     let config = load_config()?;
     match args.format {
@@ -272,6 +307,11 @@ fn cli_connection_defaults(args: &ConvergeArgs, config: &Config) -> Result<crate
     d.ssh_common_args = args.ssh_common_args.clone();
     d.ssh_extra_args = args.ssh_extra_args.clone();
     d.connection = args.connection.clone();
+    d.persist = match args.persist {
+        Some(choice) => choice.0,
+        // Checked when ansible.cfg was read.
+        None => config.set("ssh_args").and_then(|a| crate::transport::persist::control_persist_in_args(a).ok().flatten()),
+    };
     Ok(d)
 }
 

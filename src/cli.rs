@@ -40,6 +40,8 @@ pub enum Command {
     /// Ask each host's hypervisor (libvirt, Proxmox or the agent channel's socket) whether
     /// the guest agent answers; no SSH to the guests.
     Agent(AgentArgs),
+    /// List the SSH masters kept by --persist (or ansible.cfg's ControlPersist), or end them.
+    Ssh(SshArgs),
     /// Show the ansible.cfg settings gafix uses, their values and where they come from.
     Config(ConfigArgs),
     /// Work with JSON reports: `gafix report merge` joins the reports of slices.
@@ -205,6 +207,12 @@ pub struct ConvergeArgs {
     #[arg(long = "ssh-extra-args", value_name = "ARGS", allow_hyphen_values = true)]
     pub ssh_extra_args: Option<String>,
 
+    /// Keep each host's SSH master after the run, until idle this long (60, 60s, 10m; `no`
+    /// turns off ansible.cfg's ControlPersist), so that the next run within it pays no
+    /// handshake. `gafix ssh --stop` ends them all.
+    #[arg(long = "persist", value_name = "SECONDS", value_parser = parse_persist)]
+    pub persist: Option<PersistArg>,
+
     /// Connection for hosts without ansible_connection: ssh or local.
     #[arg(short = 'c', long = "connection", value_name = "TYPE")]
     pub connection: Option<String>,
@@ -280,6 +288,14 @@ pub struct AgentQueryArgs {
     pub forks: u32,
 }
 
+/// `--persist`: a ControlPersist time, or `no`.
+#[derive(Clone, Copy, Debug)]
+pub struct PersistArg(pub Option<crate::transport::persist::Persist>);
+
+fn parse_persist(text: &str) -> Result<PersistArg, String> {
+    crate::transport::persist::parse_control_persist(text).map(PersistArg).map_err(|e| e.replace("ControlPersist", "--persist"))
+}
+
 fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(s) if s > 0.0 && s <= 3600.0 => Ok(s),
@@ -330,6 +346,13 @@ pub struct PlaybookArgs {
     /// Parse the playbook and its roles, then exit.
     #[arg(long = "syntax-check")]
     pub syntax_check: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SshArgs {
+    /// End every kept master now (each stops taking sessions and exits once idle).
+    #[arg(long = "stop")]
+    pub stop: bool,
 }
 
 #[derive(Args, Debug, Clone)]

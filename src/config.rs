@@ -90,7 +90,7 @@ pub const SETTINGS: &[Def] = &[
         "ANSIBLE_SSH_ARGS",
         Kind::Text,
         None,
-        "accepted, not used: gafix keeps one multiplexed master per host itself",
+        "its ControlPersist keeps each host's SSH master that long after the run (as --persist); the other options are not used: gafix keeps one multiplexed master per host itself",
     ),
     def(
         "control_path_dir",
@@ -292,6 +292,9 @@ fn check(d: &Def, value: &str) -> Result<(), String> {
         _ if d.name == "become_method" && value.trim() != "sudo" => {
             Err(format!("become_method: '{value}' is not supported by gafix (only sudo)"))
         }
+        _ if d.name == "ssh_args" => {
+            crate::transport::persist::control_persist_in_args(value).map(|_| ()).map_err(|m| format!("ssh_args: {m}"))
+        }
         _ => Ok(()),
     }
 }
@@ -488,6 +491,11 @@ mod tests {
         assert!(c.unwrap_err().to_string().ends_with("ansible.cfg:2:1: forks: 'many' is not a whole number"));
         let (_d, c) = load(&[("project/ansible.cfg", "[privilege_escalation]\nbecome_method = su\n")], &[]);
         assert!(c.unwrap_err().to_string().contains("become_method: 'su' is not supported by gafix (only sudo)"));
+        let (_d, c) = load(&[("project/ansible.cfg", "[ssh_connection]\nssh_args = -C -o ControlPersist=later\n")], &[]);
+        assert!(c
+            .unwrap_err()
+            .to_string()
+            .ends_with("ansible.cfg:2:1: ssh_args: ControlPersist 'later' is not yes, no or a time (60, 60s, 10m, 1h30m)"));
         let (_d, c) = load(&[("project/ansible.cfg", "forks = 1\n")], &[]);
         assert!(c.unwrap_err().to_string().contains("ansible.cfg:1:1: a setting before any [section]"));
         let (_d, c) = load(&[("project/ansible.cfg", "[defaults]\n  inventory = hosts\n  remote_user = deploy\n      and more\n")], &[]);

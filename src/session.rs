@@ -183,7 +183,7 @@ impl HostSession {
         }
         let wanted = user.map(str::to_string).or_else(|| self.own_user.clone().filter(|u| !u.is_empty()));
         if wanted != self.spec.user {
-            self.disconnect().await;
+            self.release().await;
             self.spec.user = wanted;
             self.all_stale = true;
         }
@@ -254,6 +254,13 @@ impl HostSession {
         }
     }
 
+    /// The run is done with the host: a kept master (`--persist`) stays for the next run.
+    pub async fn release(&mut self) {
+        if let Some(c) = self.connection.take() {
+            c.release().await;
+        }
+    }
+
     /// A new connection, replacing any old one (after a reboot): `timeout` bounds the connect.
     pub async fn reconnect(&mut self, timeout: Duration) -> Result<(), TransportError> {
         self.disconnect().await;
@@ -302,7 +309,16 @@ impl HostSession {
             with_environment = format!("{}{script}", self.environment);
             &with_environment
         };
-        let result = connection.run(script, become_, stdin, timeout).await;
+        let mut result = connection.run(script, become_, stdin, timeout).await;
+        if let Err(TransportError::StaleMaster(why)) = &result {
+            // A master kept by an earlier run whose connection died (a reboot since): the
+            // command never started, so it is sent again on a new master.
+            tracing::info!(host = %self.name, "{why}; connecting anew");
+            self.disconnect().await;
+            self.connect().await?;
+            let connection = self.connection.as_ref().expect("connected");
+            result = connection.run(script, become_, stdin, timeout).await;
+        }
         if matches!(result, Err(TransportError::Unreachable(_))) {
             // The master is gone; a later attempt (after a reboot) reconnects.
             self.disconnect().await;

@@ -17,6 +17,9 @@ fn bad_options_exit_5_and_help_exits_0() {
     let dir = root();
     assert_eq!(gafix(&["converge", "--forks", "0", "-i", "x"], &dir).0, 5);
     assert_eq!(gafix(&["frobnicate"], &dir).0, 5);
+    let (code, _, err) = gafix(&["converge", "--persist", "soon", "-i", "x"], &dir);
+    assert_eq!(code, 5);
+    assert!(err.contains("--persist 'soon' is not yes, no or a time"), "{err}");
     let (code, out, _) = gafix(&["converge", "--help"], &dir);
     assert_eq!(code, 0);
     assert!(out.contains("--limit") && out.contains("--check"), "{out}");
@@ -669,4 +672,15 @@ fn debug_set_fact_and_fail() {
     assert_eq!(code, 1);
     assert!(err.contains("set_fact: 'not a name' is not a valid variable name"), "{err}");
     assert!(err.contains("debug: 'msg' and 'var' are mutually exclusive"), "{err}");
+}
+
+#[test]
+fn gafix_ssh_lists_no_kept_masters_in_a_fresh_control_directory() {
+    let runtime = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gafix")).args(["ssh", "--stop"]).env("XDG_RUNTIME_DIR", runtime.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let control = runtime.path().join("gafix-ssh");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("no SSH masters kept in {}\n", control.display()));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&control).unwrap().permissions().mode() & 0o777, 0o700, "made private");
 }

@@ -40,8 +40,9 @@ fn a_vm_that_does_not_come_back_fails_with_the_timeout_and_the_other_is_unaffect
         "- hosts: all\n  become: true\n  tasks:\n    - name: reboot\n      reboot: {reboot_timeout: 120, msg: gafix test}\n",
     );
     let fine_boot = fine.boot_id();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gafix"))
-        .args(["converge", "-i", inv.to_str().unwrap(), book.to_str().unwrap(), "--json"])
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gafix"))
+        // A generous connect timeout: three tests boot VMs under software emulation at once.
+        .args(["converge", "-i", inv.to_str().unwrap(), book.to_str().unwrap(), "-T", "60", "--json"])
         .arg(fleet.path("report.json"))
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
@@ -53,6 +54,10 @@ fn a_vm_that_does_not_come_back_fails_with_the_timeout_and_the_other_is_unaffect
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     let mut failures = 0;
     while failures < 4 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("gafix ended before the VM went down ({}):\n{}", out.status, String::from_utf8_lossy(&out.stdout));
+        }
         assert!(std::time::Instant::now() < deadline, "the VM never went down");
         failures = if lost.ssh("true").status.success() { 0 } else { failures + 1 };
         std::thread::sleep(Duration::from_millis(500));

@@ -152,3 +152,78 @@ fn timeouts_and_aborts_leave_nothing_running() {
     let left: Vec<_> = std::fs::read_dir(&control).unwrap().flatten().map(|e| e.path()).collect();
     assert!(left.is_empty(), "control directories left: {left:?}");
 }
+
+/// `--persist`: the run leaves its master in the private control directory, the next run
+/// within the window uses it (no new master, no new login on the host), `gafix ssh --stop`
+/// ends it, an idle one ends by itself, and a kept master whose connection was cut is
+/// replaced without the run noticing.
+#[test]
+#[ignore = "needs QEMU or systemd-nspawn and the test image: tests/run runs it (cargo test -- --include-ignored)"]
+fn kept_masters_serve_the_next_run_and_end_on_request_or_when_idle() {
+    let ct = Host::start("sec-persist", Kind::Container);
+    let fleet = Fleet::new();
+    let inv = fleet.inventory(&[&ct]);
+    let book = fleet.write("noop.yml", "- hosts: all\n  tasks:\n    - command: 'true'\n      changed_when: false\n");
+    let runtime = tempfile::tempdir().unwrap();
+    let control = runtime.path().join("gafix-ssh").display().to_string();
+    let env = [("XDG_RUNTIME_DIR", runtime.path().to_str().unwrap())];
+    let converge = |extra: &[&str]| {
+        let run = fleet.gafix_env(&[&["-i", inv.to_str().unwrap(), book.to_str().unwrap()][..], extra].concat(), &env);
+        assert_eq!(run.code, 0, "{}", run.explain());
+        run
+    };
+    let gafix_ssh = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gafix"))
+            .arg("ssh")
+            .args(args)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Masters of this test's control directory, once the processes they left have settled.
+    let masters = || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        support::processes_with(&control)
+    };
+    let logins = || ct.sh("sudo journalctl -q --no-pager | grep -c 'Accepted publickey'").parse::<u32>().unwrap();
+
+    converge(&["--persist", "60"]);
+    let first = masters();
+    assert_eq!(first.len(), 1, "one master kept: {first:?}");
+    let before = logins();
+    converge(&["--persist", "60"]);
+    assert_eq!(masters(), first, "the second run used the kept master");
+    assert_eq!(logins(), before + 1, "no login but the count's own: the second run made no handshake");
+
+    // A run without --persist neither uses nor ends it.
+    converge(&[]);
+    assert_eq!(masters(), first);
+    let listed = gafix_ssh(&[]);
+    assert!(listed.starts_with(&format!("kept: tester@{}", ct.info["host"].as_str().unwrap())), "{listed}");
+    let stopped = gafix_ssh(&["--stop"]);
+    assert!(stopped.starts_with("stopped: tester@"), "{stopped}");
+    assert_eq!(masters(), Vec::<String>::new(), "--stop ended the master");
+    assert!(gafix_ssh(&[]).starts_with("no SSH masters kept"));
+
+    // The host side of a kept master's connection is killed: the next run connects anew.
+    converge(&["--persist", "60"]);
+    let old = masters();
+    assert_eq!(old.len(), 1, "{old:?}");
+    // The oldest of tester's sshd processes serves the master (the newest, this command).
+    ct.sh("sudo pkill -KILL -o -f '^sshd: tester'");
+    converge(&["--persist", "60"]);
+    let new = masters();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_ne!(new, old, "a new master replaced the dead one");
+    gafix_ssh(&["--stop"]);
+
+    // An idle master ends by itself after its time.
+    converge(&["--persist", "2"]);
+    assert_eq!(masters().len(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !masters().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the master outlived --persist 2 by 18 s: {:?}", masters());
+    }
+}

@@ -365,12 +365,12 @@ fn stop_if_fatal(ctx: &PlayCtx<'_>, hp: &mut HostPlay, index: usize) {
     }
 }
 
-/// Closes every connection and completes the report.
+/// Releases every connection (a master kept by --persist stays) and completes the report.
 async fn finish(fleet: Fleet, started: Instant, mut report: RunReport) -> RunReport {
     for (name, h) in &fleet.hosts {
         report.round_trips.insert(name.clone(), h.round_trips());
     }
-    let closing: Vec<_> = fleet.hosts.into_values().map(|mut h| async move { h.disconnect().await }).collect();
+    let closing: Vec<_> = fleet.hosts.into_values().map(|mut h| async move { h.release().await }).collect();
     futures::future::join_all(closing).await;
     report.duration_s = started.elapsed().as_secs_f64();
     report.exit_code = report.compute_exit_code();

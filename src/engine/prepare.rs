@@ -70,7 +70,7 @@ pub fn connection_for(
         _ => rendered.clone(),
     };
     match ConnectionSpec::from_vars(name, &defaults.fill(&plain), host_key_policy, become_password) {
-        Ok(spec) => Ok((spec, rendered)),
+        Ok(spec) => Ok((ConnectionSpec { persist: defaults.persist, ..spec }, rendered)),
         Err(e) => {
             let place = match e.var {
                 Some(var) if extra_vars.contains_key(var) => Some("-e (extra vars)".to_string()),

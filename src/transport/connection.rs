@@ -34,6 +34,8 @@ pub struct ConnectionSpec {
     pub become_default: bool,
     pub become_user: String,
     pub become_password: Option<Secret>,
+    /// Keep the SSH master after the run (`--persist`, ansible.cfg's ControlPersist).
+    pub persist: Option<super::persist::Persist>,
 }
 
 /// Connection settings from ansible.cfg (or its environment variables): used for a host
@@ -48,6 +50,9 @@ pub struct ConnectionDefaults {
     pub ssh_common_args: Option<String>,
     pub ssh_extra_args: Option<String>,
     pub connection: Option<String>,
+    /// How long SSH masters outlive the run (`--persist`, ansible.cfg's ControlPersist):
+    /// a run-wide setting, not a host variable.
+    pub persist: Option<super::persist::Persist>,
 }
 
 impl ConnectionDefaults {
@@ -148,6 +153,7 @@ impl ConnectionSpec {
             become_default: get("ansible_become").and_then(json_bool).unwrap_or(false),
             become_user,
             become_password: cli_password.cloned().or(inventory_password),
+            persist: None,
         })
     }
 

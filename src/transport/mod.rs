@@ -4,6 +4,7 @@
 mod connection;
 pub mod exchange;
 pub mod local;
+pub mod persist;
 pub mod ssh;
 
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,10 @@ pub enum TransportError {
     /// sudo wants a password and none was given.
     #[error("{0}")]
     BecomePassword(String),
+    /// A master kept by an earlier run could not open a session (the command never
+    /// started): connect anew and send it again.
+    #[error("{0}")]
+    StaleMaster(String),
     #[error("{0}")]
     Other(String),
 }
@@ -95,6 +100,12 @@ pub trait Transport: Send + Sync {
     /// Ends the connection (an SSH master); nothing to do by default.
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async {})
+    }
+
+    /// The run is done with the connection: a master kept for later runs (`--persist`)
+    /// stays, anything else is closed.
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        self.close()
     }
 
     /// Whether commands run on the controller (whose own process group must never be killed).
@@ -167,6 +178,11 @@ impl Connection {
 
     pub async fn close(self) {
         self.transport.close().await;
+    }
+
+    /// See [`Transport::release`].
+    pub async fn release(self) {
+        self.transport.release().await;
     }
 }
 

@@ -9,6 +9,7 @@ use openssh::{KnownHosts, Session, SessionBuilder};
 
 use super::connection::Wrapped;
 use super::exchange::exchange;
+use super::persist;
 use futures::future::BoxFuture;
 
 use super::{CommandOutput, ConnectionSpec, HostKeyPolicy, Pgid, Transport, TransportError};
@@ -17,6 +18,11 @@ pub struct SshTransport {
     session: Session,
     /// Kept alive while the session is: a generated ssh_config for this host's ssh args.
     _config: Option<tempfile::NamedTempFile>,
+    /// The master outlives the run (`--persist`): released, not closed, at the end.
+    kept: bool,
+    /// A master an earlier run kept, not yet proven by a command: its connection to the host
+    /// may have died since (a reboot), which only the first channel shows.
+    unproven: std::sync::atomic::AtomicBool,
 }
 
 fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
@@ -102,12 +108,18 @@ pub fn config_lines(args: &[String]) -> Result<Vec<String>, String> {
 /// and read or inject commands, so it must be ours alone. Created 0700; an existing one
 /// that is not a directory owned by us with no access for others is refused, never fixed
 /// up (someone else may already be holding it).
-fn control_directory() -> Result<PathBuf, String> {
+/// `$XDG_RUNTIME_DIR/gafix-ssh` (the user's own), else `$TMPDIR/gafix-ssh-UID`: another
+/// user's directory is never ours to use, and never in our way.
+pub fn control_directory() -> Result<PathBuf, String> {
     static CHECKED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     CHECKED
         .get_or_init(|| {
-            let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-            private_directory(&base.join("gafix-ssh"))
+            let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+                Some(runtime) => PathBuf::from(runtime).join("gafix-ssh"),
+                // SAFETY: geteuid(2) has no preconditions.
+                None => std::env::temp_dir().join(format!("gafix-ssh-{}", unsafe { libc::geteuid() })),
+            };
+            private_directory(&dir)
         })
         .clone()
 }
@@ -142,6 +154,17 @@ pub fn private_directory(dir: &std::path::Path) -> Result<PathBuf, String> {
 
 impl SshTransport {
     pub async fn connect(spec: &ConnectionSpec, timeout: Duration) -> Result<SshTransport, TransportError> {
+        let control = control_directory().map_err(TransportError::Other)?;
+        let kept_in = match spec.persist {
+            Some(_) => Some(persist::key_directory(&control, spec).map_err(TransportError::Other)?),
+            None => None,
+        };
+        if let Some(dir) = &kept_in {
+            if let Some(session) = persist::resume(dir).await {
+                tracing::debug!(host = %spec.address, "reusing the SSH master kept in {}", dir.display());
+                return Ok(SshTransport { session, _config: None, kept: true, unproven: true.into() });
+            }
+        }
         let mut b = SessionBuilder::default();
         b.known_hosts_check(match spec.host_key_policy {
             HostKeyPolicy::Strict => KnownHosts::Strict,
@@ -150,7 +173,10 @@ impl SshTransport {
         });
         b.connect_timeout(timeout.max(Duration::from_secs(1)));
         b.server_alive_interval(Duration::from_secs(15));
-        b.control_directory(control_directory().map_err(TransportError::Other)?);
+        b.control_directory(kept_in.as_deref().unwrap_or(&control));
+        if let Some(p) = spec.persist {
+            b.control_persist(p.as_openssh());
+        }
         if let Some(p) = spec.port {
             b.port(p);
         }
@@ -192,11 +218,32 @@ impl SshTransport {
             Ok(Err(e)) => return Err(classify_connect_error(spec, &error_text(&e))),
             Err(_) => return Err(TransportError::Unreachable(format!("timed out connecting to {} after {:?}", spec.address, timeout))),
         };
-        Ok(SshTransport { session, _config: config })
+        Ok(SshTransport { session, _config: config, kept: kept_in.is_some(), unproven: false.into() })
+    }
+
+    /// Runs a wrapped command; on a kept master not yet proven, a failure before the command
+    /// started on the host (its start marker never came: the master's connection died since
+    /// the last run) is [`TransportError::StaleMaster`], for the caller to send it again on a
+    /// new master.
+    async fn exec(&self, wrapped: &Wrapped, input: Option<&str>, pgid: &Pgid) -> Result<CommandOutput, TransportError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let result = self.exec_on_channel(wrapped, input, pgid).await;
+        if !self.unproven.load(Relaxed) {
+            return result;
+        }
+        match result {
+            Err(e) if pgid.lock().unwrap().is_none() => {
+                Err(TransportError::StaleMaster(format!("the kept SSH master could not run a command: {e}")))
+            }
+            other => {
+                self.unproven.store(false, Relaxed);
+                other
+            }
+        }
     }
 
     /// Runs a wrapped command on a new channel of the master; the caller bounds its time.
-    async fn exec(&self, wrapped: &Wrapped, input: Option<&str>, pgid: &Pgid) -> Result<CommandOutput, TransportError> {
+    async fn exec_on_channel(&self, wrapped: &Wrapped, input: Option<&str>, pgid: &Pgid) -> Result<CommandOutput, TransportError> {
         let started = Instant::now();
         let mut cmd = self.session.raw_command(&wrapped.command);
         cmd.stdin(openssh::Stdio::piped());
@@ -226,6 +273,15 @@ impl Transport for SshTransport {
         Box::pin(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.session.close()).await;
         })
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        if !self.kept {
+            return self.close();
+        }
+        // Left running for the next run; OpenSSH ends it once idle for its ControlPersist.
+        let _ = self.session.detach();
+        Box::pin(async {})
     }
 }
 
