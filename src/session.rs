@@ -458,6 +458,26 @@ impl HostSession {
         self.stale = self.stale.union(after);
     }
 
+    /// What to read again, in the same round trip as a change, so that no later task needs
+    /// a round trip of its own to re-read it: every package and unit the plan names or the
+    /// host's facts hold, when the change makes that kind stale.
+    pub fn reread_request(&self, change: Change) -> ProbeRequest {
+        let after = Stale::after(change);
+        let known = self.facts.as_ref();
+        let mut request = ProbeRequest::default();
+        if after.packages {
+            request.packages = self.probe.packages.iter().map(|p| crate::names::deb_base_name(p).to_string()).collect();
+            request.packages.extend(known.into_iter().flat_map(|f| f.packages.keys().cloned()));
+            request.apt_cache_age = known.is_some_and(|f| f.apt_cache_age.is_some());
+        }
+        if after.units {
+            request.units = self.probe.units.clone();
+            request.units.extend(known.into_iter().flat_map(|f| f.units.keys().cloned()));
+        }
+        request.normalize();
+        request
+    }
+
     /// After a reboot: everything is re-read.
     pub fn mark_all_stale(&mut self) {
         self.all_stale = true;

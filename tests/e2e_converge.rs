@@ -21,10 +21,14 @@ fn the_seed_role_converges_a_fresh_vm_and_a_second_run_changes_nothing() {
     assert_eq!(run.task(&vm.name, "verify qemu-guest-agent is active")["status"], "ok");
     // The agent answers on the host side of the channel.
     assert_eq!(vm.qga(r#"{"execute":"guest-ping"}"#), serde_json::json!({"return": {}}));
+    // The probe; the install, which brings back the package and unit it changed; the start
+    // and enable, which brings back the unit.
+    assert_eq!(run.report["round_trips"][&vm.name], 3, "{}", run.explain());
 
     let again = fleet.gafix(&["-i", inv.to_str().unwrap(), book.to_str().unwrap()]);
     assert_eq!(again.code, 0, "{}", again.explain());
     assert_eq!(again.stats(&vm.name)["changed"], 0, "{}", again.explain());
+    assert_eq!(again.report["round_trips"][&vm.name], 1, "a converged host costs the probe alone");
     assert!(again.stdout.contains("changed=0"), "{}", again.stdout);
 }
 

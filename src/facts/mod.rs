@@ -150,6 +150,24 @@ pub fn probe_body(request: &ProbeRequest, basics: bool) -> String {
     s
 }
 
+/// A change's script, then a re-read of `request`, in one round trip: the script runs in a
+/// subshell (it may `exit`) and its exit code is the whole's. [`split_reread`] takes the
+/// output apart again.
+pub fn then_reread(script: &str, request: &ProbeRequest) -> String {
+    format!("(\n{script}\n); rc=$?\necho '{REREAD_MARK}'\n{}exit $rc\n", probe_body(request, false))
+}
+
+const REREAD_MARK: &str = "@@reread";
+
+/// The output of a [`then_reread`] script: the change's own output, and the probe's.
+pub fn split_reread(stdout: &str) -> (&str, &str) {
+    let mark = format!("{REREAD_MARK}\n");
+    match stdout.rfind(&mark).filter(|&at| at == 0 || stdout[..at].ends_with('\n')) {
+        Some(at) => (&stdout[..at], &stdout[at + mark.len()..]),
+        None => (stdout, ""),
+    }
+}
+
 /// Parses probe output into `facts` (only the sections present are replaced).
 pub fn parse_probe(output: &str, request: &ProbeRequest, facts: &mut Facts) {
     let mut sections: Vec<(&str, Vec<&str>)> = Vec::new();
@@ -555,6 +573,24 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
         assert!(script.contains("-W -f='${Package}|${db:Status-Abbrev}|${Version}\\n' -- g++ 2>/dev/null"), "{script}");
         assert!(script.contains("set -- a@b.service\n"), "{script}");
         assert!(script.contains("'/tmp/x y'"));
+    }
+
+    /// A change and the re-read after it, in one script: the change's exit code and output
+    /// stay its own (even when it exits), the probe's output is parsed as the probe's.
+    #[test]
+    fn a_change_brings_back_its_reread() {
+        let request = ProbeRequest { packages: vec!["dpkg".into(), "gafix-no-such-package".into()], ..Default::default() };
+        let script = then_reread("echo 'E: apt said this'\nexit 100", &request);
+        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        assert_eq!(out.status.code(), Some(100));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (own, probe) = split_reread(&stdout);
+        assert_eq!(own, "E: apt said this\n");
+        let mut facts = Facts::default();
+        parse_probe(probe, &request, &mut facts);
+        assert!(facts.packages["dpkg"].installed.is_some(), "{probe}");
+        assert_eq!(facts.packages["gafix-no-such-package"].installed, None);
+        assert_eq!(split_reread("no mark\n"), ("no mark\n", ""));
     }
 
     /// A path is data, never code: the probe for a hostile path, run by a real `sh`, runs

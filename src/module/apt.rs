@@ -93,20 +93,35 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
     let mut total = Transaction::default();
     let mut cache_updated = false;
     let mut cleaned: Vec<&str> = Vec::new();
-    for action in &actions {
+    // The last transaction brings back the packages and units it may have changed, so that
+    // the next task (a service of the package) has them without a round trip of its own.
+    let last_transaction = actions.iter().rposition(|a| !matches!(a, Action::UpdateCache | Action::Clean | Action::Autoclean));
+    let mut reread_done = false;
+    for (i, action) in actions.iter().enumerate() {
         if ctx.check_mode && *action == Action::UpdateCache {
             continue;
         }
-        let script = command(action, &d, ctx.check_mode);
+        let mut script = command(action, &d, ctx.check_mode);
+        let reread = (!ctx.check_mode && Some(i) == last_transaction).then(|| host.reread_request(Change::Packages));
+        if let Some(request) = reread.as_ref().filter(|r| !r.is_empty()) {
+            script = crate::facts::then_reread(&script, request);
+        }
         // Check mode simulates as the login user; a real transaction runs as root and is
         // never interrupted (it outlives our timeout on the host).
         let become_ = if ctx.check_mode { None } else { ctx.become_ };
-        let out = match host.run(&script, become_, None).await {
+        let mut out = match host.run(&script, become_, None).await {
             Ok(out) => out,
             Err(e) => return Outcome::from_transport(e),
         };
+        if let Some(request) = &reread {
+            let (own, probe) = crate::facts::split_reread(&out.stdout);
+            host.mark_changed(Change::Packages);
+            host.absorb_reread(probe, request);
+            reread_done = true;
+            out.stdout = own.to_string();
+        }
         if out.rc != 0 {
-            if !ctx.check_mode {
+            if !ctx.check_mode && !reread_done {
                 host.mark_changed(Change::Packages);
             }
             return Outcome::command_failed("apt-get", &out, explain_failure(&format!("{}\n{}", out.stdout, out.stderr), d.lock_timeout));
@@ -126,7 +141,7 @@ pub async fn run(host: &mut HostSession, d: Desired, ctx: &RunCtx<'_>) -> Outcom
     }
     let package_ops = actions.iter().any(|a| !matches!(a, Action::UpdateCache | Action::Clean));
     let changed = total.changed() || (cache_updated && !package_ops) || !cleaned.is_empty();
-    if !ctx.check_mode && (changed || cache_updated) {
+    if !ctx.check_mode && (changed || cache_updated) && !reread_done {
         // A fresh cache is a package fact too (its age, for a later cache_valid_time).
         host.mark_changed(if total.changed() || cache_updated { Change::Packages } else { Change::Other });
     }
