@@ -104,6 +104,24 @@ impl Host {
         self.ssh_command("tester").arg(command).output().expect("run ssh")
     }
 
+    /// Runs a command as the test user, killed past `limit`: a host that goes down in the
+    /// middle of a connection can leave ssh waiting forever (seen while a VM rebooted).
+    pub fn ssh_within(&self, command: &str, limit: Duration) -> Output {
+        let ssh = self.ssh_command("tester");
+        Command::new("timeout")
+            .args(["-s", "KILL", &limit.as_secs().max(1).to_string()])
+            .arg(ssh.get_program())
+            .args(ssh.get_args())
+            .arg(command)
+            .output()
+            .expect("run timeout ssh")
+    }
+
+    /// Whether the host answers SSH as the test user within 10 s.
+    pub fn answers(&self) -> bool {
+        self.ssh_within("true", Duration::from_secs(10)).status.success()
+    }
+
     /// Runs a command and returns its trimmed stdout; panics if it fails.
     pub fn sh(&self, command: &str) -> String {
         let out = self.ssh(command);
@@ -136,7 +154,7 @@ impl Host {
     pub fn wait_for_new_boot(&self, old: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            let out = self.ssh("cat /proc/sys/kernel/random/boot_id");
+            let out = self.ssh_within("cat /proc/sys/kernel/random/boot_id", Duration::from_secs(15));
             let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if out.status.success() && !id.is_empty() && id != old {
                 return id;
