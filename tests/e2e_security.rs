@@ -189,7 +189,10 @@ fn kept_masters_serve_the_next_run_and_end_on_request_or_when_idle() {
     };
     let logins = || ct.sh("sudo journalctl -q --no-pager | grep -c 'Accepted publickey'").parse::<u32>().unwrap();
 
-    converge(&["--persist", "60"]);
+    // Ansible's own spelling turns it on too: ssh_args' ControlPersist (here from the environment).
+    let ansible_way = [env[0], ("ANSIBLE_SSH_ARGS", "-C -o ControlMaster=auto -o ControlPersist=60s")];
+    let run = fleet.gafix_env(&["-i", inv.to_str().unwrap(), book.to_str().unwrap()], &ansible_way);
+    assert_eq!(run.code, 0, "{}", run.explain());
     let first = masters();
     assert_eq!(first.len(), 1, "one master kept: {first:?}");
     let before = logins();
