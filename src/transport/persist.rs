@@ -113,8 +113,12 @@ pub fn master_key(spec: &ConnectionSpec) -> String {
 /// Where the masters of one key live (created private).
 pub fn key_directory(control: &Path, spec: &ConnectionSpec) -> Result<PathBuf, String> {
     let kept = super::ssh::private_directory(&control.join("kept"))?;
-    let dir = super::ssh::private_directory(&kept.join(master_key(spec)))?;
-    // What `gafix ssh` lists for this key: who it connects to, never a secret.
+    super::ssh::private_directory(&kept.join(master_key(spec)))
+}
+
+/// Writes what `gafix ssh` lists for a key directory: who its masters connect to, never a
+/// secret. Once per new master, not on every reuse.
+pub fn name_target(dir: &Path, spec: &ConnectionSpec) {
     let target = format!(
         "{}{}{}\n",
         spec.user.as_deref().map(|u| format!("{u}@")).unwrap_or_default(),
@@ -122,7 +126,6 @@ pub fn key_directory(control: &Path, spec: &ConnectionSpec) -> Result<PathBuf, S
         spec.port.map(|p| format!(":{p}")).unwrap_or_default()
     );
     let _ = std::fs::write(dir.join("target"), target);
-    Ok(dir)
 }
 
 /// A master left without its socket for this long has ended (or never started): its folder
@@ -141,8 +144,7 @@ pub async fn resume(dir: &Path) -> Option<Session> {
     for folder in master_folders(dir) {
         let socket = folder.join("master");
         if socket.exists() {
-            let session = Session::resume_mux(socket.into_boxed_path(), Some(folder.join("log").into_boxed_path()));
-            if matches!(tokio::time::timeout(Duration::from_secs(2), session.check()).await, Ok(Ok(()))) {
+            if let Some(session) = answering(&socket, Some(folder.join("log"))).await {
                 return Some(session);
             }
             // A socket nobody answers: the master died without removing it.
@@ -178,10 +180,15 @@ pub fn kept(control: &Path) -> Vec<Kept> {
     found
 }
 
+/// The master on `socket`, if it answers within 2 s.
+async fn answering(socket: &Path, log: Option<PathBuf>) -> Option<Session> {
+    let session = Session::resume_mux(socket.into(), log.map(PathBuf::into_boxed_path));
+    matches!(tokio::time::timeout(Duration::from_secs(2), session.check()).await, Ok(Ok(()))).then_some(session)
+}
+
 /// Whether a kept master answers on its socket.
 pub async fn answers(kept: &Kept) -> bool {
-    let session = Session::resume_mux(kept.socket.clone().into_boxed_path(), None);
-    matches!(tokio::time::timeout(Duration::from_secs(2), session.check()).await, Ok(Ok(())))
+    answering(&kept.socket, None).await.is_some()
 }
 
 /// Ends a kept master: it stops taking new sessions and exits once its last one is done.
@@ -256,6 +263,7 @@ mod tests {
         spec.user = Some("deploy".into());
         spec.port = Some(2222);
         let dir = key_directory(control.path(), &spec).unwrap();
+        name_target(&dir, &spec);
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         assert_eq!(std::fs::read_to_string(dir.join("target")).unwrap(), "deploy@web1:2222\n");
         // A folder whose socket is gone is left alone while young (a master may be starting in it).

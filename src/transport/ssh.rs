@@ -164,6 +164,7 @@ impl SshTransport {
                 tracing::debug!(host = %spec.address, "reusing the SSH master kept in {}", dir.display());
                 return Ok(SshTransport { session, _config: None, kept: true, unproven: true.into() });
             }
+            persist::name_target(dir, spec);
         }
         let mut b = SessionBuilder::default();
         b.known_hosts_check(match spec.host_key_policy {
