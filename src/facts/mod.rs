@@ -417,7 +417,7 @@ BindsTo=\"dev-virtio\\\\x2dports-org.qemu.guest_agent.0.device\"\n\nId=nosuch.se
         assert_eq!(f.packages["absent-pkg"].installed, None);
         let ga = &f.units["qemu-guest-agent"];
         assert!(ga.exists() && ga.is_enabled() && !ga.is_active());
-        assert_eq!(ga.bound_devices, [("dev-virtio\\x2dports-org.qemu.guest_agent.0.device".to_string(), true)]);
+        assert_eq!(ga.bound_devices, [("dev-virtio\\x2dports-org.qemu.guest_agent.0.device".to_string(), Some(true))]);
         assert!(!f.units["nosuch"].exists());
         assert!(!f.paths["/var/run/reboot-required"].exists);
     }

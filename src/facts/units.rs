@@ -11,8 +11,9 @@ pub struct UnitState {
     pub unit_file_state: String,
     pub active_state: String,
     pub sub_state: String,
-    /// Devices the unit `BindsTo=`, with whether each is present (its device unit is active).
-    pub bound_devices: Vec<(String, bool)>,
+    /// Devices the unit `BindsTo=`, with whether each is present (its device unit is
+    /// active); `None` when not read, because the unit is running (see `UNIT_PROBE`).
+    pub bound_devices: Vec<(String, Option<bool>)>,
 }
 
 impl UnitState {
@@ -38,22 +39,32 @@ pub fn stale_after(change: Change) -> bool {
     matches!(change, Change::Packages | Change::Units)
 }
 
-/// All units in one `systemctl show`; then, only when some unit `BindsTo=` devices, one more
-/// call for those devices' state. The values come quoted with doubled backslashes
-/// (`"dev-virtio\\x2dports-..."`), which `printf %b` undoes.
+/// All units in one `systemctl show`; then, only when a unit that is not running `BindsTo=`
+/// devices, one more call for those devices' state. A running unit's devices are not asked
+/// about: systemd stops a unit whose bound device goes away, and only a start needs them (a
+/// converged VM's agent binds to its channel: one call, not two). The values come quoted
+/// with doubled backslashes (`"dev-virtio\\x2dports-..."`), which `printf %b` undoes. A
+/// block ends at a blank line; the here-document adds one after the last.
 const UNIT_PROBE: &str = r#"out=$(systemctl show -p Id,LoadState,UnitFileState,ActiveState,SubState,BindsTo -- "$@" 2>/dev/null)
 printf '%s\n' "$out"
-devs=''
+devs='' bound='' running=''
 set -f
 while IFS= read -r line; do
-  case $line in BindsTo=?*)
-    for d in ${line#BindsTo=}; do
-      d=${d#\"}; d=${d%\"}
-      case $d in *.device) devs="$devs $(printf '%b' "$d")";; esac
-    done;;
+  case $line in
+    BindsTo=?*) bound=${line#BindsTo=};;
+    ActiveState=active|ActiveState=reloading|ActiveState=activating) running=1;;
+    '')
+      if [ -z "$running" ]; then
+        for d in $bound; do
+          d=${d#\"}; d=${d%\"}
+          case $d in *.device) devs="$devs $(printf '%b' "$d")";; esac
+        done
+      fi
+      bound='' running='';;
   esac
 done <<EOF
 $out
+
 EOF
 set +f
 if [ -n "$devs" ]; then echo '@@devices'; systemctl show -p Id,ActiveState -- $devs 2>/dev/null; fi"#;
@@ -98,7 +109,7 @@ pub(super) fn parse(section: &str, lines: &[&str], request: &ProbeRequest, facts
                         "UnitFileState" => state.unit_file_state = v.to_string(),
                         "ActiveState" => state.active_state = v.to_string(),
                         "SubState" => state.sub_state = v.to_string(),
-                        "BindsTo" => state.bound_devices = bound_device_names(v).into_iter().map(|d| (d, false)).collect(),
+                        "BindsTo" => state.bound_devices = bound_device_names(v).into_iter().map(|d| (d, None)).collect(),
                         _ => {}
                     }
                 }
@@ -114,15 +125,77 @@ pub(super) fn parse(section: &str, lines: &[&str], request: &ProbeRequest, facts
                     Some((id.to_string(), state))
                 })
                 .collect();
-            for unit in facts.units.values_mut() {
+            // The probe asked about the devices of the units that are not running only.
+            for unit in facts.units.values_mut().filter(|u| !u.is_active()) {
                 for (device, present) in unit.bound_devices.iter_mut() {
-                    if let Some((_, a)) = active.iter().find(|(id, _)| id == device) {
-                        *present = *a;
-                    }
+                    *present = Some(active.iter().any(|(id, a)| id == device && *a));
                 }
             }
         }
         _ => return false,
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Runs the unit probe with a stand-in `systemctl` first on PATH: it answers `show` for
+    /// a few made-up units and devices, and logs each call.
+    fn probe_with_fake_systemctl(units: &[&str]) -> (Facts, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls");
+        let fake = dir.path().join("systemctl");
+        std::fs::write(
+            &fake,
+            format!(
+                r#"#!/bin/sh
+printf '%s\n' "$*" >> '{}'
+first=1
+for u in "$@"; do
+  case $u in show|-p|Id,*|--) continue;; esac
+  [ -n "$first" ] || echo; first=
+  case $u in
+    running) printf 'Id=running.service\nBindsTo="dev-a.device"\nLoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=static\n';;
+    stopped) printf 'Id=stopped.service\nBindsTo="dev-b\\x2dc.device" "other.service"\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nUnitFileState=static\n';;
+    dev-b\\x2dc.device) printf 'Id=dev-b\\x2dc.device\nActiveState=active\n';;
+    *.device) printf 'Id=%s\nActiveState=inactive\n' "$u";;
+    *) printf 'Id=%s.service\nLoadState=not-found\nActiveState=inactive\n' "$u";;
+  esac
+done
+"#,
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let request = ProbeRequest { units: units.iter().map(|u| u.to_string()).collect(), ..Default::default() };
+        let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+        let out =
+            std::process::Command::new("sh").arg("-c").arg(crate::facts::probe_script(&request, false)).env("PATH", path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut facts = Facts::default();
+        crate::facts::parse_probe(&String::from_utf8_lossy(&out.stdout), &request, &mut facts);
+        let calls = std::fs::read_to_string(&log).unwrap_or_default().lines().map(str::to_string).collect();
+        (facts, calls)
+    }
+
+    /// A running unit's bound devices are not asked about: systemd stops a unit whose bound
+    /// device goes, and only a start needs them. A converged VM's probe makes one call.
+    #[test]
+    fn bound_devices_are_read_only_for_units_that_are_not_running() {
+        let (facts, calls) = probe_with_fake_systemctl(&["running"]);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(facts.units["running"].bound_devices, [("dev-a.device".to_string(), None)]);
+        assert!(facts.units["running"].is_active());
+
+        let (facts, calls) = probe_with_fake_systemctl(&["running", "stopped", "nosuch"]);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(calls[1].ends_with("-- dev-b\\x2dc.device"), "only the stopped unit's device: {calls:?}");
+        assert_eq!(facts.units["stopped"].bound_devices, [("dev-b\\x2dc.device".to_string(), Some(true))]);
+        assert_eq!(facts.units["running"].bound_devices, [("dev-a.device".to_string(), None)]);
+        assert!(!facts.units["nosuch"].exists());
+    }
 }

@@ -343,7 +343,7 @@ pub fn decide(d: &Desired, unit: Option<&UnitState>, arriving: bool) -> Decision
                 return Decision::Fail(format!("{name} is masked and cannot be started"));
             }
             // Fail now rather than wait out systemd's 90 s device timeout.
-            if let Some((device, _)) = unit.bound_devices.iter().find(|(_, present)| !present) {
+            if let Some((device, _)) = unit.bound_devices.iter().find(|(_, present)| *present == Some(false)) {
                 return Decision::Fail(missing_device_message(name, &device_unit_to_path(device)));
             }
         }
@@ -480,7 +480,7 @@ mod tests {
     #[test]
     fn missing_bound_device_fails_at_once_with_the_remedy() {
         let mut u = unit("static", "inactive");
-        u.bound_devices.push(("dev-virtio\\x2dports-org.qemu.guest_agent.0.device".into(), false));
+        u.bound_devices.push(("dev-virtio\\x2dports-org.qemu.guest_agent.0.device".into(), Some(false)));
         let Decision::Fail(msg) = decide(&d(json!({"name": GA, "state": "started"})), Some(&u), false) else { panic!() };
         assert!(msg.contains("org.qemu.guest_agent.0") && msg.contains("qm set VMID --agent enabled=1"), "{msg}");
         assert!(msg.contains("reboot from inside the guest"), "{msg}");
