@@ -16,9 +16,13 @@ pub struct UnitState {
     pub bound_devices: Vec<(String, Option<bool>)>,
 }
 
+/// The `ActiveState`s of a running unit: the probe's shell and [`UnitState::is_active`]
+/// both read them from here.
+const RUNNING_STATES: [&str; 3] = ["active", "reloading", "activating"];
+
 impl UnitState {
     pub fn is_active(&self) -> bool {
-        matches!(self.active_state.as_str(), "active" | "reloading" | "activating")
+        RUNNING_STATES.contains(&self.active_state.as_str())
     }
     pub fn exists(&self) -> bool {
         !self.load_state.is_empty() && self.load_state != "not-found"
@@ -44,7 +48,8 @@ pub fn stale_after(change: Change) -> bool {
 /// about: systemd stops a unit whose bound device goes away, and only a start needs them (a
 /// converged VM's agent binds to its channel: one call, not two). The values come quoted
 /// with doubled backslashes (`"dev-virtio\\x2dports-..."`), which `printf %b` undoes. A
-/// block ends at a blank line; the here-document adds one after the last.
+/// block ends at a blank line; the here-document adds one after the last. `@running@` becomes
+/// the [`RUNNING_STATES`] as a `case` pattern.
 const UNIT_PROBE: &str = r#"out=$(systemctl show -p Id,LoadState,UnitFileState,ActiveState,SubState,BindsTo -- "$@" 2>/dev/null)
 printf '%s\n' "$out"
 devs='' bound='' running=''
@@ -52,7 +57,7 @@ set -f
 while IFS= read -r line; do
   case $line in
     BindsTo=?*) bound=${line#BindsTo=};;
-    ActiveState=active|ActiveState=reloading|ActiveState=activating) running=1;;
+    @running@) running=1;;
     '')
       if [ -z "$running" ]; then
         for d in $bound; do
@@ -71,7 +76,9 @@ if [ -n "$devs" ]; then echo '@@devices'; systemctl show -p Id,ActiveState -- $d
 
 pub(super) fn probe(request: &ProbeRequest, s: &mut String) {
     if !request.units.is_empty() {
-        s.push_str(&format!("echo '@@units'; set -- {}\n{UNIT_PROBE}\n", quote_all(&request.units)));
+        let running = RUNNING_STATES.map(|state| format!("ActiveState={state}")).join("|");
+        let unit_probe = UNIT_PROBE.replace("@running@", &running);
+        s.push_str(&format!("echo '@@units'; set -- {}\n{unit_probe}\n", quote_all(&request.units)));
     }
 }
 
